@@ -1,0 +1,1 @@
+"""agent_pipelines: a production runtime for LLM agent workflows on Dagster."""

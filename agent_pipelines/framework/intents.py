@@ -1,0 +1,132 @@
+"""Intents: one unit of work derived from a source, its state, and its history."""
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, func, select, update
+
+from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.sql import for_update, insert_ignore
+from agent_pipelines.framework.states import TERMINAL, IntentState, check_transition
+from agent_pipelines.framework.tables import intent_transitions, intents
+
+S = IntentState
+# The happy path is forward-only: a duplicate or re-executed run that asks to move an intent back to
+# an earlier happy-path state (e.g. committing after another run already verified) is a no-op.
+_HAPPY = [S.RECEIVED, S.RUNNING, S.COMMITTING, S.VERIFYING, S.COMPLETED]
+
+
+def digest(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def file_intent_id(workflow: str, content: bytes) -> str:
+    """Same bytes, same intent, whatever the file is called."""
+    return f"{workflow}:{digest(content)[:24]}"
+
+
+def record_intent_id(workflow: str, record_id: str, version: str | int) -> str:
+    return f"{workflow}:{record_id}@{version}"
+
+
+class Intent(BaseModel, frozen=True):
+    intent_id: str
+    workflow: str
+    correlation_id: str
+    state: IntentState
+    reason: str | None
+    source_ref: str
+    source_digest: str
+    intake: Any
+    last_run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+class IntentStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def register(
+        self,
+        *,
+        intent_id: str,
+        workflow: str,
+        correlation_id: str,
+        source_ref: str,
+        source_digest: str,
+        intake: Any,
+        state: IntentState = S.RECEIVED,
+        reason: str | None = None,
+    ) -> tuple[Intent, bool]:
+        """Create the intent unless it exists. Returns (intent, created)."""
+        now = utcnow()
+        with self.db.begin() as conn:
+            created = insert_ignore(
+                conn,
+                intents,
+                dict(intent_id=intent_id, workflow=workflow, correlation_id=correlation_id, state=state,
+                     reason=reason, source_ref=source_ref, source_digest=source_digest, intake=redact(intake),
+                     created_at=now, updated_at=now),
+                ["intent_id"],
+            )
+            if created:
+                conn.execute(intent_transitions.insert().values(
+                    intent_id=intent_id, from_state=None, to_state=state, reason=reason, at=now))
+            return _get(conn, intent_id), created
+
+    def get(self, intent_id: str) -> Intent:
+        with self.db.connect() as conn:
+            return _get(conn, intent_id)
+
+    def transition(self, intent_id: str, target: IntentState, *, reason: str | None = None,
+                   run_id: str | None = None) -> Intent:
+        """Move an intent to `target` under a row lock; illegal moves raise IllegalTransition."""
+        with self.db.begin() as conn:
+            return transition(conn, intent_id, target, reason=reason, run_id=run_id)
+
+    def history(self, intent_id: str) -> list[dict[str, Any]]:
+        with self.db.connect() as conn:
+            rows = conn.execute(select(intent_transitions).where(intent_transitions.c.intent_id == intent_id)
+                                .order_by(intent_transitions.c.id)).mappings()
+            return [dict(r) for r in rows]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        with self.db.connect() as conn:
+            rows = conn.execute(select(intents.c.workflow, intents.c.state, func.count())
+                                .group_by(intents.c.workflow, intents.c.state))
+            out: dict[str, dict[str, int]] = {}
+            for wf, state, n in rows:
+                out.setdefault(wf, {})[state] = n
+            return out
+
+
+def _get(conn: Connection, intent_id: str) -> Intent:
+    row = conn.execute(select(intents).where(intents.c.intent_id == intent_id)).mappings().first()
+    if row is None:
+        raise KeyError(f"unknown intent {intent_id!r}")
+    return Intent.model_validate(dict(row))
+
+
+def transition(conn: Connection, intent_id: str, target: IntentState, *, reason: str | None = None,
+               run_id: str | None = None) -> Intent:
+    row = conn.execute(for_update(conn, select(intents.c.state).where(intents.c.intent_id == intent_id))).first()
+    if row is None:
+        raise KeyError(f"unknown intent {intent_id!r}")
+    current = IntentState(row.state)
+    if current == target or (current in _HAPPY and target in _HAPPY and _HAPPY.index(target) < _HAPPY.index(current)):
+        return _get(conn, intent_id)
+    check_transition(intent_id, current, target)
+    now = utcnow()
+    conn.execute(update(intents).where(intents.c.intent_id == intent_id).values(
+        state=target, reason=reason, updated_at=now, last_run_id=run_id or intents.c.last_run_id))
+    conn.execute(intent_transitions.insert().values(
+        intent_id=intent_id, from_state=current, to_state=target, reason=reason, run_id=run_id, at=now))
+    return _get(conn, intent_id)

@@ -1,0 +1,270 @@
+"""Turns a Workflow into a Dagster job: read -> propose -> validate -> approve-gate -> commit -> verify
+-> hand off. Each op wraps the workflow's step with the framework's guarantees, so a workflow never
+writes its own state handling, ledger, policy or tracing. An op that parks the intent (waiting,
+denied, rejected) emits no output and Dagster shows the later steps as skipped."""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, SerializeAsAny
+
+from agent_pipelines.framework.approvals import request_approval
+from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
+from agent_pipelines.framework.intents import Intent, IntentStore
+from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt
+from agent_pipelines.framework.llm import ProposalFailed
+from agent_pipelines.framework.policy import Decision, PolicyDecision
+from agent_pipelines.framework.quality import SuiteResult
+from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.states import IntentState as S
+from agent_pipelines.framework.trace import Tracer
+from agent_pipelines.framework.workflow import Step, Workflow
+
+TAG = "agent_pipelines"
+
+
+class IntentConfig(dg.Config):
+    intent_id: str
+
+
+class Carry(BaseModel):
+    """What flows from step to step (pickled by the IO manager, so re-execution resumes from it)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    intent_id: str
+    intake: SerializeAsAny[BaseModel]
+    context: SerializeAsAny[BaseModel] | None = None
+    proposal: SerializeAsAny[BaseModel] | None = None
+    decision: PolicyDecision | None = None
+    receipts: tuple[WriteReceipt, ...] = ()
+
+
+class StepFailed(Exception):
+    """Raised inside a step to end the intent in `state` with `reason` (and fail the op)."""
+
+    def __init__(self, state: S, reason: str) -> None:
+        super().__init__(reason)
+        self.state, self.reason = state, reason
+
+
+def run_tags(wf: Workflow, intent_id: str, model: str, mode: str = "full") -> dict[str, str]:
+    return {
+        f"{TAG}/workflow": wf.name,
+        f"{TAG}/workflow_version": wf.version,
+        f"{TAG}/intent_id": intent_id,
+        f"{TAG}/mode": mode,
+        f"{TAG}/policy_digest": wf.policy.digest[:16],
+        f"{TAG}/model": model,
+    }
+
+
+def run_config(wf: Workflow, intent_id: str) -> dict[str, Any]:
+    return {"ops": {f"{wf.name}__read": {"config": {"intent_id": intent_id}}}}
+
+
+class _StepRun:
+    """Per-op helpers: the intent store, a tracer wired to the run log, the gateway, the step context."""
+
+    def __init__(self, wf: Workflow, context: dg.OpExecutionContext, runtime: AgentRuntime, intent_id: str) -> None:
+        self.wf, self.ctx, self.runtime = wf, context, runtime
+        self.db = runtime.db
+        self.store = IntentStore(self.db)
+        self.run_id = context.run_id
+        self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id, emit=self._emit)
+        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer)
+        self.intent_id = intent_id
+
+    def _emit(self, kind: str, event: dict[str, Any]) -> None:
+        self.ctx.log.info(f"trace.{kind} {json.dumps(event, default=str, sort_keys=True)}")
+
+    def intent(self) -> Intent:
+        return self.store.get(self.intent_id)
+
+    def step(self) -> Step:
+        return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.ctx.log.info)
+
+    def move(self, state: S, reason: str | None = None) -> Intent:
+        intent = self.store.transition(self.intent_id, state, reason=reason, run_id=self.run_id)
+        self.ctx.log.info(f"intent {self.intent_id} -> {intent.state}" + (f": {reason}" if reason else ""))
+        return intent
+
+    def park(self, state: S, reason: str) -> None:
+        """End this run here with the intent in `state` (no output: later steps are skipped)."""
+        self.move(state, reason)
+        self.tracer.note("outcome", {"state": state, "reason": reason})
+
+    def output(self, carry: Carry, **extra: Any) -> dg.Output:
+        md = {"intent_id": self.intent_id, "trace": dg.MetadataValue.json(self.tracer.events), **extra}
+        return dg.Output(carry, metadata=md)
+
+    def check_events(self, suites: tuple[SuiteResult, ...]) -> None:
+        for s in suites:
+            self.ctx.log_event(dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(s.asset.split("/")), check_name=s.suite.replace(".", "__"), passed=s.passed,
+                metadata={"intent_id": self.intent_id, "evaluated": s.evaluated,
+                          "failed": dg.MetadataValue.json(list(s.failed))}))
+
+    @contextmanager
+    def guard(self, step_name: str) -> Iterator[None]:
+        """Any failure of a step is recorded on the intent with a reason before the op fails."""
+        try:
+            yield
+        except StepFailed as exc:
+            self.park(exc.state, exc.reason)
+            raise dg.Failure(f"{step_name}: {exc.reason}", metadata={"intent_id": self.intent_id},
+                             allow_retries=False) from exc
+        except dg.Failure:
+            raise
+        except Exception as exc:
+            reason = f"{step_name} failed: {type(exc).__name__}: {exc}"
+            self.park(S.FAILED, reason[:2000])
+            raise dg.Failure(reason, metadata={"intent_id": self.intent_id}, allow_retries=False) from exc
+
+
+def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefinition:
+    name = wf.name
+    opt = dg.Out(Carry, is_required=False)
+
+    @dg.op(name=f"{name}__read", out=opt)
+    def read(context: dg.OpExecutionContext, config: IntentConfig, runtime: AgentRuntime) -> Iterator[dg.Output]:
+        """READ: load the intent and the minimum context through read-only tools."""
+        run = _StepRun(wf, context, runtime, config.intent_id)
+        intent = run.intent()
+        if intent.is_terminal:
+            context.log.info(f"intent {intent.intent_id} is already {intent.state}: nothing to do")
+            return
+        with run.guard("read"):
+            run.move(S.RUNNING)
+            intake = wf.intake_model.model_validate(intent.intake)
+            ctx_model = wf.read(run.step(), intake)
+            yield run.output(Carry(intent_id=intent.intent_id, intake=intake, context=ctx_model))
+
+    @dg.op(name=f"{name}__propose", out=opt)
+    def propose(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
+        """PROPOSE: the LLM (or the offline proposer) returns a typed proposal; it decides nothing."""
+        run = _StepRun(wf, context, runtime, carry.intent_id)
+        proposer = runtime.proposer()
+        with run.guard("propose"):
+            try:
+                proposal, usage = proposer.propose(
+                    response_model=wf.proposal_model,
+                    messages=lambda: wf.messages(carry.intake, carry.context),
+                    offline=lambda: wf.propose_offline(carry.intake, carry.context),
+                    prompt_version=wf.prompt_version)
+            except ProposalFailed as exc:
+                run.tracer.llm_call(**exc.usage.model_dump(), output=None, error=str(exc)[:4000])
+                raise StepFailed(S.FAILED, f"no valid proposal after {exc.usage.attempts} attempt(s): {exc}") from exc
+            run.tracer.llm_call(**usage.model_dump(), output=proposal)
+            yield run.output(carry.model_copy(update={"proposal": proposal}),
+                             model=usage.model, prompt_version=usage.prompt_version, attempts=usage.attempts,
+                             tokens=usage.prompt_tokens + usage.completion_tokens, cost_usd=usage.cost_usd)
+
+    @dg.op(name=f"{name}__validate", out=opt)
+    def validate(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
+        """VALIDATE: workflow rules, pre-write suite, dedupe, then the policy decision."""
+        run = _StepRun(wf, context, runtime, carry.intent_id)
+        with run.guard("validate"):
+            v = wf.validate(run.step(), carry.intake, carry.context, carry.proposal)
+            run.check_events(v.suites)
+            if v.need_input is not None:
+                run.park(S.WAITING_FOR_INPUT, f"{v.need_input.field}: {v.need_input.question}")
+                return
+            problems = [f"{x.rule}: {x.message}" for x in v.violations]
+            problems += [f"{s.suite} failed: {list(s.failed)}" for s in v.suites if not s.passed]
+            if problems:
+                run.park(S.REJECTED_INPUT, "; ".join(problems)[:2000])
+                return
+            decision = wf.policy.decide(v.facts)
+            run.tracer.policy("proposal", decision)
+            yield run.output(carry.model_copy(update={"decision": decision}),
+                             decision=str(decision.decision), rule=decision.rule)
+
+    @dg.op(name=f"{name}__approve_gate", out=opt)
+    def approve_gate(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
+        """APPROVE: allow goes on; needs_approval stores the exact change for a human; deny stops."""
+        run = _StepRun(wf, context, runtime, carry.intent_id)
+        decision = carry.decision
+        assert decision is not None
+        with run.guard("approve_gate"):
+            if decision.decision == Decision.DENY:
+                run.park(S.DENIED, "; ".join(decision.reasons))
+                return
+            if decision.decision == Decision.NEEDS_APPROVAL:
+                plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
+                req = request_approval(
+                    run.db, intent_id=carry.intent_id, workflow=wf.name, run_id=run.run_id,
+                    ttl_hours=wf.policy.approval_ttl_hours,
+                    payload={"writes": [a.model_dump(mode="json") for a in plan],
+                             "proposal": carry.proposal.model_dump(mode="json")},
+                    evidence={"intake": carry.intake.model_dump(mode="json"),
+                              "context": carry.context.model_dump(mode="json"),
+                              "policy": decision.model_dump(mode="json")},
+                    rationale=wf.rationale(carry.intake, carry.context, carry.proposal))
+                run.park(S.WAITING_FOR_APPROVAL,
+                         f"approval {req['approval_id']} requested: " + "; ".join(decision.reasons))
+                return
+            yield run.output(carry, decision=str(decision.decision))
+
+    @dg.op(name=f"{name}__commit", out=opt)
+    def commit(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
+        """COMMIT: each planned write once, through the gateway and the ledger."""
+        run = _StepRun(wf, context, runtime, carry.intent_id)
+        with run.guard("commit"):
+            run.move(S.COMMITTING)
+            receipts: list[WriteReceipt] = []
+            for action in wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal):
+                try:
+                    receipt = run.gateway.write(action.tool, action.params, action=action.action)
+                except PreconditionFailed as exc:
+                    raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
+                except ToolBlocked as exc:
+                    raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: blocked by policy: {exc}") from exc
+                receipts.append(receipt)
+                context.log_event(dg.AssetMaterialization(
+                    asset_key=dg.AssetKey(["sor", receipt.table]),
+                    description=f"{receipt.action} for intent {carry.intent_id}",
+                    metadata={"intent_id": carry.intent_id, "record": receipt.key, "status": str(receipt.status),
+                              "idempotency_key": receipt.idempotency_key,
+                              "before": dg.MetadataValue.json(receipt.before or {}),
+                              "after": dg.MetadataValue.json(receipt.after or {})}))
+            yield run.output(carry.model_copy(update={"receipts": tuple(receipts)}),
+                             writes=len(receipts),
+                             already_committed=sum(r.status == "already_committed" for r in receipts))
+
+    @dg.op(name=f"{name}__verify", out=opt)
+    def verify(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
+        """VERIFY: read back independently and run the post-write suite; mismatch needs attention."""
+        run = _StepRun(wf, context, runtime, carry.intent_id)
+        with run.guard("verify"):
+            run.move(S.VERIFYING)
+            result = wf.verify(run.step(), carry.intake, carry.context, carry.proposal, list(carry.receipts))
+            run.check_events(result.suites)
+            if not result.passed:
+                raise StepFailed(S.NEEDS_ATTENTION, "verification failed: " + "; ".join(result.problems))
+            yield run.output(carry, records=dg.MetadataValue.json(result.records))
+
+    @dg.op(name=f"{name}__hand_off", out=opt)
+    def hand_off(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
+        """HAND OFF: complete the intent with a summary and pointers to the records and the trace."""
+        run = _StepRun(wf, context, runtime, carry.intent_id)
+        with run.guard("hand_off"):
+            records = [f"{r.table}:{r.key}" for r in carry.receipts]
+            run.move(S.COMPLETED, "committed and verified: " + ", ".join(records))
+            yield run.output(carry, records=dg.MetadataValue.json(records), run_id=run.run_id)
+
+    @dg.job(name=name, description=wf.description, executor_def=dg.in_process_executor,
+            tags={f"{TAG}/workflow": wf.name, f"{TAG}/workflow_version": wf.version,
+                  f"{TAG}/policy_digest": wf.policy.digest[:16], **(tags or {})})
+    def agent_job() -> None:
+        carry = read()
+        carry = propose(carry)
+        carry = validate(carry)
+        carry = approve_gate(carry)
+        carry = commit(carry)
+        carry = verify(carry)
+        hand_off(carry)
+
+    return agent_job

@@ -1,0 +1,103 @@
+"""The write ledger: each (intent, action) writes once, and the ledger row commits with the write."""
+
+import hashlib
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, func, select, update
+
+from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.sql import insert_ignore
+from agent_pipelines.framework.tables import writes
+
+
+class WriteStatus(StrEnum):
+    COMMITTED = "committed"
+    ALREADY_COMMITTED = "already_committed"  # a retry, re-execution or concurrent run found the row
+
+
+class PreconditionFailed(Exception):
+    """The record changed since it was read; the write is not applied blindly."""
+
+
+class WriteOutcome(BaseModel, frozen=True):
+    """What a write tool reports: the record it touched and the touched fields before and after."""
+
+    table: str
+    key: str
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+
+class WriteReceipt(BaseModel, frozen=True):
+    idempotency_key: str
+    action: str
+    tool: str
+    table: str
+    key: str
+    status: WriteStatus
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def idempotency_key(workflow: str, intent_id: str, action: str) -> str:
+    """From business identity only, never the run id (a re-execution gets a new run id)."""
+    return hashlib.sha256(f"{workflow}\x1f{intent_id}\x1f{action}".encode()).hexdigest()
+
+
+def apply_once(
+    db: Database,
+    *,
+    workflow: str,
+    intent_id: str,
+    action: str,
+    tool: str,
+    run_id: str | None,
+    write: Callable[[Connection], WriteOutcome],
+) -> WriteReceipt:
+    """Run `write` at most once per (workflow, intent, action), in one transaction with its ledger row.
+
+    The ledger row is inserted first: a concurrent run with the same key blocks on the UNIQUE index
+    (PostgreSQL) or the write lock (SQLite) and then finds the row, so it never reaches `write`."""
+    key = idempotency_key(workflow, intent_id, action)
+    with db.begin() as conn:
+        inserted = insert_ignore(conn, writes, dict(
+            idempotency_key=key, intent_id=intent_id, workflow=workflow, action=action, tool=tool,
+            target="", status="pending", run_id=run_id, at=utcnow()), ["idempotency_key"])
+        if not inserted:
+            row = conn.execute(select(writes).where(writes.c.idempotency_key == key)).mappings().one()
+            table, _, rkey = row["target"].partition(":")
+            return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=table, key=rkey,
+                                status=WriteStatus.ALREADY_COMMITTED, before=row["before"], after=row["after"])
+        outcome = write(conn)  # raising here rolls back the ledger row too
+        conn.execute(update(writes).where(writes.c.idempotency_key == key).values(
+            target=f"{outcome.table}:{outcome.key}", status=WriteStatus.COMMITTED,
+            before=redact(outcome.before), after=redact(outcome.after)))
+    return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=outcome.table, key=outcome.key,
+                        status=WriteStatus.COMMITTED, before=outcome.before, after=outcome.after)
+
+
+def ledger_rows(conn: Connection, intent_id: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(writes).order_by(writes.c.id)
+    if intent_id is not None:
+        stmt = stmt.where(writes.c.intent_id == intent_id)
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def excess(conn: Connection, columns: list[Any], *where: Any) -> int:
+    """How many rows exceed one per distinct value of `columns` (0 when they are unique)."""
+    grouped = (select(func.count().label("n")).select_from(columns[0].table).where(*where)
+               .group_by(*columns).having(func.count() > 1).subquery())
+    return int(conn.execute(select(func.coalesce(func.sum(grouped.c.n - 1), 0))).scalar_one())
+
+
+def duplicate_ledger_writes(conn: Connection) -> int:
+    """More than one committed ledger row for the same (intent, action)."""
+    return excess(conn, [writes.c.intent_id, writes.c.action], writes.c.status == WriteStatus.COMMITTED)
+
+
+def count_writes(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(writes).where(writes.c.status == "committed")).scalar_one()

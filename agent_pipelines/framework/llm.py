@@ -1,0 +1,121 @@
+"""The LLM seam: one typed proposal per call, via instructor, or the workflow's offline proposer.
+
+The provider is configuration: `offline` (the deterministic proposer; no key, no network), `openai`
+(any OpenAI-compatible base_url: OpenAI, vLLM, Ollama, llama.cpp), or any instructor.from_provider
+string such as `anthropic/claude-sonnet-4-5`. Temperature 0; pydantic validation errors re-ask up to
+`max_reasks`; usage and cost are returned for the trace."""
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T", bound=BaseModel)
+
+# USD per million tokens (input, output). Unknown models cost 0 and say so in the trace.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+
+class LLMConfig(BaseModel, frozen=True):
+    provider: str = "offline"
+    model: str = "offline-rules"
+    base_url: str | None = None
+    api_key: str | None = None
+    mode: Literal["tools", "json", "json_schema", "md_json"] = "tools"
+    max_reasks: int = 2
+    timeout_s: float = 60.0
+
+
+class LLMUsage(BaseModel, frozen=True):
+    provider: str
+    model: str
+    prompt_version: str
+    attempts: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class ProposalFailed(Exception):
+    def __init__(self, message: str, usage: LLMUsage) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    p_in, p_out = PRICES.get(model, (0.0, 0.0))
+    return round((prompt_tokens * p_in + completion_tokens * p_out) / 1_000_000, 8)
+
+
+class Proposer:
+    """Built once per run from LLMConfig; `http_client` lets tests and replay serve completions."""
+
+    def __init__(self, config: LLMConfig, http_client: Any | None = None) -> None:
+        self.config = config
+        self._http_client = http_client
+        self._client: Any | None = None
+
+    @property
+    def is_offline(self) -> bool:
+        return self.config.provider == "offline"
+
+    @property
+    def model_name(self) -> str:
+        return "offline-rules" if self.is_offline else self.config.model
+
+    def _instructor(self) -> Any:
+        if self._client is None:
+            import instructor  # imported on first use: the offline path never pays for openai
+
+            mode = {"tools": instructor.Mode.TOOLS, "json": instructor.Mode.JSON,
+                    "json_schema": instructor.Mode.JSON_SCHEMA, "md_json": instructor.Mode.MD_JSON}[self.config.mode]
+            if self.config.provider == "openai":
+                import openai
+
+                oai = openai.OpenAI(api_key=self.config.api_key or "unused", base_url=self.config.base_url,
+                                    timeout=self.config.timeout_s, max_retries=0, http_client=self._http_client)
+                self._client = instructor.from_openai(oai, mode=mode)
+            else:
+                kwargs: dict[str, Any] = {"mode": mode}
+                if self.config.base_url:
+                    kwargs["base_url"] = self.config.base_url
+                if self.config.api_key:
+                    kwargs["api_key"] = self.config.api_key
+                self._client = instructor.from_provider(self.config.provider, **kwargs)
+        return self._client
+
+    def propose(self, *, response_model: type[T], messages: Callable[[], Sequence[dict[str, str]]],
+                offline: Callable[[], T], prompt_version: str) -> tuple[T, LLMUsage]:
+        if self.is_offline:
+            return offline(), LLMUsage(provider="offline", model=self.model_name, prompt_version=prompt_version,
+                                       attempts=1)
+        client = self._instructor()
+        attempts = 0
+
+        def count(*_a: Any, **_k: Any) -> None:
+            nonlocal attempts
+            attempts += 1
+
+        client.on("completion:kwargs", count)
+        try:
+            result, completion = client.create_with_completion(
+                model=self.config.model, response_model=response_model, messages=list(messages()),
+                max_retries=self.config.max_reasks, temperature=0)
+        except Exception as exc:
+            usage = getattr(exc, "total_usage", None)
+            raise ProposalFailed(f"{type(exc).__name__}: {exc}", self._usage(usage, prompt_version, attempts)) from exc
+        finally:
+            client.off("completion:kwargs", count)
+        return result, self._usage(getattr(completion, "usage", None), prompt_version, attempts)
+
+    def _usage(self, usage: Any, prompt_version: str, attempts: int) -> LLMUsage:
+        p = int(getattr(usage, "prompt_tokens", 0) or 0)
+        c = int(getattr(usage, "completion_tokens", 0) or 0)
+        return LLMUsage(provider=self.config.provider, model=self.config.model, prompt_version=prompt_version,
+                        attempts=attempts, prompt_tokens=p, completion_tokens=c,
+                        cost_usd=cost_usd(self.config.model, p, c))

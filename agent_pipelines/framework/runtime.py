@@ -1,0 +1,44 @@
+"""The Dagster resource every agent job uses: our database and the LLM configuration."""
+
+import functools
+
+import dagster as dg
+
+from agent_pipelines.framework.db import Database
+from agent_pipelines.framework.llm import LLMConfig, Proposer
+
+
+@functools.cache
+def database(url: str) -> Database:
+    """One engine per URL per process (a `tick` executes many runs in one process), migrated to head
+    on first use so a fresh database works wherever Dagster first touches it."""
+    return Database(url).migrate()
+
+
+class AgentRuntime(dg.ConfigurableResource):
+    db_url: str
+    llm_provider: str = "offline"
+    llm_model: str = "offline-rules"
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_mode: str = "tools"
+    llm_max_reasks: int = 2
+    llm_timeout_s: float = 60.0
+
+    @property
+    def db(self) -> Database:
+        return database(self.db_url)
+
+    def llm_config(self) -> LLMConfig:
+        return LLMConfig(provider=self.llm_provider, model=self.llm_model, base_url=self.llm_base_url,
+                         api_key=self.llm_api_key, mode=self.llm_mode, max_reasks=self.llm_max_reasks,  # type: ignore[arg-type]
+                         timeout_s=self.llm_timeout_s)
+
+    def proposer(self) -> Proposer:
+        return Proposer(self.llm_config())
+
+    @classmethod
+    def from_config(cls, db_url: str, llm: LLMConfig) -> "AgentRuntime":
+        return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
+                   llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
+                   llm_timeout_s=llm.timeout_s)

@@ -1,0 +1,57 @@
+"""Intent states and the transitions between them: the one place where legality is decided."""
+
+from enum import StrEnum
+
+
+class IntentState(StrEnum):
+    RECEIVED = "received"
+    RUNNING = "running"
+    WAITING_FOR_INPUT = "waiting_for_input"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    COMMITTING = "committing"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    DENIED = "denied"
+    REJECTED_INPUT = "rejected_input"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    NEEDS_ATTENTION = "needs_attention"
+    QUARANTINED = "quarantined"
+
+
+S = IntentState
+
+# Terminal states accept no further transition. needs_attention and failed are not terminal: an
+# operator re-executes the run (failed -> running) or resolves the intent by hand.
+TERMINAL: frozenset[IntentState] = frozenset({S.COMPLETED, S.DENIED, S.REJECTED_INPUT, S.EXPIRED})
+
+_PARK = {S.WAITING_FOR_INPUT, S.WAITING_FOR_APPROVAL, S.DENIED, S.REJECTED_INPUT}
+_TROUBLE = {S.FAILED, S.NEEDS_ATTENTION, S.QUARANTINED}
+
+ALLOWED: dict[IntentState, frozenset[IntentState]] = {
+    S.RECEIVED: frozenset({S.RUNNING, S.REJECTED_INPUT, S.NEEDS_ATTENTION, S.QUARANTINED}),
+    S.RUNNING: frozenset({S.COMMITTING, *_PARK, *_TROUBLE}),
+    S.WAITING_FOR_INPUT: frozenset({S.RUNNING, S.EXPIRED, S.REJECTED_INPUT, *_TROUBLE}),
+    S.WAITING_FOR_APPROVAL: frozenset({S.COMMITTING, S.RUNNING, S.DENIED, S.EXPIRED, *_TROUBLE}),
+    # A re-execution after a crash in commit starts again from running or committing.
+    S.COMMITTING: frozenset({S.COMMITTING, S.VERIFYING, *_TROUBLE}),
+    S.VERIFYING: frozenset({S.VERIFYING, S.COMPLETED, *_TROUBLE}),
+    S.FAILED: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.NEEDS_ATTENTION, S.QUARANTINED}),
+    S.NEEDS_ATTENTION: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.FAILED, S.QUARANTINED}),
+    S.QUARANTINED: frozenset({S.RUNNING, S.NEEDS_ATTENTION}),
+    S.COMPLETED: frozenset(),
+    S.DENIED: frozenset(),
+    S.REJECTED_INPUT: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    def __init__(self, intent_id: str, current: IntentState, target: IntentState) -> None:
+        super().__init__(f"intent {intent_id}: {current} -> {target} is not an allowed transition")
+        self.intent_id, self.current, self.target = intent_id, current, target
+
+
+def check_transition(intent_id: str, current: IntentState, target: IntentState) -> None:
+    if target not in ALLOWED[current]:
+        raise IllegalTransition(intent_id, current, target)

@@ -1,0 +1,148 @@
+"""The framework's own tables (SQLAlchemy Core). Workflows add their system-of-record tables to the
+same `metadata`; Alembic migrations (agent_pipelines/migrations) own the schema in every database."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger autoincrement ids: SQLite needs INTEGER PRIMARY KEY for rowid aliasing, so use a variant.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Ts = DateTime(timezone=True)
+
+intents = Table(
+    "intents",
+    metadata,
+    Column("intent_id", String(80), primary_key=True),
+    Column("workflow", String(64), nullable=False, index=True),
+    Column("correlation_id", String(200), nullable=False, index=True),
+    Column("state", String(32), nullable=False, index=True),
+    Column("reason", Text),
+    Column("source_ref", Text, nullable=False),  # file path, table:id@version, ...
+    Column("source_digest", String(64), nullable=False),
+    Column("intake", JSON),  # the source document as received (redacted, size-capped)
+    Column("last_run_id", String(64)),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+)
+
+intent_transitions = Table(
+    "intent_transitions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("intent_id", String(80), nullable=False, index=True),
+    Column("from_state", String(32)),
+    Column("to_state", String(32), nullable=False),
+    Column("reason", Text),
+    Column("run_id", String(64)),
+    Column("at", Ts, nullable=False),
+)
+
+# The write ledger. UNIQUE(idempotency_key) is what makes a write happen once: the write and its row
+# commit in one transaction, so a second attempt conflicts instead of writing again.
+writes = Table(
+    "writes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("intent_id", String(80), nullable=False, index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("tool", String(64), nullable=False),
+    Column("target", String(200), nullable=False),  # table:primary key of the record written
+    Column("status", String(16), nullable=False),  # committed | would_write
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("run_id", String(64)),
+    Column("at", Ts, nullable=False),
+)
+
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), index=True),
+    Column("intent_id", String(80), index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("tool", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("impact", String(8), nullable=False),
+    Column("params", JSON),
+    Column("result", JSON),
+    Column("status", String(16), nullable=False),  # ok | error | blocked
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("at", Ts, nullable=False),
+)
+
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), index=True),
+    Column("intent_id", String(80), index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("prompt_version", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("output", JSON),
+    Column("error", Text),
+    Column("at", Ts, nullable=False),
+)
+
+policy_decisions = Table(
+    "policy_decisions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), index=True),
+    Column("intent_id", String(80), index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("policy_digest", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),  # "proposal" or a tool name
+    Column("decision", String(16), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("observed", JSON),
+    Column("at", Ts, nullable=False),
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("approval_id", String(80), primary_key=True),
+    Column("intent_id", String(80), nullable=False, index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("payload", JSON, nullable=False),  # the exact change commit would write
+    Column("digest", String(64), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("rationale", Text),
+    Column("requested_by", String(128), nullable=False),
+    Column("run_id", String(64)),
+    Column("created_at", Ts, nullable=False),
+    Column("expires_at", Ts, nullable=False),
+    UniqueConstraint("intent_id", "digest"),
+)

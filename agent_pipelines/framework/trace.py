@@ -1,0 +1,64 @@
+"""The trace: every tool call, LLM call and policy decision, redacted, in our tables and the run log."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.policy import PolicyDecision
+from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.tables import llm_calls, policy_decisions, tool_calls
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class Tracer:
+    """Records to our tables and hands each (redacted) record to `emit`, which the Dagster op wires to
+    its run log; the op also attaches `events` to its output metadata, so the UI shows them."""
+
+    def __init__(self, db: Database, *, workflow: str, intent_id: str | None, run_id: str | None,
+                 emit: Emit | None = None) -> None:
+        self.db, self.workflow, self.intent_id, self.run_id = db, workflow, intent_id, run_id
+        self._emit = emit
+        self.events: list[dict[str, Any]] = []
+
+    def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
+        row = redact(row)
+        with self.db.begin() as conn:
+            conn.execute(table.insert().values(run_id=self.run_id, intent_id=self.intent_id,
+                                               workflow=self.workflow, at=utcnow(), **row))
+        event = {"kind": kind, **row}
+        self.events.append(event)
+        if self._emit:
+            self._emit(kind, event)
+
+    def tool_call(self, *, tool: str, kind: str, impact: str, params: Any, result: Any, status: str,
+                  error: str | None, attempts: int, latency_ms: float) -> None:
+        self._record("tool_call", tool_calls, dict(
+            tool=tool, kind=kind, impact=impact, params=params, result=_jsonable(result), status=status,
+            error=error, attempts=attempts, latency_ms=round(latency_ms, 2)))
+
+    def llm_call(self, *, provider: str, model: str, prompt_version: str, attempts: int, prompt_tokens: int,
+                 completion_tokens: int, cost_usd: float, output: Any, error: str | None = None) -> None:
+        self._record("llm_call", llm_calls, dict(
+            provider=provider, model=model, prompt_version=prompt_version, attempts=attempts,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost_usd,
+            output=_jsonable(output), error=error))
+
+    def policy(self, subject: str, decision: PolicyDecision) -> None:
+        self._record("policy_decision", policy_decisions, dict(
+            policy_digest=decision.policy_digest, subject=subject, decision=decision.decision,
+            rule=decision.rule, observed=_jsonable({"values": decision.observed, "reasons": decision.reasons})))
+
+    def note(self, kind: str, data: dict[str, Any]) -> None:
+        """A trace event that lives only in the run log (writes are already rows in the ledger)."""
+        event = {"kind": kind, **redact(_jsonable(data))}
+        self.events.append(event)
+        if self._emit:
+            self._emit(kind, event)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,91 @@
+"""Turning sources into intents. Sensors call these: they read, register the intent and emit a
+RunRequest whose run_key is the intent id. Bad input is recorded (rejected_input, with the reason and
+the evidence) instead of raising, so one bad file never stops a sensor."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel
+
+from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id
+from agent_pipelines.framework.jobs import run_config, run_tags
+from agent_pipelines.framework.states import IntentState
+from agent_pipelines.framework.workflow import Workflow
+
+MAX_FILE_BYTES = 1024 * 1024  # larger files are rejected before they are read into memory
+
+
+class InputRejected(ValueError):
+    """Raised by a workflow's parser with a reason a person can act on."""
+
+
+class InboxCursor(BaseModel):
+    """Files are taken in (mtime, name) order; names at the newest mtime are kept to break ties."""
+
+    mtime_ns: int = 0
+    names: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "InboxCursor":
+        return cls.model_validate_json(raw) if raw else cls()
+
+    def new_files(self, inbox: Path) -> list[tuple[int, Path]]:
+        if not inbox.is_dir():
+            return []
+        found = []
+        for p in inbox.iterdir():
+            if not p.is_file() or p.name.startswith("."):
+                continue
+            m = p.stat().st_mtime_ns
+            if m > self.mtime_ns or (m == self.mtime_ns and p.name not in self.names):
+                found.append((m, p))
+        return sorted(found, key=lambda t: (t[0], t[1].name))
+
+    def advance(self, seen: list[tuple[int, Path]]) -> "InboxCursor":
+        if not seen:
+            return self
+        top = max(m for m, _ in seen)
+        names = {p.name for m, p in seen if m == top} | (set(self.names) if top == self.mtime_ns else set())
+        return InboxCursor(mtime_ns=top, names=tuple(sorted(names)))
+
+
+def register_file(store: IntentStore, wf: Workflow, path: Path,
+                  parse: Callable[[str, bytes], BaseModel]) -> tuple[Intent, bool]:
+    """Register one inbox file as an intent (same bytes -> same intent, whatever the name)."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        # Too big to read: identify it by name, size and mtime, and keep the file where it is.
+        ident = digest(f"{path.name}:{size}:{path.stat().st_mtime_ns}")
+        return store.register(
+            intent_id=f"{wf.name}:{ident[:24]}", workflow=wf.name, correlation_id=path.name,
+            source_ref=str(path), source_digest=ident, intake={"source_name": path.name, "size": size},
+            state=IntentState.REJECTED_INPUT,
+            reason=f"{path.name} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}. Split or shrink it and re-drop it.")
+    content = path.read_bytes()
+    intent_id = file_intent_id(wf.name, content)
+    try:
+        intake = parse(path.name, content)
+    except (InputRejected, ValueError) as exc:
+        preview = content[:2000].decode("utf-8", errors="replace")
+        return store.register(
+            intent_id=intent_id, workflow=wf.name, correlation_id=path.name, source_ref=str(path),
+            source_digest=digest(content), intake={"source_name": path.name, "preview": preview},
+            state=IntentState.REJECTED_INPUT, reason=f"unreadable input: {exc}")
+    data: Any = json.loads(intake.model_dump_json())
+    return store.register(intent_id=intent_id, workflow=wf.name, correlation_id=correlation_of(intake, path),
+                          source_ref=str(path), source_digest=digest(content), intake=data)
+
+
+def correlation_of(intake: BaseModel, path: Path) -> str:
+    """A business reference shared by related inputs (a resubmitted invoice, a follow-up answer)."""
+    vendor = getattr(intake, "vendor_ref", None)
+    number = getattr(intake, "invoice_number", None)
+    return f"{vendor}:{number}" if vendor and number else path.name
+
+
+def run_request(wf: Workflow, intent: Intent, model: str) -> dg.RunRequest:
+    return dg.RunRequest(run_key=intent.intent_id, run_config=run_config(wf, intent.intent_id),
+                         tags=run_tags(wf, intent.intent_id, model=model))

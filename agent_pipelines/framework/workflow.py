@@ -1,0 +1,121 @@
+"""The workflow contract. A workflow supplies typed models, its step functions and its policy; the
+framework (jobs.py) turns it into a Dagster job and wraps every step with the guarantees: intent
+state, exactly-once writes, policy, tracing. See workflows/invoice_matching/workflow.py."""
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection
+
+from agent_pipelines.framework.gateway import ToolGateway, ToolRegistry
+from agent_pipelines.framework.intents import Intent
+from agent_pipelines.framework.ledger import WriteReceipt
+from agent_pipelines.framework.policy import PolicyPack
+from agent_pipelines.framework.quality import SuiteResult
+
+IntakeT = TypeVar("IntakeT", bound=BaseModel)
+ContextT = TypeVar("ContextT", bound=BaseModel)
+ProposalT = TypeVar("ProposalT", bound=BaseModel)
+
+
+class StepModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Violation(StepModel):
+    rule: str
+    message: str
+
+
+class NeedInput(StepModel):
+    """One targeted follow-up question; the intent parks in waiting_for_input."""
+
+    field: str
+    question: str
+
+
+class Validation(StepModel):
+    violations: tuple[Violation, ...] = ()
+    need_input: NeedInput | None = None
+    suites: tuple[SuiteResult, ...] = ()
+    facts: dict[str, Any] = {}  # what the policy pack's rules look at
+
+
+class WriteAction(StepModel):
+    """One write the commit step will make: `action` names it within the intent (the idempotency key
+    is derived from workflow, intent and action)."""
+
+    action: str
+    tool: str
+    params: dict[str, Any]
+
+
+class Verification(StepModel):
+    passed: bool
+    problems: tuple[str, ...] = ()
+    suites: tuple[SuiteResult, ...] = ()
+    records: dict[str, Any] = {}
+
+
+@dataclass
+class Step:
+    """What a step function receives: the intent, the tool gateway (its only way out), and a logger."""
+
+    intent: Intent
+    tools: ToolGateway
+    run_id: str | None
+    log: Callable[[str], None]
+
+
+class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    prompt_version: ClassVar[str]
+    description: ClassVar[str]
+    intake_model: ClassVar[type[BaseModel]]
+    proposal_model: ClassVar[type[BaseModel]]
+    policy_file: ClassVar[Path]
+
+    @functools.cached_property
+    def policy(self) -> PolicyPack:
+        pack = PolicyPack.load(self.policy_file)
+        if pack.workflow != self.name:
+            raise ValueError(f"{self.policy_file} is the policy of {pack.workflow!r}, not {self.name!r}")
+        return pack
+
+    @abstractmethod
+    def tools(self) -> ToolRegistry: ...
+
+    # The steps, in the order they run.
+    @abstractmethod
+    def read(self, step: Step, intake: IntakeT) -> ContextT: ...
+
+    @abstractmethod
+    def messages(self, intake: IntakeT, context: ContextT) -> list[dict[str, str]]: ...
+
+    @abstractmethod
+    def propose_offline(self, intake: IntakeT, context: ContextT) -> ProposalT: ...
+
+    @abstractmethod
+    def validate(self, step: Step, intake: IntakeT, context: ContextT, proposal: ProposalT) -> Validation: ...
+
+    @abstractmethod
+    def plan_writes(self, intent_id: str, intake: IntakeT, context: ContextT,
+                    proposal: ProposalT) -> list[WriteAction]: ...
+
+    @abstractmethod
+    def verify(self, step: Step, intake: IntakeT, context: ContextT, proposal: ProposalT,
+               receipts: list[WriteReceipt]) -> Verification: ...
+
+    def rationale(self, intake: IntakeT, context: ContextT, proposal: ProposalT) -> str:
+        return str(getattr(proposal, "rationale", ""))
+
+    def duplicate_writes(self, conn: Connection) -> int:
+        """Records in this workflow's system of record that exist more than once for one intent or
+        business key, counted from the tables themselves (never from a stored counter)."""
+        return 0

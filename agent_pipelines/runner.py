@@ -1,0 +1,74 @@
+"""What the daemon does, for machines without one: evaluate every sensor once and execute the runs it
+requests, in this process, with real Dagster execution against the configured instance.
+
+Run-key dedupe follows the daemon's rule: a request whose run_key already has a run from this sensor
+(in any status but NOT_STARTED) is skipped. Cursors are kept in the state folder."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+from pydantic import BaseModel
+
+RUN_KEY, SENSOR_NAME = "dagster/run_key", "dagster/sensor_name"
+
+
+class RunOutcome(BaseModel):
+    run_id: str
+    job: str
+    run_key: str
+    success: bool
+
+
+class SensorTick(BaseModel):
+    sensor: str
+    requested: int = 0
+    skipped_existing: int = 0
+    skip_reason: str | None = None
+    runs: list[RunOutcome] = []
+
+
+class Cursors:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, str | None] = json.loads(path.read_text()) if path.exists() else {}
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+
+def already_launched(instance: dg.DagsterInstance, sensor: str, run_key: str) -> bool:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY: run_key, SENSOR_NAME: sensor}))
+    return any(r.status != dg.DagsterRunStatus.NOT_STARTED for r in runs)
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor_file: Path) -> list[SensorTick]:
+    repo = defs.get_repository_def()
+    cursors = Cursors(cursor_file)
+    report = []
+    for sensor in repo.sensor_defs:
+        out = SensorTick(sensor=sensor.name)
+        with dg.build_sensor_context(instance=instance, cursor=cursors.data.get(sensor.name),
+                                     definitions=defs, sensor_name=sensor.name) as ctx:
+            data = sensor.evaluate_tick(ctx)
+        out.skip_reason = data.skip_message
+        for rr in data.run_requests or []:
+            out.requested += 1
+            if rr.run_key and already_launched(instance, sensor.name, rr.run_key):
+                out.skipped_existing += 1
+                continue
+            job = repo.get_job(rr.job_name or sensor.job_name)
+            tags = {**rr.tags, SENSOR_NAME: sensor.name, **({RUN_KEY: rr.run_key} if rr.run_key else {})}
+            result = job.execute_in_process(run_config=rr.run_config, instance=instance, tags=tags,
+                                            raise_on_error=False)
+            out.runs.append(RunOutcome(run_id=result.run_id, job=job.name, run_key=rr.run_key or "",
+                                       success=result.success))
+        # Like the daemon: the cursor moves only once the tick's requests were handled.
+        if data.cursor is not None:
+            cursors.data[sensor.name] = data.cursor
+            cursors.save()
+        report.append(out)
+    return report

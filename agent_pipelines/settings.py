@@ -1,0 +1,36 @@
+"""Configuration from environment variables, read in this one place (the CLI and definitions call it)."""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from agent_pipelines.framework.llm import LLMConfig
+
+
+class Settings(BaseModel, frozen=True):
+    state_dir: Path
+    db_url: str
+    invoice_inbox: Path
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+
+    @classmethod
+    def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        state = Path(state_dir or env.get("AGENT_PIPELINES_STATE_DIR") or ".agent_pipelines").resolve()
+        db_url = env.get("AGENT_PIPELINES_DB_URL") or f"sqlite:///{state / 'agent_pipelines.sqlite'}"
+        inbox = Path(env.get("AGENT_PIPELINES_INVOICE_INBOX") or state / "inbox" / "invoices").resolve()
+        llm = LLMConfig(
+            provider=env.get("AGENT_PIPELINES_LLM_PROVIDER", "offline"),
+            model=env.get("AGENT_PIPELINES_LLM_MODEL", "offline-rules"),
+            base_url=env.get("AGENT_PIPELINES_LLM_BASE_URL") or None,
+            api_key=env.get("AGENT_PIPELINES_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
+            mode=env.get("AGENT_PIPELINES_LLM_MODE", "tools"),
+            max_reasks=int(env.get("AGENT_PIPELINES_LLM_MAX_REASKS", "2")),
+            timeout_s=float(env.get("AGENT_PIPELINES_LLM_TIMEOUT_S", "60")),
+        )
+        return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, llm=llm)
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.state_dir / "dagster")

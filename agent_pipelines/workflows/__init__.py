@@ -1,0 +1,9 @@
+"""The shipped workflows, one package each."""
+
+from agent_pipelines.framework.workflow import Workflow
+
+
+def all_workflows() -> list[Workflow]:
+    from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+
+    return [InvoiceMatching()]

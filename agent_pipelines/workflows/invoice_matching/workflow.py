@@ -1,0 +1,187 @@
+"""Invoice-to-PO matching (finance operations), step by step.
+
+Trigger: a new file in the invoice inbox (sensors/invoices.py). READ the vendor and candidate POs;
+PROPOSE the match (model or offline rules); VALIDATE (rules, pre-write suite, dedupe, policy facts);
+COMMIT a staged invoice, the PO's invoiced amount and a scheduled payment, each once; VERIFY by
+reading back and running the post-write suite. Policy: policy.yaml beside this file."""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from agent_pipelines.framework.gateway import ToolRegistry
+from agent_pipelines.framework.ledger import WriteReceipt, excess
+from agent_pipelines.framework.untrusted import instruction_like
+from agent_pipelines.framework.workflow import (
+    NeedInput,
+    Step,
+    Validation,
+    Verification,
+    Violation,
+    Workflow,
+    WriteAction,
+)
+from agent_pipelines.workflows.invoice_matching import matching, prompts, tools
+from agent_pipelines.workflows.invoice_matching.models import (
+    WORKFLOW,
+    InvoiceIntake,
+    MatchContext,
+    MatchProposal,
+    POSnapshot,
+)
+from assets import expectations
+from resources.system_of_record import scheduled_payments, staged_invoices
+
+
+class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
+    name = WORKFLOW
+    version = "1.0.0"
+    prompt_version = prompts.PROMPT_VERSION
+    description = "Match an inbound invoice to its purchase order; stage it and schedule its payment once."
+    intake_model = InvoiceIntake
+    proposal_model = MatchProposal
+    policy_file = Path(__file__).with_name("policy.yaml")
+
+    def tools(self) -> ToolRegistry:
+        return tools.registry()
+
+    # 1. READ ------------------------------------------------------------------------------------------
+    def read(self, step: Step, intake: InvoiceIntake) -> MatchContext:
+        vendor = step.tools.read("find_vendor", {"ref": intake.vendor_ref}) if intake.vendor_ref else None
+        candidates: list[POSnapshot] = []
+        if intake.po_number:
+            po = step.tools.read("get_purchase_order", {"po_number": intake.po_number})
+            candidates = [po] if po else []
+        elif vendor:
+            candidates = step.tools.read("list_open_purchase_orders", {"vendor_id": vendor.vendor_id})
+        staged = None
+        if vendor and intake.invoice_number:
+            staged = step.tools.read("find_staged_invoice", {"vendor_id": vendor.vendor_id,
+                                                             "invoice_number": intake.invoice_number})
+        return MatchContext(vendor=vendor, candidates=tuple(candidates), already_staged=staged)
+
+    # 2. PROPOSE (the framework calls the model with these messages, or the offline proposer) ----------
+    def messages(self, intake: InvoiceIntake, context: MatchContext) -> list[dict[str, str]]:
+        return prompts.messages(intake, context)
+
+    def propose_offline(self, intake: InvoiceIntake, context: MatchContext) -> MatchProposal:
+        return matching.propose(intake, context)
+
+    # 3. VALIDATE --------------------------------------------------------------------------------------
+    def validate(self, step: Step, intake: InvoiceIntake, context: MatchContext,
+                 proposal: MatchProposal) -> Validation:
+        vendor, ref = context.vendor, intake.invoice_number or intake.source_name
+        if vendor is None:
+            return _reject("unknown_vendor", f"vendor {intake.vendor_ref!r} is not in the vendor master"
+                           if intake.vendor_ref else "the invoice names no vendor")
+        if not intake.invoice_number:
+            return Validation(need_input=NeedInput(field="invoice_number",
+                                                   question=f"What is the invoice number of {intake.source_name}?"))
+        if len(intake.invoice_number) > 40:
+            return _reject("invoice_number_too_long", f"invoice number {intake.invoice_number[:50]!r}... exceeds 40 chars")
+        if context.already_staged and context.already_staged.intent_id != step.intent.intent_id:
+            s = context.already_staged
+            return _reject("duplicate_invoice", f"{vendor.vendor_id} invoice {intake.invoice_number} is already staged "
+                           f"as {s.invoice_id} (intent {s.intent_id})")
+        if intake.po_number and not context.candidates:
+            return Validation(need_input=NeedInput(field="po_number", question=(
+                f"Invoice {ref} names PO {intake.po_number}, which does not exist. Which PO does it bill?")))
+        if proposal.po_number is None:
+            open_pos = ", ".join(po.po_number for po in context.candidates) or "none"
+            return Validation(need_input=NeedInput(field="po_number", question=(
+                f"Invoice {ref} names no PO and {vendor.vendor_id} has several open POs ({open_pos}). Which one?")))
+        po = next((p for p in context.candidates if p.po_number == proposal.po_number), None)
+        if po is None:  # the proposer named a PO that was never a candidate
+            return _reject("po_not_a_candidate", f"proposed PO {proposal.po_number} is not among the candidates")
+        violations = []
+        if po.vendor_id != vendor.vendor_id:
+            violations.append(Violation(rule="po_vendor_mismatch",
+                                        message=f"{po.po_number} belongs to {po.vendor_id}, not {vendor.vendor_id}"))
+        if po.status != "open":
+            violations.append(Violation(rule="po_not_open", message=f"{po.po_number} is {po.status}"))
+        currency = (intake.currency or vendor.currency).upper()
+        if currency != po.currency:
+            violations.append(Violation(rule="currency_mismatch",
+                                        message=f"invoice is in {currency}, {po.po_number} in {po.currency}"))
+        if intake.amount_cents <= 0:
+            violations.append(Violation(rule="no_amount", message="the invoice has no positive total"))
+        # Recompute the arithmetic whoever proposed it: deterministic code decides, the model suggests.
+        matched = matching.matched_amount(intake, po, proposal.line_matches)
+        if (matched, intake.amount_cents) != (proposal.matched_po_amount_cents, proposal.invoice_total_cents):
+            violations.append(Violation(rule="proposal_arithmetic", message=(
+                f"proposal says matched {proposal.matched_po_amount_cents} of {proposal.invoice_total_cents}, "
+                f"recomputed {matched} of {intake.amount_cents}")))
+        lines = pd.DataFrame([li.model_dump() | {"line_no": i + 1} for i, li in enumerate(intake.billed_lines())])
+        variance = intake.amount_cents - matched
+        hostile = instruction_like(intake.memo)
+        return Validation(
+            violations=tuple(violations),
+            suites=(expectations.invoice_lines_pre_write(lines),),
+            facts={
+                "vendor_status": vendor.status,
+                "amount_cents": intake.amount_cents,
+                "abs_variance_cents": abs(variance),
+                "abs_variance_pct": round(abs(variance) / matched * 100, 3) if matched else 100.0,
+                "po_remaining_after_cents": po.total_cents - po.invoiced_cents - intake.amount_cents,
+                "instruction_like_text": hostile,
+            })
+
+    # 4. COMMIT: the writes, each applied once by the framework through the ledger --------------------
+    def plan_writes(self, intent_id: str, intake: InvoiceIntake, context: MatchContext,
+                    proposal: MatchProposal) -> list[WriteAction]:
+        vendor = context.vendor
+        po = next(p for p in context.candidates if p.po_number == proposal.po_number)
+        assert vendor is not None and intake.invoice_number is not None
+        invoice_id = f"SI-{vendor.vendor_id}-{intake.invoice_number}"
+        currency = (intake.currency or vendor.currency).upper()
+        due = intake.due_date or (intake.invoice_date or date(2026, 11, 1)) + timedelta(days=vendor.payment_terms_days)
+        by_inv = {m.invoice_line: m.po_line_no for m in proposal.line_matches}
+        lines = [{"line_no": i + 1, "po_line_no": by_inv.get(i), "sku": li.sku, "description": li.description,
+                  "quantity": li.quantity, "unit_price_cents": li.unit_price_cents, "amount_cents": li.amount_cents}
+                 for i, li in enumerate(intake.billed_lines())]
+        common = {"invoice_id": invoice_id, "vendor_id": vendor.vendor_id, "currency": currency}
+        return [
+            WriteAction(action="stage_invoice", tool="stage_invoice", params=common | {
+                "intent_id": intent_id, "invoice_number": intake.invoice_number, "po_number": po.po_number,
+                "amount_cents": intake.amount_cents, "variance_cents": proposal.variance_cents,
+                "invoice_date": intake.invoice_date, "due_date": due, "lines": lines}),
+            WriteAction(action="record_po_invoiced", tool="record_po_invoiced", params={
+                "po_number": po.po_number, "expected_version": po.version, "add_cents": intake.amount_cents}),
+            WriteAction(action="schedule_payment", tool="schedule_payment", params=common | {
+                "intent_id": intent_id, "amount_cents": intake.amount_cents, "pay_on": due}),
+        ]
+
+    # 5. VERIFY: read back independently and run the post-write suite --------------------------------
+    def verify(self, step: Step, intake: InvoiceIntake, context: MatchContext, proposal: MatchProposal,
+               receipts: list[WriteReceipt]) -> Verification:
+        invoice_id = next(r.key for r in receipts if r.action == "stage_invoice")
+        back = step.tools.read("get_staged_invoice", {"invoice_id": invoice_id})
+        if back is None:
+            return Verification(passed=False, problems=(f"{invoice_id} is not in staged_invoices",))
+        inv, pay = back["invoice"], back["payment"]
+        problems = []
+        if inv["amount_cents"] != intake.amount_cents or inv["po_number"] != proposal.po_number:
+            problems.append(f"{invoice_id} reads back as {inv['amount_cents']} on {inv['po_number']}")
+        if pay is None or pay["amount_cents"] != intake.amount_cents:
+            problems.append(f"payment for {invoice_id} is {pay and pay['amount_cents']}, expected {intake.amount_cents}")
+        frame = pd.DataFrame([{k: inv[k] for k in ("invoice_id", "intent_id", "vendor_id", "invoice_number",
+                                                   "amount_cents")}
+                              | {"payment_amount_cents": pay and pay["amount_cents"],
+                                 "line_count": len(back["lines"])}])
+        suite = expectations.staged_invoices_post_write(frame)
+        return Verification(passed=not problems and suite.passed, problems=tuple(problems), suites=(suite,),
+                            records={"invoice": invoice_id, "payment": pay and pay["payment_id"],
+                                     "po": inv["po_number"]})
+
+
+    # Audit: duplicates counted from the system of record and the ledger ---------------------------
+    def duplicate_writes(self, conn: Connection) -> int:
+        si, sp = staged_invoices.c, scheduled_payments.c
+        return sum(excess(conn, cols) for cols in (
+            [si.intent_id], [si.vendor_id, si.invoice_number], [sp.intent_id], [sp.invoice_id]))
+
+
+def _reject(rule: str, message: str) -> Validation:
+    return Validation(violations=(Violation(rule=rule, message=message),))

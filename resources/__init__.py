@@ -1,0 +1,16 @@
+"""The deployment's Dagster resources, built from Settings (the one place configuration is read)."""
+
+import dagster as dg
+
+from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.settings import Settings
+from resources.inbox import InboxResource
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    return {
+        "runtime": AgentRuntime.from_config(settings.db_url, settings.llm),
+        "invoice_inbox": InboxResource(path=str(settings.invoice_inbox)),
+        # Persisted step outputs, so a failed run can be re-executed from failure in the UI.
+        "io_manager": dg.FilesystemIOManager(),
+    }

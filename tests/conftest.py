@@ -1,0 +1,131 @@
+"""Test fixtures: a fresh database per test on the selected backend (SQLite file or a new PostgreSQL
+database), a Dagster instance on disk, and a small seeded system of record.
+
+Backend: `--backend sqlite|postgres` or AGENT_PIPELINES_TEST_BACKEND. PostgreSQL comes from
+AGENT_PIPELINES_TEST_PG_URL (default postgresql+psycopg2://postgres@127.0.0.1:5432/postgres); when it
+is selected and unreachable the tests fail, they never skip."""
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from agent_pipelines.framework.runtime import database
+from agent_pipelines.project import Project
+from agent_pipelines.settings import Settings
+from resources.system_of_record import po_lines, purchase_orders, vendors
+
+PG_URL = os.environ.get("AGENT_PIPELINES_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", choices=["sqlite", "postgres"],
+                     default=os.environ.get("AGENT_PIPELINES_TEST_BACKEND", "sqlite"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"agent_pipelines backend: {config.getoption('--backend')}"
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--backend")
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'agent_pipelines.sqlite'}"
+        yield url
+        database(url).dispose()
+        return
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"ap_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL backend selected but {PG_URL} is not reachable: {exc}")
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    database(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def project(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    state = tmp_path / "state"
+    settings = Settings.from_env(state, env={"AGENT_PIPELINES_DB_URL": db_url})
+    p = Project(settings)
+    p.prepare()  # sets DAGSTER_HOME for this test (restored by monkeypatch)
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    yield p
+    if "instance" in p.__dict__:
+        p.instance.dispose()
+
+
+@pytest.fixture
+def seeded(project: Project) -> Project:
+    """V-1 (active) with PO-1 (2 lines, 1,000.00), V-2 on hold with PO-2, V-1 also has PO-3."""
+    with project.db.begin() as conn:
+        conn.execute(vendors.insert(), [
+            dict(vendor_id="V-1", name="Acme Supply", status="active", currency="USD",
+                 payment_account="DE89370400440532013000", payment_terms_days=30),
+            dict(vendor_id="V-2", name="Held Corp", status="on_hold", currency="USD",
+                 payment_account="GB33BUKB20201555555555", payment_terms_days=30),
+        ])
+        conn.execute(purchase_orders.insert(), [
+            dict(po_number="PO-1", vendor_id="V-1", status="open", currency="USD", total_cents=100_000,
+                 invoiced_cents=0, version=1),
+            dict(po_number="PO-2", vendor_id="V-2", status="open", currency="USD", total_cents=50_000,
+                 invoiced_cents=0, version=1),
+            dict(po_number="PO-3", vendor_id="V-1", status="open", currency="USD", total_cents=9_000_000,
+                 invoiced_cents=0, version=1),
+        ])
+        conn.execute(po_lines.insert(), [
+            dict(po_number="PO-1", line_no=1, sku="BLT-8", description="Hex bolts M8", quantity=100,
+                 unit_price_cents=500),
+            dict(po_number="PO-1", line_no=2, sku="BRK-1", description="Steel bracket", quantity=50,
+                 unit_price_cents=1000),
+            dict(po_number="PO-2", line_no=1, sku="X", description="Widget", quantity=10, unit_price_cents=5000),
+            dict(po_number="PO-3", line_no=1, sku="SRV", description="Server rack", quantity=3,
+                 unit_price_cents=3_000_000),
+        ])
+    return project
+
+
+def invoice_json(**overrides: object) -> bytes:
+    """A clean invoice for PO-1: 100 x 5.00 + 50 x 10.00 = 1,000.00."""
+    doc: dict[str, object] = {
+        "invoice_number": "INV-100", "vendor": "V-1", "po_number": "PO-1", "currency": "USD",
+        "invoice_date": "2026-11-03", "due_date": "2026-12-03", "total": "1,000.00",
+        "lines": [{"description": "Hex bolts M8", "sku": "BLT-8", "qty": 100, "unit_price": "5.00"},
+                  {"description": "Steel bracket", "sku": "BRK-1", "qty": 50, "unit_price": "10.00"}],
+        "memo": "Thanks for your business",
+    }
+    doc.update(overrides)
+    return json.dumps(doc, indent=1).encode()
+
+
+@pytest.fixture
+def drop(seeded: Project):  # type: ignore[no-untyped-def]
+    """Write a file into the invoice inbox (distinct mtimes so the cursor order is deterministic)."""
+    inbox = seeded.settings.invoice_inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(1, 10_000))
+
+    def _drop(name: str, content: bytes) -> Path:
+        path = inbox / name
+        path.write_bytes(content)
+        t = 1_800_000_000 + next(counter)
+        os.utime(path, (t, t))
+        return path
+
+    return _drop
