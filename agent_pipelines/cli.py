@@ -129,4 +129,11 @@ def ui(state_dir: StateDir = None, port: int = 3000) -> None:
 
 
 def main() -> None:
+    import warnings
+
+    import dagster as dg
+
+    # Dagster flags its own beta parameters at definition time; that is noise for a CLI user.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     app()

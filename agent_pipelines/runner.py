@@ -52,7 +52,7 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor_file: Path) 
     for sensor in repo.sensor_defs:
         out = SensorTick(sensor=sensor.name)
         with dg.build_sensor_context(instance=instance, cursor=cursors.data.get(sensor.name),
-                                     definitions=defs, sensor_name=sensor.name) as ctx:
+                                     resources=defs.resources, sensor_name=sensor.name) as ctx:
             data = sensor.evaluate_tick(ctx)
         out.skip_reason = data.skip_message
         for rr in data.run_requests or []:

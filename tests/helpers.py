@@ -42,3 +42,17 @@ def run_intent(project: Project, intent_id: str, job_name: str = "invoice_matchi
 
 def state(project: Project, intent_id: str) -> str:
     return str(IntentStore(project.db).get(intent_id).state)
+
+
+def run_in_process(db_url: str, state_dir: str, intent_id: str, barrier: Any) -> bool:
+    """Entry point of a separate worker process (spawn): waits for its peer, then runs the intent, as
+    two run workers of a deployment would."""
+    import os
+
+    from agent_pipelines.settings import Settings
+
+    project = Project(Settings.from_env(state_dir, env={"AGENT_PIPELINES_DB_URL": db_url}))
+    project.prepare()
+    os.environ["DAGSTER_HOME"] = str(project.settings.dagster_home)
+    barrier.wait(timeout=60)
+    return run_intent(project, intent_id).success

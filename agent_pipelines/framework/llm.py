@@ -111,7 +111,9 @@ class Proposer:
             raise ProposalFailed(f"{type(exc).__name__}: {exc}", self._usage(usage, prompt_version, attempts)) from exc
         finally:
             client.off("completion:kwargs", count)
-        return result, self._usage(getattr(completion, "usage", None), prompt_version, attempts)
+        # instructor returns an instance of its own wrapper class; hand back the workflow's model
+        proposal = response_model.model_validate(result.model_dump())
+        return proposal, self._usage(getattr(completion, "usage", None), prompt_version, attempts)
 
     def _usage(self, usage: Any, prompt_version: str, attempts: int) -> LLMUsage:
         p = int(getattr(usage, "prompt_tokens", 0) or 0)

@@ -11,7 +11,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")),
     ("card", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
 ]
-SECRET_KEYS = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)")
+# Keys whose string values are secrets: `access_token`, `api_key`, `password`; not `prompt_tokens`.
+SECRET_KEYS = re.compile(r"(?i)(^|[_-])(password|passwd|secret|token|api[_-]?key|authorization|credentials?)$")
 
 
 def redact_text(text: str) -> str:
@@ -25,7 +26,8 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: ("[REDACTED:secret]" if SECRET_KEYS.search(str(k)) and v else redact(v)) for k, v in value.items()}
+        return {k: ("[REDACTED:secret]" if isinstance(v, str) and v and SECRET_KEYS.search(str(k)) else redact(v))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value

@@ -1,0 +1,55 @@
+"""A reconstructable invoice job with injectable crashes, for re-execution tests. A fault is armed by
+naming it in the file at $AGENT_PIPELINES_TEST_FAULTS: `schedule_payment` crashes that write tool
+(after the earlier writes of the same commit landed), `verify` crashes the VERIFY step."""
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+
+from agent_pipelines.framework.gateway import ToolRegistry
+from agent_pipelines.framework.jobs import build_job
+from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+
+
+def armed(fault: str) -> bool:
+    path = os.environ.get("AGENT_PIPELINES_TEST_FAULTS")
+    return bool(path) and Path(path).exists() and fault in Path(path).read_text().split()
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class FaultyInvoiceMatching(InvoiceMatching):
+    def tools(self) -> ToolRegistry:
+        registry = ToolRegistry()
+        for name in super().tools().names():
+            tool = super().tools().get(name)
+            if name == "schedule_payment":
+                real = tool.fn
+
+                def crashing(conn, p, real=real):  # type: ignore[no-untyped-def]
+                    if armed("schedule_payment"):
+                        raise Crash("injected crash in schedule_payment")
+                    return real(conn, p)
+
+                tool = replace(tool, fn=crashing)
+            registry.register(tool)
+        return registry
+
+    def verify(self, step, intake, context, proposal, receipts):  # type: ignore[no-untyped-def]
+        if armed("verify"):
+            raise Crash("injected crash in verify")
+        return super().verify(step, intake, context, proposal, receipts)
+
+
+def faulty_job() -> dg.JobDefinition:
+    # Dagster caches reconstructable definitions per process, so the database comes from run config
+    # (resources.runtime.config.db_url), not from whatever the environment held at first load.
+    wf = FaultyInvoiceMatching()
+    defs = dg.Definitions(jobs=[build_job(wf)], resources={"runtime": AgentRuntime.configure_at_launch(),
+                                                           "io_manager": dg.FilesystemIOManager()})
+    return defs.get_job_def(wf.name)

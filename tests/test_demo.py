@@ -1,0 +1,57 @@
+"""The README's demo, through the real CLI, on the selected backend: every inbox category ends where
+it should, and running it again adds nothing."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_pipelines.cli import app
+from agent_pipelines.workflows.invoice_matching import demo_data
+
+EXPECTED_STATE = {
+    "clean": "completed", "small_variance": "completed", "missing_po_resolvable": "completed",
+    "large_variance": "waiting_for_approval", "over_limit": "waiting_for_approval",
+    "hostile_memo": "waiting_for_approval",
+    "unknown_po": "waiting_for_input", "missing_po_ambiguous": "waiting_for_input",
+    "missing_invoice_number": "waiting_for_input",
+    "duplicate_resubmitted": "rejected_input", "malformed": "rejected_input", "unknown_vendor": "rejected_input",
+    "closed_po": "rejected_input", "currency_mismatch": "rejected_input",
+    "vendor_on_hold": "denied",
+}
+
+
+@pytest.fixture
+def cli(project, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AGENT_PIPELINES_DB_URL", project.settings.db_url)
+    runner = CliRunner()
+
+    def run(*args: str) -> dict:
+        result = runner.invoke(app, [*args, "--state-dir", str(project.settings.state_dir), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run
+
+
+def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project):
+    first = cli("demo")
+    assert first["failed_runs"] == 0 and first["duplicate_writes"] == 0
+    states = {r["source_ref"].rsplit("/", 1)[-1]: r["state"] for r in project.intents("invoice_matching")}
+    outcomes = demo_data.expected_outcomes()
+    assert len(outcomes) >= 50
+    for name, category in outcomes.items():
+        if category == "duplicate_copy":
+            assert name not in states  # same bytes as an earlier file: the same intent, no second one
+        else:
+            assert states[name] == EXPECTED_STATE[category], (name, category)
+    completed = sum(EXPECTED_STATE.get(c) == "completed" for c in outcomes.values())
+    assert first["writes"] == 3 * completed  # stage invoice, PO invoiced amount, payment
+
+    second = cli("demo")
+    assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)
+    assert second["intents"] == first["intents"]
+    status = cli("status")
+    assert {"intents", "writes", "duplicate_writes"} <= set(status) and status["writes"] == first["writes"]
+    tick = cli("tick")
+    assert tick["ticks"][0]["runs"] == [] and tick["writes"] == first["writes"]

@@ -1,0 +1,143 @@
+"""The tool gateway: allowlist, typed params, timeouts, retries with capped backoff and jitter, fail-fast."""
+
+import random
+import threading
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import select, text
+
+from agent_pipelines.framework.gateway import (
+    Backoff,
+    Impact,
+    PermanentToolError,
+    RetryableToolError,
+    Tool,
+    ToolBlocked,
+    ToolGateway,
+    ToolKind,
+    ToolRegistry,
+    ToolTimeout,
+)
+from agent_pipelines.framework.ledger import WriteOutcome
+from agent_pipelines.framework.policy import PolicyPack
+from agent_pipelines.framework.tables import policy_decisions, tool_calls, writes
+from agent_pipelines.framework.trace import Tracer
+
+
+class Echo(BaseModel):
+    value: int
+
+
+def make_gateway(project, tools, allowed, sleeps=None):  # type: ignore[no-untyped-def]
+    policy = PolicyPack(workflow="t", version="1", allowed_tools=tuple(allowed))
+    tracer = Tracer(project.db, workflow="t", intent_id="t:1", run_id="run-1")
+    return ToolGateway(ToolRegistry(tools), policy, project.db, tracer,
+                       sleep=(sleeps.append if sleeps is not None else lambda s: None), rng=random.Random(7))
+
+
+def flaky(failures: int, exc: type[Exception]):  # type: ignore[no-untyped-def]
+    calls = {"n": 0}
+
+    def fn(conn, p: Echo) -> dict:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise exc(f"attempt {calls['n']} failed")
+        return {"echo": p.value, "db": conn.execute(text("select 1")).scalar_one()}
+
+    return fn, calls
+
+
+def trace_rows(project):  # type: ignore[no-untyped-def]
+    with project.db.connect() as conn:
+        return conn.execute(select(tool_calls).order_by(tool_calls.c.id)).mappings().all()
+
+
+def test_transient_errors_are_retried_with_capped_exponential_backoff(project):
+    fn, calls = flaky(3, RetryableToolError)
+    sleeps: list[float] = []
+    backoff = Backoff(max_attempts=5, base_s=0.1, cap_s=0.3)
+    gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn, backoff=backoff)], ["echo"], sleeps)
+    assert gw.read("echo", {"value": 4}) == {"echo": 4, "db": 1}
+    assert calls["n"] == 4 and len(sleeps) == 3
+    # attempt n waits within [d/2, d] with d = min(cap, base * 2**(n-1)): 0.1, 0.2, then capped at 0.3
+    for s, d in zip(sleeps, [0.1, 0.2, 0.3], strict=True):
+        assert d / 2 <= s <= d
+    assert len(set(sleeps)) == 3  # jittered, not constant
+    row = trace_rows(project)[-1]
+    assert (row["tool"], row["status"], row["attempts"]) == ("echo", "ok", 4)
+
+
+def test_retries_stop_at_the_attempt_cap(project):
+    fn, calls = flaky(10, RetryableToolError)
+    gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn, backoff=Backoff(max_attempts=3))],
+                      ["echo"])
+    with pytest.raises(RetryableToolError):
+        gw.read("echo", {"value": 1})
+    assert calls["n"] == 3
+    assert trace_rows(project)[-1]["status"] == "error"
+
+
+def test_permanent_errors_fail_fast(project):
+    fn, calls = flaky(10, PermanentToolError)
+    sleeps: list[float] = []
+    gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn)], ["echo"], sleeps)
+    with pytest.raises(PermanentToolError):
+        gw.read("echo", {"value": 1})
+    assert calls["n"] == 1 and sleeps == []
+    assert trace_rows(project)[-1]["attempts"] == 1
+
+
+def test_a_hung_tool_times_out_and_is_retried(project):
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def slow(conn, p: Echo):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            release.wait(5)  # hangs until the test releases it
+        return p.value
+
+    gw = make_gateway(project, [Tool("slow", Echo, ToolKind.READ, Impact.LOW, slow, timeout_s=0.2)], ["slow"])
+    try:
+        assert gw.read("slow", {"value": 9}) == 9
+    finally:
+        release.set()
+    assert calls["n"] == 2
+    assert issubclass(ToolTimeout, RetryableToolError)
+
+
+def test_tools_outside_the_allowlist_are_blocked_and_recorded(project):
+    fn, calls = flaky(0, RetryableToolError)
+    gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn)], allowed=[])
+    with pytest.raises(ToolBlocked, match="not in the policy"):
+        gw.read("echo", {"value": 1})
+    with pytest.raises(ToolBlocked):
+        gw.read("delete_everything", {"value": 1})
+    assert calls["n"] == 0
+    with project.db.connect() as conn:
+        rules = conn.execute(select(policy_decisions.c.rule, policy_decisions.c.decision)).all()
+    assert rules == [("tool_not_allowed", "deny"), ("tool_not_allowed", "deny")]
+    assert [r["status"] for r in trace_rows(project)] == ["blocked", "blocked"]
+
+
+def test_invalid_params_are_blocked_before_the_tool_runs(project):
+    fn, calls = flaky(0, RetryableToolError)
+    gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn)], ["echo"])
+    with pytest.raises(ToolBlocked, match="invalid_params|value"):
+        gw.read("echo", {"value": "1; DROP TABLE writes"})
+    assert calls["n"] == 0
+
+
+def test_a_write_tool_cannot_be_called_as_a_read_and_writes_land_once(project):
+    def put(conn, p: Echo) -> WriteOutcome:  # type: ignore[no-untyped-def]
+        return WriteOutcome(table="t", key=str(p.value), before=None, after={"value": p.value})
+
+    gw = make_gateway(project, [Tool("put", Echo, ToolKind.WRITE, Impact.HIGH, put)], ["put"])
+    with pytest.raises(ToolBlocked, match="write tool"):
+        gw.read("put", {"value": 1})
+    first = gw.write("put", {"value": 1}, action="put")
+    second = gw.write("put", {"value": 1}, action="put")
+    assert (first.status, second.status) == ("committed", "already_committed")
+    with project.db.connect() as conn:
+        assert len(conn.execute(select(writes)).all()) == 1
