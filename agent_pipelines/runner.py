@@ -5,12 +5,15 @@ Run-key dedupe follows the daemon's rule: a request whose run_key already has a 
 (in any status but NOT_STARTED) is skipped. Cursors are kept in the state folder."""
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel
 
 RUN_KEY, SENSOR_NAME = "dagster/run_key", "dagster/sensor_name"
+LOCATION = "agent_pipelines"  # the location_name in workspace.yaml
 
 
 class RunOutcome(BaseModel):
@@ -45,6 +48,41 @@ def already_launched(instance: dg.DagsterInstance, sensor: str, run_key: str) ->
     return any(r.status != dg.DagsterRunStatus.NOT_STARTED for r in runs)
 
 
+def workspace_origin(job_name: str, location: str = LOCATION, repository: str = "__repository__") -> Any:
+    """The origin the Dagster UI resolves a run's job through when it re-executes it: the code location
+    and repository names of workspace.yaml. Runs executed here carry it, so "Re-execute" works on them."""
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name="agent_pipelines.definitions",
+                                  working_directory=str(Path(__file__).resolve().parent.parent))
+    code_location = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=location)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(code_location, repository), job_name)
+
+
+def execute(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: Any,
+            tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    """Execute in this process (fast: no worker spawn), recording the run under the workspace origin.
+
+    execute_in_process has no origin parameter, so the run it creates is given one on the way in."""
+    create = instance.create_run_for_job
+
+    def create_with_origin(*args: Any, **kwargs: Any) -> Any:
+        return create(*args, **{**kwargs, "remote_job_origin": workspace_origin(job.name)})
+
+    # Quiet console; the run's full event log is stored in the instance as usual.
+    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    instance.create_run_for_job = create_with_origin  # type: ignore[method-assign]
+    try:
+        return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
+    finally:
+        del instance.create_run_for_job
+
+
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor_file: Path) -> list[SensorTick]:
     repo = defs.get_repository_def()
     cursors = Cursors(cursor_file)
@@ -62,8 +100,7 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor_file: Path) 
                 continue
             job = repo.get_job(rr.job_name or sensor.job_name)
             tags = {**rr.tags, SENSOR_NAME: sensor.name, **({RUN_KEY: rr.run_key} if rr.run_key else {})}
-            result = job.execute_in_process(run_config=rr.run_config, instance=instance, tags=tags,
-                                            raise_on_error=False)
+            result = execute(job, instance, rr.run_config, tags)
             out.runs.append(RunOutcome(run_id=result.run_id, job=job.name, run_key=rr.run_key or "",
                                        success=result.success))
         # Like the daemon: the cursor moves only once the tick's requests were handled.

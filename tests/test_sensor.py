@@ -40,6 +40,9 @@ def test_retick_and_cursor_reset_never_write_twice(drop, seeded):
     drop("b.json", invoice_json(invoice_number="INV-200", total="1,300.00"))  # 30% over: waits for approval
     first = seeded.tick()
     assert [len(t.runs) for t in first] == [2] and all(r.success for r in first[0].runs)
+    # runs carry the workspace's code location, so the UI can re-execute them
+    origin = seeded.instance.get_run_by_id(first[0].runs[0].run_id).remote_job_origin
+    assert (origin.location_name, origin.repository_origin.repository_name) == ("agent_pipelines", "__repository__")
     assert n_writes(seeded) == 3
     # same cursor: nothing new
     assert seeded.tick()[0].skip_reason.startswith("no new files")
