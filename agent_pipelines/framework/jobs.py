@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, SerializeAsAny
 from agent_pipelines.framework.approvals import request_approval
 from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent, IntentStore
-from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt
+from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, has_writes
 from agent_pipelines.framework.llm import ProposalFailed
 from agent_pipelines.framework.policy import Decision, PolicyDecision
 from agent_pipelines.framework.quality import SuiteResult
@@ -124,6 +124,22 @@ class _StepRun:
             raise dg.Failure(reason, metadata={"intent_id": self.intent_id}, allow_retries=False) from exc
 
 
+def check_preconditions(wf: Workflow, run: _StepRun, carry: Carry) -> None:
+    """Before the first write, re-read and compare what the proposal relied on. Once writes exist
+    (a re-execution after a crash), the ledger and each write tool's own checks take over: our own
+    first writes legitimately changed those records."""
+    if has_writes(run.db, carry.intent_id):
+        return
+    expected = wf.preconditions(carry.context, carry.proposal)
+    if not expected:
+        return
+    fresh = wf.preconditions(wf.read(run.step(), carry.intake), carry.proposal)
+    changed = {k: {"read": v, "now": fresh.get(k)} for k, v in expected.items() if fresh.get(k) != v}
+    if changed:
+        run.tracer.note("precondition_failed", {"changed": changed})
+        raise StepFailed(S.NEEDS_ATTENTION, f"records changed since they were read, nothing written: {changed}")
+
+
 def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefinition:
     name = wf.name
     opt = dg.Out(Carry, is_required=False)
@@ -214,6 +230,7 @@ def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefi
         run = _StepRun(wf, context, runtime, carry.intent_id)
         with run.guard("commit"):
             run.move(S.COMMITTING)
+            check_preconditions(wf, run, carry)
             receipts: list[WriteReceipt] = []
             for action in wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal):
                 try:

@@ -99,5 +99,10 @@ def duplicate_ledger_writes(conn: Connection) -> int:
     return excess(conn, [writes.c.intent_id, writes.c.action], writes.c.status == WriteStatus.COMMITTED)
 
 
+def has_writes(db: Database, intent_id: str) -> bool:
+    with db.connect() as conn:
+        return conn.execute(select(writes.c.id).where(writes.c.intent_id == intent_id).limit(1)).first() is not None
+
+
 def count_writes(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(writes).where(writes.c.status == "committed")).scalar_one()

@@ -112,6 +112,11 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     def verify(self, step: Step, intake: IntakeT, context: ContextT, proposal: ProposalT,
                receipts: list[WriteReceipt]) -> Verification: ...
 
+    def preconditions(self, context: ContextT, proposal: ProposalT) -> dict[str, Any]:
+        """What must still hold when the writes start (record versions, statuses), computed from a
+        context. COMMIT re-reads the context and refuses to write if this changed since READ."""
+        return {}
+
     def rationale(self, intake: IntakeT, context: ContextT, proposal: ProposalT) -> str:
         return str(getattr(proposal, "rationale", ""))
 

@@ -128,6 +128,13 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
                 "instruction_like_text": hostile,
             })
 
+    def preconditions(self, context: MatchContext, proposal: MatchProposal) -> dict:
+        po = next((p for p in context.candidates if p.po_number == proposal.po_number), None)
+        vendor = context.vendor
+        return {"po": po and {"po_number": po.po_number, "version": po.version, "status": po.status},
+                "vendor_status": vendor and vendor.status,
+                "already_staged": context.already_staged and context.already_staged.invoice_id}
+
     # 4. COMMIT: the writes, each applied once by the framework through the ledger --------------------
     def plan_writes(self, intent_id: str, intake: InvoiceIntake, context: MatchContext,
                     proposal: MatchProposal) -> list[WriteAction]:
