@@ -128,6 +128,128 @@ def ui(state_dir: StateDir = None, port: int = 3000) -> None:
                                      cwd=REPO_ROOT, env=env))
 
 
+approvals_app = typer.Typer(no_args_is_help=True, help="Decide approval requests (exact change, bound to its digest).")
+app.add_typer(approvals_app, name="approvals")
+Actor = Annotated[str, typer.Option("--as", help="your identity (must be an approver in the workflow's policy)")]
+
+
+def _refused(message: str) -> None:
+    console.print(f"[bold red]refused:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _workflow(name: str):  # type: ignore[no-untyped-def]
+    from agent_pipelines.workflows import all_workflows
+
+    return {wf.name: wf for wf in all_workflows()}[name]
+
+
+def _request(project: Any, approval_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from agent_pipelines.framework import approvals
+
+    with project.db.connect() as conn:
+        try:
+            return approvals.get(conn, approval_id), approvals.decisions(conn, approval_id)
+        except approvals.DecisionRefused as exc:
+            _refused(str(exc))
+    raise AssertionError
+
+
+@approvals_app.command("list")
+def approvals_list(state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """Pending approval requests, oldest first."""
+    from agent_pipelines.framework import approvals
+    from agent_pipelines.framework.approvals import aware
+    from agent_pipelines.framework.db import utcnow
+
+    project = _open(state_dir)
+    now = utcnow()
+    rows = [{"approval_id": r["approval_id"], "workflow": r["workflow"], "intent_id": r["intent_id"],
+             "source": Path(r["evidence"].get("source", "")).name, "rule": r["evidence"]["policy"]["rule"],
+             "approvals_needed": r["required_approvals"],
+             "age_hours": round((now - aware(r["created_at"])).total_seconds() / 3600, 2),
+             "expires_at": aware(r["expires_at"]).isoformat()} for r in approvals.pending(project.db)]
+    if as_json:
+        _emit({"pending": rows})
+        return
+    t = Table(title=f"{len(rows)} pending approval request(s)")
+    for col in ("approval_id", "workflow", "source", "rule", "needs", "age (h)"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["approval_id"], r["workflow"], r["source"], r["rule"], str(r["approvals_needed"]),
+                  str(r["age_hours"]))
+    console.print(t)
+
+
+@approvals_app.command("show")
+def approvals_show(approval_id: str, state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """The exact change, its digest, the evidence, the rationale and the decisions so far."""
+    project = _open(state_dir)
+    req, taken = _request(project, approval_id)
+    payload = {k: req[k] for k in ("approval_id", "workflow", "intent_id", "status", "digest", "requested_by",
+                                   "required_approvals", "rationale", "created_at", "expires_at", "payload",
+                                   "evidence", "final_decision_id")}
+    payload["decisions"] = taken
+    if as_json:
+        _emit(payload)
+        return
+    console.print_json(json.dumps(payload, default=str))
+
+
+def _decide(approval_id: str, actor: str, kind: str, note: str | None, state_dir: Path | None,
+            changes: dict[str, Any] | None = None) -> None:
+    from agent_pipelines.framework import approvals, review
+
+    project = _open(state_dir)
+    req, _ = _request(project, approval_id)
+    wf = _workflow(req["workflow"])
+    try:
+        edited = review.revise(wf, project.db, approval_id, changes) if changes is not None else None
+        after = approvals.decide(project.db, wf.policy.approval, approval_id, actor=actor,
+                                 kind=approvals.DecisionKind(kind), note=note, edited_payload=edited)
+    except approvals.DecisionRefused as exc:
+        _refused(str(exc))
+    if after["status"] == "approved":
+        console.print(f"{approval_id}: approved (decision {after['final_decision_id']}); the continuation run "
+                      f"commits it on the next `agent-pipelines tick` (or the daemon's next sensor tick)")
+    elif after["status"] == "denied":
+        console.print(f"{approval_id}: denied; nothing will be written")
+    else:
+        console.print(f"{approval_id}: {len(after.get('approvals', []))} of {after['required_approvals']} "
+                      f"approvals ({', '.join(after.get('approvals', []))}); waiting for another approver")
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, actor: Actor, note: Annotated[str | None, typer.Option("--note")] = None,
+                      state_dir: StateDir = None) -> None:
+    """Approve the change as it stands."""
+    _decide(approval_id, actor, "approve", note, state_dir)
+
+
+@approvals_app.command("deny")
+def approvals_deny(approval_id: str, actor: Actor, reason: Annotated[str, typer.Option("--reason")],
+                   state_dir: StateDir = None) -> None:
+    """Deny: nothing is written; the reason is recorded."""
+    _decide(approval_id, actor, "deny", reason, state_dir)
+
+
+@approvals_app.command("edit")
+def approvals_edit(approval_id: str, actor: Actor,
+                   sets: Annotated[list[str], typer.Option("--set", help="field=value (value parsed as JSON if it can be)")],
+                   note: Annotated[str | None, typer.Option("--note")] = None, state_dir: StateDir = None) -> None:
+    """Edit the proposal and approve the edited change (re-validated by the same rules and policy)."""
+    changes: dict[str, Any] = {}
+    for item in sets:
+        field, sep, raw = item.partition("=")
+        if not sep or not field.strip():
+            _refused(f"--set expects field=value, got {item!r}")
+        try:
+            changes[field.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            changes[field.strip()] = raw
+    _decide(approval_id, actor, "edit", note, state_dir, changes)
+
+
 def main() -> None:
     import warnings
 

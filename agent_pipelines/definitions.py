@@ -2,12 +2,14 @@
 
 import dagster as dg
 
-from agent_pipelines.framework.jobs import build_job
+from agent_pipelines.framework.jobs import build_jobs
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
+from sensors.approvals import build_approval_sensors, build_failure_sensor
 from sensors.invoices import build_invoice_sensor
 
 check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", job=check_job,
@@ -16,12 +18,17 @@ check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", jo
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     invoices = InvoiceMatching()
-    invoice_job = build_job(invoices)
+    invoice_jobs = build_jobs(invoices)
+    agent_jobs = [*invoice_jobs]
     return dg.Definitions(
-        jobs=[invoice_job, reconciliation_job, check_job],
-        sensors=[build_invoice_sensor(invoices, invoice_job)],
-        schedules=[reconciliation_schedule, check_schedule],
-        assets=SPECS,
+        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job],
+        sensors=[
+            build_invoice_sensor(invoices, invoice_jobs.main),
+            *build_approval_sensors({invoices.name: invoice_jobs.after_approval}, housekeeping_job),
+            build_failure_sensor(agent_jobs),
+        ],
+        schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule],
+        assets=[*SPECS, pending_queue],
         asset_checks=CHECKS,
         resources=build_resources(settings),
     )

@@ -83,14 +83,26 @@ def execute(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: Any
         del instance.create_run_for_job
 
 
+def sensor_context(defs: dg.Definitions, instance: dg.DagsterInstance, name: str,
+                   cursor: str | None) -> dg.SensorEvaluationContext:
+    """Like the daemon's context: it names the workspace's code location and repository, which run
+    status sensors match runs against (build_sensor_context cannot set the location)."""
+    from dagster._core.execution.build_resources import wrap_resources_for_execution
+
+    origin = workspace_origin("").repository_origin
+    return dg.SensorEvaluationContext(
+        instance_ref=None, cursor=cursor, repository_name=origin.repository_name, instance=instance,
+        sensor_name=name, resources=wrap_resources_for_execution(defs.resources),
+        code_location_origin=origin.code_location_origin)
+
+
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor_file: Path) -> list[SensorTick]:
     repo = defs.get_repository_def()
     cursors = Cursors(cursor_file)
     report = []
     for sensor in repo.sensor_defs:
         out = SensorTick(sensor=sensor.name)
-        with dg.build_sensor_context(instance=instance, cursor=cursors.data.get(sensor.name),
-                                     resources=defs.resources, sensor_name=sensor.name) as ctx:
+        with sensor_context(defs, instance, sensor.name, cursors.data.get(sensor.name)) as ctx:
             data = sensor.evaluate_tick(ctx)
         out.skip_reason = data.skip_message
         for rr in data.run_requests or []:

@@ -31,8 +31,9 @@ def _staged_invoices_post_write(gxe: Any) -> list[Any]:
         gxe.ExpectColumnValuesToBeUnique(column="intent_id"),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["vendor_id", "invoice_number"]),
         gxe.ExpectColumnValuesToBeBetween(column="amount_cents", min_value=1),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="amount_cents", column_B="payable_cents", or_equal=True),
         gxe.ExpectColumnValuesToNotBeNull(column="payment_amount_cents"),
-        gxe.ExpectColumnPairValuesToBeEqual(column_A="amount_cents", column_B="payment_amount_cents"),
+        gxe.ExpectColumnPairValuesToBeEqual(column_A="payable_cents", column_B="payment_amount_cents"),
         gxe.ExpectColumnValuesToBeBetween(column="line_count", min_value=1),
     ]
 

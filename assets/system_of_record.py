@@ -34,7 +34,7 @@ def staged_invoices_frame(runtime: AgentRuntime) -> pd.DataFrame:
     line_counts = (select(staged_invoice_lines.c.invoice_id, func.count().label("line_count"))
                    .group_by(staged_invoice_lines.c.invoice_id).subquery())
     stmt = (select(staged_invoices.c.invoice_id, staged_invoices.c.intent_id, staged_invoices.c.vendor_id,
-                   staged_invoices.c.invoice_number, staged_invoices.c.amount_cents,
+                   staged_invoices.c.invoice_number, staged_invoices.c.amount_cents, staged_invoices.c.payable_cents,
                    scheduled_payments.c.amount_cents.label("payment_amount_cents"),
                    func.coalesce(line_counts.c.line_count, 0).label("line_count"))
             .select_from(staged_invoices

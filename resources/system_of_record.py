@@ -50,7 +50,8 @@ staged_invoices = Table(
     Column("invoice_number", String(64), nullable=False),
     Column("po_number", String(32), ForeignKey("purchase_orders.po_number"), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("amount_cents", BigInteger, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),  # the invoice total
+    Column("payable_cents", BigInteger, nullable=False),  # what is paid: the total, or less if approved
     Column("variance_cents", BigInteger, nullable=False),
     Column("invoice_date", Date),
     Column("due_date", Date, nullable=False),

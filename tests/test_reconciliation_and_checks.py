@@ -34,7 +34,7 @@ def test_reconciliation_finds_a_tampered_payment_once(seeded):
     assert len(found) == 1
     assert found[0]["state"] == "needs_attention" and found[0]["reason"].startswith("payment_amount_mismatch")
     assert found[0]["intake"] == {"kind": "payment_amount_mismatch", "subject": "SI-V-1-INV-100",
-                                  "invoice_cents": 100_000, "payment_cents": 99_999}
+                                  "payable_cents": 100_000, "payment_cents": 99_999}
 
 
 def test_asset_check_passes_on_agent_writes_and_fails_on_drift(seeded):
@@ -55,10 +55,13 @@ def test_definitions_load_with_jobs_sensors_schedules_and_checks(project):
     defs = project.definitions
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert {j.name for j in repo.get_all_jobs()} >= {"invoice_matching", "invoice_reconciliation",
-                                                    "system_of_record__checks"}
-    assert [s.name for s in repo.sensor_defs] == ["invoice_matching__on_new_invoice"]
-    assert {s.name for s in repo.schedule_defs} == {"invoice_reconciliation__daily", "system_of_record__checks_daily"}
+    assert {j.name for j in repo.get_all_jobs()} >= {"invoice_matching", "invoice_matching__after_approval",
+                                                    "invoice_reconciliation", "system_of_record__checks",
+                                                    "approvals__housekeeping"}
+    assert {s.name for s in repo.sensor_defs} >= {"invoice_matching__on_new_invoice", "approvals__on_decision",
+                                                  "approvals__on_expiry", "agent_runs__on_failure"}
+    assert {s.name for s in repo.schedule_defs} >= {"invoice_reconciliation__daily", "system_of_record__checks_daily",
+                                                    "approvals__housekeeping_every_15m"}
     job = repo.get_job("invoice_matching")
     assert [n.name.split("__")[1] for n in job.graph.nodes_in_topological_order] == [
         "read", "propose", "validate", "approve_gate", "commit", "verify", "hand_off"]

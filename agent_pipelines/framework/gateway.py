@@ -120,7 +120,8 @@ class ToolGateway:
 
         return self._run(tool, p, call)
 
-    def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str) -> WriteReceipt:
+    def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
+              approval_id: str | None = None) -> WriteReceipt:
         """Apply a write tool once per (intent, action) through the ledger."""
         tool, p = self._admit(name, params, ToolKind.WRITE)
         tr = self.tracer
@@ -132,7 +133,7 @@ class ToolGateway:
                 return tool.fn(conn, p)
 
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
-                              tool=tool.name, run_id=tr.run_id, write=write)
+                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id)
 
         return self._run(tool, p, call)
 

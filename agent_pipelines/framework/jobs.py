@@ -6,11 +6,12 @@ denied, rejected) emits no output and Dagster shows the later steps as skipped."
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
+from agent_pipelines.framework import approvals
 from agent_pipelines.framework.approvals import request_approval
 from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent, IntentStore
@@ -21,13 +22,17 @@ from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.trace import Tracer
-from agent_pipelines.framework.workflow import Step, Workflow
+from agent_pipelines.framework.workflow import Step, Workflow, WriteAction
 
 TAG = "agent_pipelines"
 
 
 class IntentConfig(dg.Config):
     intent_id: str
+
+
+class ApprovalConfig(dg.Config):
+    approval_id: str
 
 
 class Carry(BaseModel):
@@ -39,6 +44,9 @@ class Carry(BaseModel):
     context: SerializeAsAny[BaseModel] | None = None
     proposal: SerializeAsAny[BaseModel] | None = None
     decision: PolicyDecision | None = None
+    facts: dict[str, Any] = {}
+    plan: tuple[WriteAction, ...] | None = None  # set by an approval: exactly the approved writes
+    approval_id: str | None = None
     receipts: tuple[WriteReceipt, ...] = ()
 
 
@@ -140,7 +148,16 @@ def check_preconditions(wf: Workflow, run: _StepRun, carry: Carry) -> None:
         raise StepFailed(S.NEEDS_ATTENTION, f"records changed since they were read, nothing written: {changed}")
 
 
+class AgentJobs(NamedTuple):
+    main: dg.JobDefinition
+    after_approval: dg.JobDefinition
+
+
 def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefinition:
+    return build_jobs(wf, tags=tags).main
+
+
+def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs:
     name = wf.name
     opt = dg.Out(Carry, is_required=False)
 
@@ -195,7 +212,7 @@ def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefi
                 return
             decision = wf.policy.decide(v.facts)
             run.tracer.policy("proposal", decision)
-            yield run.output(carry.model_copy(update={"decision": decision}),
+            yield run.output(carry.model_copy(update={"decision": decision, "facts": v.facts}),
                              decision=str(decision.decision), rule=decision.rule)
 
     @dg.op(name=f"{name}__approve_gate", out=opt)
@@ -212,12 +229,14 @@ def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefi
                 plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
                 req = request_approval(
                     run.db, intent_id=carry.intent_id, workflow=wf.name, run_id=run.run_id,
-                    ttl_hours=wf.policy.approval_ttl_hours,
+                    ttl_hours=wf.policy.approval.ttl_hours,
+                    required_approvals=wf.policy.approval.required_approvals(carry.facts),
                     payload={"writes": [a.model_dump(mode="json") for a in plan],
                              "proposal": carry.proposal.model_dump(mode="json")},
                     evidence={"intake": carry.intake.model_dump(mode="json"),
                               "context": carry.context.model_dump(mode="json"),
-                              "policy": decision.model_dump(mode="json")},
+                              "policy": decision.model_dump(mode="json"), "facts": carry.facts,
+                              "source": run.intent().source_ref},
                     rationale=wf.rationale(carry.intake, carry.context, carry.proposal))
                 run.park(S.WAITING_FOR_APPROVAL,
                          f"approval {req['approval_id']} requested: " + "; ".join(decision.reasons))
@@ -232,9 +251,11 @@ def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefi
             run.move(S.COMMITTING)
             check_preconditions(wf, run, carry)
             receipts: list[WriteReceipt] = []
-            for action in wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal):
+            plan = carry.plan or wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
+            for action in plan:
                 try:
-                    receipt = run.gateway.write(action.tool, action.params, action=action.action)
+                    receipt = run.gateway.write(action.tool, action.params, action=action.action,
+                                                approval_id=carry.approval_id)
                 except PreconditionFailed as exc:
                     raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
                 except ToolBlocked as exc:
@@ -272,9 +293,43 @@ def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefi
             run.move(S.COMPLETED, "committed and verified: " + ", ".join(records))
             yield run.output(carry, records=dg.MetadataValue.json(records), run_id=run.run_id)
 
-    @dg.job(name=name, description=wf.description, executor_def=dg.in_process_executor,
-            tags={f"{TAG}/workflow": wf.name, f"{TAG}/workflow_version": wf.version,
-                  f"{TAG}/policy_digest": wf.policy.digest[:16], **(tags or {})})
+    @dg.op(name=f"{name}__load_approved", out=opt)
+    def load_approved(context: dg.OpExecutionContext, config: ApprovalConfig,
+                      runtime: AgentRuntime) -> Iterator[dg.Output]:
+        """APPROVED: load the decided change; go on only if it is exactly what was approved."""
+        with runtime.db.connect() as conn:
+            req = approvals.get(conn, config.approval_id)
+            taken = approvals.decisions(conn, config.approval_id)
+        run = _StepRun(wf, context, runtime, req["intent_id"])
+        if run.intent().state != S.WAITING_FOR_APPROVAL:
+            context.log.info(f"intent {req['intent_id']} is {run.intent().state}: nothing to continue")
+            return
+        with run.guard("load_approved"):
+            if req["status"] != approvals.ApprovalStatus.APPROVED:
+                raise StepFailed(S.NEEDS_ATTENTION, f"{config.approval_id} is {req['status']}, not approved")
+            final = next(d for d in taken if d["decision_id"] == req["final_decision_id"])
+            approved_digest = final["edited_digest"] or final["digest_seen"]
+            actual = approvals.change_digest(req["approved_payload"])
+            if not (actual == req["approved_digest"] == approved_digest):
+                raise StepFailed(S.NEEDS_ATTENTION, f"the change stored for {config.approval_id} is not the one "
+                                 f"that was approved (digest {actual[:12]} != {approved_digest[:12]}): not committed")
+            for d in taken:
+                run.tracer.note("approval_decision", {k: d[k] for k in ("decision_id", "decided_by", "decision",
+                                                                         "note", "at", "digest_seen", "edited_digest")})
+            payload, evidence = req["approved_payload"], req["evidence"]
+            carry = Carry(intent_id=req["intent_id"],
+                          intake=wf.intake_model.model_validate(evidence["intake"]),
+                          context=wf.context_model.model_validate(evidence["context"]),
+                          proposal=wf.proposal_model.model_validate(payload["proposal"]),
+                          facts=evidence.get("facts", {}), approval_id=config.approval_id,
+                          plan=tuple(WriteAction.model_validate(w) for w in payload["writes"]))
+            yield run.output(carry, approved_by=", ".join(d["decided_by"] for d in taken),
+                             approval_id=config.approval_id)
+
+    job_tags = {f"{TAG}/workflow": wf.name, f"{TAG}/workflow_version": wf.version,
+                f"{TAG}/policy_digest": wf.policy.digest[:16], **(tags or {})}
+
+    @dg.job(name=name, description=wf.description, executor_def=dg.in_process_executor, tags=job_tags)
     def agent_job() -> None:
         carry = read()
         carry = propose(carry)
@@ -284,4 +339,12 @@ def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefi
         carry = verify(carry)
         hand_off(carry)
 
-    return agent_job
+    @dg.job(name=f"{name}__after_approval", executor_def=dg.in_process_executor, tags=job_tags,
+            description=f"Continue {name} after a human approved the stored change: commit, verify, hand off.")
+    def after_approval_job() -> None:
+        carry = load_approved()
+        carry = commit(carry)
+        carry = verify(carry)
+        hand_off(carry)
+
+    return AgentJobs(main=agent_job, after_approval=after_approval_job)

@@ -57,6 +57,7 @@ def apply_once(
     tool: str,
     run_id: str | None,
     write: Callable[[Connection], WriteOutcome],
+    approval_id: str | None = None,
 ) -> WriteReceipt:
     """Run `write` at most once per (workflow, intent, action), in one transaction with its ledger row.
 
@@ -66,7 +67,7 @@ def apply_once(
     with db.begin() as conn:
         inserted = insert_ignore(conn, writes, dict(
             idempotency_key=key, intent_id=intent_id, workflow=workflow, action=action, tool=tool,
-            target="", status="pending", run_id=run_id, at=utcnow()), ["idempotency_key"])
+            target="", status="pending", run_id=run_id, approval_id=approval_id, at=utcnow()), ["idempotency_key"])
         if not inserted:
             row = conn.execute(select(writes).where(writes.c.idempotency_key == key)).mappings().one()
             table, _, rkey = row["target"].partition(":")

@@ -54,13 +54,42 @@ class PolicyDecision(BaseModel, frozen=True):
     policy_digest: str
 
 
+class SecondApproval(BaseModel):
+    """Two distinct approvers when `fact` >= `value` (e.g. payments above the second-signature amount)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fact: str
+    value: float
+
+
+class ApprovalPolicy(BaseModel):
+    """Who may decide an approval request of this workflow, and how many must."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ttl_hours: float = Field(72.0, gt=0)
+    approvers: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="name -> roles")
+    allowed_roles: tuple[str, ...] = ()
+    requester_may_approve: bool = False
+    second_approval: SecondApproval | None = None
+
+    def roles_of(self, who: str) -> tuple[str, ...]:
+        return self.approvers.get(who, ())
+
+    def may_decide(self, who: str) -> bool:
+        return any(r in self.allowed_roles for r in self.roles_of(who))
+
+    def required_approvals(self, facts: dict[str, Any]) -> int:
+        sa = self.second_approval
+        return 2 if sa is not None and float(facts.get(sa.fact, 0) or 0) >= sa.value else 1
+
+
 class PolicyPack(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     workflow: str
     version: str
     allowed_tools: tuple[str, ...] = Field(description="deny by default: only these tools may be called")
     rules: tuple[Rule, ...] = ()
-    approval_ttl_hours: float = 72.0
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
 
     @classmethod
     def load(cls, path: str | Path) -> "PolicyPack":

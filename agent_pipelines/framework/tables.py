@@ -73,6 +73,7 @@ writes = Table(
     Column("before", JSON),
     Column("after", JSON),
     Column("run_id", String(64)),
+    Column("approval_id", String(80)),  # the approval this write carried out (decisions hold who and when)
     Column("at", Ts, nullable=False),
 )
 
@@ -144,5 +145,68 @@ approval_requests = Table(
     Column("run_id", String(64)),
     Column("created_at", Ts, nullable=False),
     Column("expires_at", Ts, nullable=False),
+    Column("required_approvals", Integer, nullable=False, server_default="1"),
+    # set once when the request is decided: the change the continuation run commits, and the
+    # decision that completed it (its id is the continuation's run_key)
+    Column("approved_payload", JSON),
+    Column("approved_digest", String(64)),
+    Column("final_decision_id", String(80)),
+    Column("decided_at", Ts),
     UniqueConstraint("intent_id", "digest"),
+)
+
+# One row per approver decision. UNIQUE(approval_id, decided_by): an approver decides once.
+approval_decisions = Table(
+    "approval_decisions",
+    metadata,
+    Column("decision_id", String(80), primary_key=True),
+    Column("approval_id", String(80), nullable=False, index=True),
+    Column("decided_by", String(128), nullable=False),
+    Column("decision", String(16), nullable=False),  # approve | deny | edit
+    Column("note", Text),
+    Column("digest_seen", String(64), nullable=False),  # the change the approver decided on
+    Column("edited_payload", JSON),
+    Column("edited_digest", String(64)),
+    Column("at", Ts, nullable=False),
+    UniqueConstraint("approval_id", "decided_by"),
+)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(48), nullable=False),  # approval_expired | input_expired | run_failed | ...
+    Column("subject", String(200), nullable=False),
+    Column("intent_id", String(80), index=True),
+    Column("message", Text, nullable=False),
+    Column("at", Ts, nullable=False),
+    UniqueConstraint("kind", "subject"),
+)
+
+# A follow-up question an intent waits on (waiting_for_input), with its TTL and the answer.
+input_requests = Table(
+    "input_requests",
+    metadata,
+    Column("request_id", String(80), primary_key=True),
+    Column("intent_id", String(80), nullable=False, index=True),
+    Column("field", String(64), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # pending | answered | expired
+    Column("answer", JSON),
+    Column("answered_by", String(128)),
+    Column("run_id", String(64)),
+    Column("created_at", Ts, nullable=False),
+    Column("expires_at", Ts, nullable=False),
+    Column("answered_at", Ts),
+)
+
+# The output of each step an intent completed, so a resumed intent does not redo finished work.
+intent_steps = Table(
+    "intent_steps",
+    metadata,
+    Column("intent_id", String(80), primary_key=True),
+    Column("step", String(32), primary_key=True),
+    Column("output", JSON, nullable=False),
+    Column("run_id", String(64)),
+    Column("at", Ts, nullable=False),
 )

@@ -78,6 +78,7 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     prompt_version: ClassVar[str]
     description: ClassVar[str]
     intake_model: ClassVar[type[BaseModel]]
+    context_model: ClassVar[type[BaseModel]]
     proposal_model: ClassVar[type[BaseModel]]
     policy_file: ClassVar[Path]
 

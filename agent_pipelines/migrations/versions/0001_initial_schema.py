@@ -184,6 +184,7 @@ def upgrade() -> None:
     sa.Column('po_number', sa.String(length=32), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('payable_cents', sa.BigInteger(), nullable=False),
     sa.Column('variance_cents', sa.BigInteger(), nullable=False),
     sa.Column('invoice_date', sa.Date(), nullable=True),
     sa.Column('due_date', sa.Date(), nullable=False),

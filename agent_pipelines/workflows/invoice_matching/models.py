@@ -103,10 +103,19 @@ class MatchProposal(BaseModel):
     variance_cents: int = Field(description="invoice total minus matched_po_amount_cents")
     rationale: str = Field(max_length=2000, description="why this PO and these line matches")
     invoice_total_cents: int = Field(ge=0, description="the invoice total in cents")
+    pay_amount_cents: int | None = Field(None, ge=1, description=(
+        "amount to pay when less than the invoice total (disputed lines); null pays the total. "
+        "A short payment always goes to a human approver."))
 
     @model_validator(mode="after")
     def _arithmetic(self) -> "MatchProposal":
         # A wrong subtraction is a validation error, so instructor re-asks instead of us trusting it.
         if self.variance_cents != self.invoice_total_cents - self.matched_po_amount_cents:
             raise ValueError("variance_cents must equal invoice_total_cents - matched_po_amount_cents")
+        if self.pay_amount_cents is not None and self.pay_amount_cents > self.invoice_total_cents:
+            raise ValueError("pay_amount_cents cannot exceed invoice_total_cents")
         return self
+
+    @property
+    def payable_cents(self) -> int:
+        return self.pay_amount_cents if self.pay_amount_cents is not None else self.invoice_total_cents

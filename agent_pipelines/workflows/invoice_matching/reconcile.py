@@ -22,13 +22,13 @@ def find_disagreements(invoices: pd.DataFrame, payments: pd.DataFrame, pos: pd.D
         columns={"amount_cents": "paid_cents"}), on="invoice_id", how="left")
     findings = [{"kind": "invoice_without_payment", "subject": r.invoice_id, "amount_cents": int(r.amount_cents)}
                 for r in inv[inv["payment_id"].isna()].itertuples()]
-    bad = inv[inv["payment_id"].notna() & (inv["paid_cents"] != inv["amount_cents"])]
-    findings += [{"kind": "payment_amount_mismatch", "subject": r.invoice_id, "invoice_cents": int(r.amount_cents),
+    bad = inv[inv["payment_id"].notna() & (inv["paid_cents"] != inv["payable_cents"])]
+    findings += [{"kind": "payment_amount_mismatch", "subject": r.invoice_id, "payable_cents": int(r.payable_cents),
                   "payment_cents": int(r.paid_cents)} for r in bad.itertuples()]
     orphan = payments[~payments["invoice_id"].isin(invoices["invoice_id"])]
     findings += [{"kind": "payment_without_invoice", "subject": r.payment_id, "amount_cents": int(r.amount_cents)}
                  for r in orphan.itertuples()]
-    billed = invoices.groupby("po_number")["amount_cents"].sum().rename("staged_cents")
+    billed = invoices.groupby("po_number")["payable_cents"].sum().rename("staged_cents")
     po = pos.set_index("po_number").join(billed).fillna({"staged_cents": 0})
     drift = po[po["invoiced_cents"] != po["staged_cents"]]
     findings += [{"kind": "po_invoiced_mismatch", "subject": str(k), "po_invoiced_cents": int(r.invoiced_cents),

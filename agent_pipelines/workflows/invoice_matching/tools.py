@@ -111,6 +111,7 @@ class StageInvoice(BaseModel):
     po_number: str
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     amount_cents: int = Field(gt=0)
+    payable_cents: int = Field(gt=0)
     variance_cents: int
     invoice_date: date | None
     due_date: date

@@ -41,6 +41,7 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
     prompt_version = prompts.PROMPT_VERSION
     description = "Match an inbound invoice to its purchase order; stage it and schedule its payment once."
     intake_model = InvoiceIntake
+    context_model = MatchContext
     proposal_model = MatchProposal
     policy_file = Path(__file__).with_name("policy.yaml")
 
@@ -126,6 +127,7 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
                 "abs_variance_pct": round(abs(variance) / matched * 100, 3) if matched else 100.0,
                 "po_remaining_after_cents": po.total_cents - po.invoiced_cents - intake.amount_cents,
                 "instruction_like_text": hostile,
+                "short_payment": proposal.payable_cents < intake.amount_cents,
             })
 
     def preconditions(self, context: MatchContext, proposal: MatchProposal) -> dict:
@@ -152,12 +154,13 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
         return [
             WriteAction(action="stage_invoice", tool="stage_invoice", params=common | {
                 "intent_id": intent_id, "invoice_number": intake.invoice_number, "po_number": po.po_number,
-                "amount_cents": intake.amount_cents, "variance_cents": proposal.variance_cents,
+                "amount_cents": intake.amount_cents, "payable_cents": proposal.payable_cents,
+                "variance_cents": proposal.variance_cents,
                 "invoice_date": intake.invoice_date, "due_date": due, "lines": lines}),
             WriteAction(action="record_po_invoiced", tool="record_po_invoiced", params={
-                "po_number": po.po_number, "expected_version": po.version, "add_cents": intake.amount_cents}),
+                "po_number": po.po_number, "expected_version": po.version, "add_cents": proposal.payable_cents}),
             WriteAction(action="schedule_payment", tool="schedule_payment", params=common | {
-                "intent_id": intent_id, "amount_cents": intake.amount_cents, "pay_on": due}),
+                "intent_id": intent_id, "amount_cents": proposal.payable_cents, "pay_on": due}),
         ]
 
     # 5. VERIFY: read back independently and run the post-write suite --------------------------------
@@ -171,10 +174,11 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
         problems = []
         if inv["amount_cents"] != intake.amount_cents or inv["po_number"] != proposal.po_number:
             problems.append(f"{invoice_id} reads back as {inv['amount_cents']} on {inv['po_number']}")
-        if pay is None or pay["amount_cents"] != intake.amount_cents:
-            problems.append(f"payment for {invoice_id} is {pay and pay['amount_cents']}, expected {intake.amount_cents}")
+        if pay is None or pay["amount_cents"] != proposal.payable_cents:
+            problems.append(f"payment for {invoice_id} is {pay and pay['amount_cents']}, "
+                            f"expected {proposal.payable_cents}")
         frame = pd.DataFrame([{k: inv[k] for k in ("invoice_id", "intent_id", "vendor_id", "invoice_number",
-                                                   "amount_cents")}
+                                                   "amount_cents", "payable_cents")}
                               | {"payment_amount_cents": pay and pay["amount_cents"],
                                  "line_count": len(back["lines"])}])
         suite = expectations.staged_invoices_post_write(frame)

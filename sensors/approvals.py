@@ -1,0 +1,56 @@
+"""Approval triggers: launch the one continuation run of each approved request (run_key = the id
+of the decision that completed it), and the housekeeping run when requests are overdue."""
+
+import dagster as dg
+
+from agent_pipelines.framework import approvals
+from agent_pipelines.framework.approvals import aware
+from agent_pipelines.framework.db import utcnow
+from agent_pipelines.framework.jobs import TAG
+from agent_pipelines.framework.runtime import AgentRuntime
+
+
+def build_approval_sensors(after_approval_jobs: dict[str, dg.JobDefinition],
+                           housekeeping_job: object) -> list[dg.SensorDefinition]:
+    @dg.sensor(name="approvals__on_decision", jobs=list(after_approval_jobs.values()), minimum_interval_seconds=10,
+               default_status=dg.DefaultSensorStatus.RUNNING)
+    def on_decision(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
+        """One continuation run per approved request whose intent still waits."""
+        # The intent state is the cursor: once the continuation runs, the intent leaves
+        # waiting_for_approval and the request is no longer listed; run_key guards the gap.
+        ready = approvals.ready_to_continue(runtime.db)
+        requests = [
+            dg.RunRequest(
+                run_key=req["final_decision_id"], job_name=after_approval_jobs[req["workflow"]].name,
+                run_config={"ops": {f"{req['workflow']}__load_approved": {"config": {"approval_id": req["approval_id"]}}}},
+                tags={f"{TAG}/workflow": req["workflow"], f"{TAG}/intent_id": req["intent_id"],
+                      f"{TAG}/approval_id": req["approval_id"]})
+            for req in ready if req["workflow"] in after_approval_jobs]
+        if not requests:
+            return dg.SkipReason("no approved requests waiting for their continuation")
+        return dg.SensorResult(run_requests=requests)
+
+    @dg.sensor(name="approvals__on_expiry", job=housekeeping_job,  # type: ignore[arg-type] minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING)
+    def on_expiry(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.RunRequest | dg.SkipReason:
+        """Run housekeeping when a pending request is past its expiry."""
+        now = utcnow()
+        overdue = sorted(r["approval_id"] for r in approvals.pending(runtime.db) if aware(r["expires_at"]) <= now)
+        if not overdue:
+            return dg.SkipReason("no overdue approval requests")
+        return dg.RunRequest(run_key="expire:" + approvals.change_digest(overdue)[:20])
+
+    return [on_decision, on_expiry]
+
+
+def build_failure_sensor(monitored: list[dg.JobDefinition]) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(name="agent_runs__on_failure", monitored_jobs=monitored,
+                           default_status=dg.DefaultSensorStatus.RUNNING)
+    def on_failure(context: dg.RunFailureSensorContext, runtime: AgentRuntime) -> None:
+        """Alert: every failed agent run becomes an escalation a person works through."""
+        run = context.dagster_run
+        with runtime.db.begin() as conn:
+            approvals.escalate(conn, "run_failed", run.run_id, run.tags.get(f"{TAG}/intent_id"),
+                               f"{run.job_name} run {run.run_id} failed: {context.failure_event.message}")
+
+    return on_failure
