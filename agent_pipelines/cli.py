@@ -250,6 +250,57 @@ def approvals_edit(approval_id: str, actor: Actor,
     _decide(approval_id, actor, "edit", note, state_dir, changes)
 
 
+inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
+app.add_typer(inputs_app, name="inputs")
+
+
+@inputs_app.command("list")
+def inputs_list(state_dir: StateDir = None, as_json: AsJson = False) -> None:
+    """Open questions of intents waiting for input."""
+    from sqlalchemy import select
+
+    from agent_pipelines.framework.tables import input_requests
+
+    project = _open(state_dir)
+    with project.db.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(input_requests).where(input_requests.c.status == "pending")
+                                              .order_by(input_requests.c.created_at)).mappings()]
+    if as_json:
+        _emit({"questions": rows})
+        return
+    t = Table(title=f"{len(rows)} open question(s)")
+    for col in ("intent_id", "field", "question", "expires_at"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["intent_id"], r["field"], r["question"], str(r["expires_at"]))
+    console.print(t)
+
+
+@inputs_app.command("provide")
+def inputs_provide(intent_id: str, values: Annotated[list[str], typer.Argument(help="field=value ...")],
+                   actor: Annotated[str, typer.Option("--as")] = "cli", state_dir: StateDir = None) -> None:
+    """Answer an intent's open question; the next tick resumes it from its persisted steps."""
+    from agent_pipelines.framework import inputs
+    from agent_pipelines.framework.intents import IntentStore
+
+    project = _open(state_dir)
+    answer: dict[str, Any] = {}
+    for item in values:
+        field, sep, raw = item.partition("=")
+        if not sep or not field.strip():
+            _refused(f"expected field=value, got {item!r}")
+        answer[field.strip()] = raw.strip()
+    try:
+        wf = _workflow(IntentStore(project.db).get(intent_id).workflow)
+    except KeyError:
+        _refused(f"no intent {intent_id!r}")
+    try:
+        req = inputs.provide(project.db, intent_id, answer, by=actor, allowed_fields=set(wf.intake_model.model_fields))
+    except inputs.InputRefused as exc:
+        _refused(str(exc))
+    console.print(f"{intent_id}: answered {req['field']!r}; the next `agent-pipelines tick` resumes it")
+
+
 def main() -> None:
     import warnings
 

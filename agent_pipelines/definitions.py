@@ -10,6 +10,7 @@ from assets.approvals import housekeeping_job, housekeeping_schedule, pending_qu
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
 from sensors.approvals import build_approval_sensors, build_failure_sensor
+from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
 
 check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", job=check_job,
@@ -25,6 +26,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[
             build_invoice_sensor(invoices, invoice_jobs.main),
             *build_approval_sensors({invoices.name: invoice_jobs.after_approval}, housekeeping_job),
+            build_input_sensor({invoices.name: (invoices, invoice_jobs.main)}),
             build_failure_sensor(agent_jobs),
         ],
         schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule],

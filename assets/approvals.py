@@ -3,7 +3,7 @@ requests with their age, refreshed by housekeeping, which also expires and escal
 
 import dagster as dg
 
-from agent_pipelines.framework import approvals
+from agent_pipelines.framework import approvals, inputs
 from agent_pipelines.framework.approvals import aware
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.runtime import AgentRuntime
@@ -12,13 +12,15 @@ PENDING_QUEUE = dg.AssetKey(["approvals", "pending_queue"])
 
 
 @dg.asset(key=PENDING_QUEUE, group_name="approvals", kinds={"sql"},
-          description="Pending approval requests (exact change, digest, age, expiry). Overdue ones are "
-                      "expired and escalated when this refreshes.")
+          description="Pending approval requests (exact change, digest, age, expiry). Overdue approval "
+                      "requests and input questions are expired and escalated when this refreshes.")
 def pending_queue(context: dg.AssetExecutionContext, runtime: AgentRuntime) -> dg.MaterializeResult:
     expired = approvals.expire_overdue(runtime.db)
     for req in expired:
         context.log.warning(f"ESCALATION: approval {req['approval_id']} ({req['workflow']}, intent "
                             f"{req['intent_id']}) expired unanswered")
+    for q in inputs.expire_overdue(runtime.db):
+        context.log.warning(f"ESCALATION: intent {q['intent_id']} got no answer to {q['field']!r}; expired")
     now = utcnow()
     rows = approvals.pending(runtime.db)
     table = dg.TableRecord

@@ -3,7 +3,7 @@ of the decision that completed it), and the housekeeping run when requests are o
 
 import dagster as dg
 
-from agent_pipelines.framework import approvals
+from agent_pipelines.framework import approvals, inputs
 from agent_pipelines.framework.approvals import aware
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.jobs import TAG
@@ -33,11 +33,12 @@ def build_approval_sensors(after_approval_jobs: dict[str, dg.JobDefinition],
     @dg.sensor(name="approvals__on_expiry", job=housekeeping_job,  # type: ignore[arg-type] minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING)
     def on_expiry(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.RunRequest | dg.SkipReason:
-        """Run housekeeping when a pending request is past its expiry."""
+        """Run housekeeping when a pending approval request or input question is past its expiry."""
         now = utcnow()
-        overdue = sorted(r["approval_id"] for r in approvals.pending(runtime.db) if aware(r["expires_at"]) <= now)
+        overdue = sorted([r["approval_id"] for r in approvals.pending(runtime.db) if aware(r["expires_at"]) <= now]
+                         + inputs.overdue(runtime.db, now))
         if not overdue:
-            return dg.SkipReason("no overdue approval requests")
+            return dg.SkipReason("no overdue approval requests or questions")
         return dg.RunRequest(run_key="expire:" + approvals.change_digest(overdue)[:20])
 
     return [on_decision, on_expiry]

@@ -92,6 +92,12 @@ class IntentStore:
         with self.db.begin() as conn:
             return transition(conn, intent_id, target, reason=reason, run_id=run_id)
 
+    def update_intake(self, intent_id: str, intake: Any) -> None:
+        """Record answered inputs on the intent (the source stays as received in source_ref)."""
+        with self.db.begin() as conn:
+            conn.execute(update(intents).where(intents.c.intent_id == intent_id).values(
+                intake=redact(intake), updated_at=utcnow()))
+
     def history(self, intent_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as conn:
             rows = conn.execute(select(intent_transitions).where(intent_transitions.c.intent_id == intent_id)

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
-from agent_pipelines.framework import approvals
+from agent_pipelines.framework import approvals, inputs
 from agent_pipelines.framework.approvals import request_approval
 from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent, IntentStore
@@ -25,6 +25,7 @@ from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.framework.workflow import Step, Workflow, WriteAction
 
 TAG = "agent_pipelines"
+STEPS = ["read", "propose", "validate"]  # the steps a resumed intent may start from
 
 
 class IntentConfig(dg.Config):
@@ -47,6 +48,7 @@ class Carry(BaseModel):
     facts: dict[str, Any] = {}
     plan: tuple[WriteAction, ...] | None = None  # set by an approval: exactly the approved writes
     approval_id: str | None = None
+    reuse: tuple[str, ...] = ()  # steps whose persisted output a resumed intent reuses
     receipts: tuple[WriteReceipt, ...] = ()
 
 
@@ -170,10 +172,30 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             context.log.info(f"intent {intent.intent_id} is already {intent.state}: nothing to do")
             return
         with run.guard("read"):
+            data, reuse = intent.intake, ()
+            if intent.state == S.WAITING_FOR_INPUT:
+                with run.db.begin() as conn:
+                    answer = inputs.take_answer(conn, intent.intent_id)
+                if answer is None:
+                    context.log.info(f"intent {intent.intent_id} still waits for input: nothing to do")
+                    return
+                # Resume: apply the answer, and reuse the steps the answered field does not affect.
+                data = {**data, **answer["answer"]}
+                run.store.update_intake(intent.intent_id, data)
+                start = wf.resume_from(answer["field"])
+                reuse = tuple(STEPS[:STEPS.index(start)])
+                run.tracer.note("resume", {"answer": answer["answer"], "answered_by": answer["answered_by"],
+                                           "resume_from": start, "reused": list(reuse)})
             run.move(S.RUNNING)
-            intake = wf.intake_model.model_validate(intent.intake)
-            ctx_model = wf.read(run.step(), intake)
-            yield run.output(Carry(intent_id=intent.intent_id, intake=intake, context=ctx_model))
+            intake = wf.intake_model.model_validate(data)
+            saved = inputs.saved_step(run.db, intent.intent_id, "read") if "read" in reuse else None
+            if saved is not None:
+                ctx_model = wf.context_model.model_validate(saved["output"])
+                context.log.info(f"read: reusing the context persisted by run {saved['run_id']}")
+            else:
+                ctx_model = wf.read(run.step(), intake)
+                inputs.save_step(run.db, intent.intent_id, "read", ctx_model.model_dump(mode="json"), run.run_id)
+            yield run.output(Carry(intent_id=intent.intent_id, intake=intake, context=ctx_model, reuse=reuse))
 
     @dg.op(name=f"{name}__propose", out=opt)
     def propose(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
@@ -181,6 +203,11 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         run = _StepRun(wf, context, runtime, carry.intent_id)
         proposer = runtime.proposer()
         with run.guard("propose"):
+            saved = inputs.saved_step(run.db, carry.intent_id, "propose") if "propose" in carry.reuse else None
+            if saved is not None:
+                context.log.info(f"propose: reusing the proposal persisted by run {saved['run_id']}")
+                yield run.output(carry.model_copy(update={"proposal": wf.proposal_model.model_validate(saved["output"])}))
+                return
             try:
                 proposal, usage = proposer.propose(
                     response_model=wf.proposal_model,
@@ -191,6 +218,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                 run.tracer.llm_call(**exc.usage.model_dump(), output=None, error=str(exc)[:4000])
                 raise StepFailed(S.FAILED, f"no valid proposal after {exc.usage.attempts} attempt(s): {exc}") from exc
             run.tracer.llm_call(**usage.model_dump(), output=proposal)
+            inputs.save_step(run.db, carry.intent_id, "propose", proposal.model_dump(mode="json"), run.run_id)
             yield run.output(carry.model_copy(update={"proposal": proposal}),
                              model=usage.model, prompt_version=usage.prompt_version, attempts=usage.attempts,
                              tokens=usage.prompt_tokens + usage.completion_tokens, cost_usd=usage.cost_usd)
@@ -203,7 +231,11 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             v = wf.validate(run.step(), carry.intake, carry.context, carry.proposal)
             run.check_events(v.suites)
             if v.need_input is not None:
-                run.park(S.WAITING_FOR_INPUT, f"{v.need_input.field}: {v.need_input.question}")
+                req = inputs.ask(run.db, intent_id=carry.intent_id, field=v.need_input.field,
+                                 question=v.need_input.question, ttl_hours=wf.policy.input_ttl_hours,
+                                 run_id=run.run_id)
+                run.park(S.WAITING_FOR_INPUT, f"{v.need_input.field}: {v.need_input.question} "
+                                              f"(question {req['request_id']})")
                 return
             problems = [f"{x.rule}: {x.message}" for x in v.violations]
             problems += [f"{s.suite} failed: {list(s.failed)}" for s in v.suites if not s.passed]

@@ -90,6 +90,7 @@ class PolicyPack(BaseModel):
     allowed_tools: tuple[str, ...] = Field(description="deny by default: only these tools may be called")
     rules: tuple[Rule, ...] = ()
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    input_ttl_hours: float = Field(72.0, gt=0, description="how long an intent waits for a missing input")
 
     @classmethod
     def load(cls, path: str | Path) -> "PolicyPack":

@@ -113,6 +113,11 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     def verify(self, step: Step, intake: IntakeT, context: ContextT, proposal: ProposalT,
                receipts: list[WriteReceipt]) -> Verification: ...
 
+    def resume_from(self, answered_field: str) -> str:
+        """The first step to redo when an answer to `answered_field` arrives: "read", "propose" or
+        "validate". Earlier steps reuse their persisted output. Redo everything unless told otherwise."""
+        return "read"
+
     def preconditions(self, context: ContextT, proposal: ProposalT) -> dict[str, Any]:
         """What must still hold when the writes start (record versions, statuses), computed from a
         context. COMMIT re-reads the context and refuses to write if this changed since READ."""
