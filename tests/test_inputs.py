@@ -107,3 +107,22 @@ def test_a_resumed_intent_reuses_the_steps_already_done(seeded):
     logs = " ".join(e.user_message or "" for e in events)
     assert "reusing the context persisted by run " + first.run_id in logs
     assert "reusing the proposal persisted by run " + first.run_id in logs
+
+
+def test_a_follow_up_file_with_the_same_correlation_answers_the_waiting_intent(drop, seeded):
+    from tests.conftest import invoice_json
+
+    drop("inv-100.json", invoice_json(po_number="PO-404"))
+    seeded.tick()
+    [waiting_intent] = [i for i in seeded.intents("invoice_matching") if i["state"] == "waiting_for_input"]
+    drop("inv-100-resent.json", invoice_json(po_number="PO-1", memo="re-sent with the right PO"))
+    seeded.tick()  # the invoice sensor hands the PO number to the waiting intent
+    seeded.tick()  # the input sensor resumes it
+    by_source = {i["source_ref"].rsplit("/", 1)[-1]: i for i in seeded.intents("invoice_matching")}
+    assert by_source["inv-100.json"]["state"] == "completed"
+    follow_up = by_source["inv-100-resent.json"]
+    assert follow_up["state"] == "completed" and waiting_intent["intent_id"] in follow_up["reason"]
+    with seeded.db.connect() as conn:
+        q = conn.execute(select(input_requests)).mappings().one()
+        assert len(conn.execute(select(writes)).all()) == 3
+    assert (q["answer"], q["answered_by"]) == ({"po_number": "PO-1"}, "source:inv-100-resent.json")

@@ -32,6 +32,13 @@ def ask(db: Database, *, intent_id: str, field: str, question: str, ttl_hours: f
                     .mappings().one())
 
 
+def pending_question(conn: Connection, intent_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(input_requests).where(
+        input_requests.c.intent_id == intent_id, input_requests.c.status == "pending")
+        .order_by(input_requests.c.created_at.desc())).mappings().first()
+    return dict(row) if row else None
+
+
 def open_request(conn: Connection, intent_id: str) -> dict[str, Any] | None:
     row = conn.execute(for_update(conn, select(input_requests).where(
         input_requests.c.intent_id == intent_id, input_requests.c.status == "pending")

@@ -92,6 +92,13 @@ class IntentStore:
         with self.db.begin() as conn:
             return transition(conn, intent_id, target, reason=reason, run_id=run_id)
 
+    def waiting_for_input(self, workflow: str, correlation_id: str) -> list[Intent]:
+        with self.db.connect() as conn:
+            ids = conn.execute(select(intents.c.intent_id).where(
+                intents.c.workflow == workflow, intents.c.correlation_id == correlation_id,
+                intents.c.state == S.WAITING_FOR_INPUT)).scalars().all()
+            return [_get(conn, i) for i in ids]
+
     def update_intake(self, intent_id: str, intake: Any) -> None:
         """Record answered inputs on the intent (the source stays as received in source_ref)."""
         with self.db.begin() as conn:

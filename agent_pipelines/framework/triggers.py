@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
+from agent_pipelines.framework import inputs
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id
 from agent_pipelines.framework.jobs import run_config, run_tags
 from agent_pipelines.framework.states import IntentState
@@ -75,8 +76,33 @@ def register_file(store: IntentStore, wf: Workflow, path: Path,
             source_digest=digest(content), intake={"source_name": path.name, "preview": preview},
             state=IntentState.REJECTED_INPUT, reason=f"unreadable input: {exc}")
     data: Any = json.loads(intake.model_dump_json())
-    return store.register(intent_id=intent_id, workflow=wf.name, correlation_id=correlation_of(intake, path),
+    correlation = correlation_of(intake, path)
+    answered = answer_waiting(store, wf, correlation, data, source=path.name)
+    if answered:
+        # A follow-up (e.g. the vendor re-sent the invoice with the missing PO number): it answers the
+        # waiting intent, which resumes from its persisted steps; this source needs no run of its own.
+        return store.register(intent_id=intent_id, workflow=wf.name, correlation_id=correlation,
+                              source_ref=str(path), source_digest=digest(content), intake=data,
+                              state=IntentState.COMPLETED, reason=answered)
+    return store.register(intent_id=intent_id, workflow=wf.name, correlation_id=correlation,
                           source_ref=str(path), source_digest=digest(content), intake=data)
+
+
+def answer_waiting(store: IntentStore, wf: Workflow, correlation: str, data: dict[str, Any], source: str) -> str | None:
+    """If an intent with the same correlation waits for a field this source supplies, answer it."""
+    for waiting in store.waiting_for_input(wf.name, correlation):
+        with store.db.connect() as conn:
+            question = inputs.pending_question(conn, waiting.intent_id)
+        if question is None or data.get(question["field"]) in (None, ""):
+            continue
+        value = data[question["field"]]
+        try:
+            inputs.provide(store.db, waiting.intent_id, {question["field"]: value}, by=f"source:{source}",
+                           allowed_fields=set(wf.intake_model.model_fields))
+        except inputs.InputRefused:
+            continue
+        return f"follow-up: answered {question['field']}={value!r} for intent {waiting.intent_id}"
+    return None
 
 
 def correlation_of(intake: BaseModel, path: Path) -> str:
