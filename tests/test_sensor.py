@@ -17,6 +17,10 @@ def evaluate(project, cursor=None):  # type: ignore[no-untyped-def]
         return sensor.evaluate_tick(ctx)
 
 
+def inbox_tick(project):  # type: ignore[no-untyped-def]
+    return next(t for t in project.tick() if t.sensor == "invoice_matching__on_new_invoice")
+
+
 def n_writes(project) -> int:  # type: ignore[no-untyped-def]
     with project.db.connect() as conn:
         return conn.execute(select(func.count()).select_from(writes)).scalar_one()
@@ -38,22 +42,22 @@ def test_same_invoice_under_two_names_is_one_intent_and_one_run(drop, seeded):
 def test_retick_and_cursor_reset_never_write_twice(drop, seeded):
     drop("a.json", invoice_json())
     drop("b.json", invoice_json(invoice_number="INV-200", total="1,300.00"))  # 30% over: waits for approval
-    first = seeded.tick()
-    assert [len(t.runs) for t in first] == [2] and all(r.success for r in first[0].runs)
+    first = inbox_tick(seeded)
+    assert len(first.runs) == 2 and all(r.success for r in first.runs)
     # runs carry the workspace's code location, so the UI can re-execute them
-    origin = seeded.instance.get_run_by_id(first[0].runs[0].run_id).remote_job_origin
+    origin = seeded.instance.get_run_by_id(first.runs[0].run_id).remote_job_origin
     assert (origin.location_name, origin.repository_origin.repository_name) == ("agent_pipelines", "__repository__")
     assert n_writes(seeded) == 3
     # same cursor: nothing new
-    assert seeded.tick()[0].skip_reason.startswith("no new files")
+    assert inbox_tick(seeded).skip_reason.startswith("no new files")
     # cursor lost (e.g. a new daemon): the completed intent is not requested again; the waiting one
     # is, and the run_key dedupe skips it because it already has a run
     (seeded.settings.state_dir / "sensor_cursors.json").unlink()
-    again = seeded.tick()[0]
+    again = inbox_tick(seeded)
     assert (again.requested, again.skipped_existing, len(again.runs)) == (1, 1, 0)
     # a run launched anyway (e.g. from the UI, which has no run_key dedupe) writes nothing more
     job = seeded.definitions.get_job_def("invoice_matching")
-    for run in first[0].runs:
+    for run in first.runs:
         rc = {"ops": {"invoice_matching__read": {"config": {"intent_id": run.run_key}}}}
         assert job.execute_in_process(run_config=rc, instance=seeded.instance).success
     assert n_writes(seeded) == 3
