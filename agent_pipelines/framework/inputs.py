@@ -6,12 +6,12 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, select, update
 
 from agent_pipelines.framework.approvals import DecisionRefused, aware, escalate
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.intents import transition
-from agent_pipelines.framework.sql import for_update, insert_ignore
+from agent_pipelines.framework.sql import for_update, insert_ignore, upsert
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.tables import input_requests, intent_steps, intents
 
@@ -120,9 +120,8 @@ def expire_overdue(db: Database, now: datetime | None = None) -> list[dict[str, 
 
 def save_step(db: Database, intent_id: str, step: str, output: Any, run_id: str | None) -> None:
     with db.begin() as conn:
-        conn.execute(delete(intent_steps).where(intent_steps.c.intent_id == intent_id, intent_steps.c.step == step))
-        conn.execute(intent_steps.insert().values(intent_id=intent_id, step=step, output=output, run_id=run_id,
-                                                  at=utcnow()))
+        upsert(conn, intent_steps, dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow()),
+               ["intent_id", "step"])
 
 
 def saved_step(db: Database, intent_id: str, step: str) -> dict[str, Any] | None:
