@@ -54,28 +54,31 @@ def _run_ticks(project: Any, until_idle: bool) -> dict[str, int]:
 @app.command()
 def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """Seed a system of record and an invoice inbox, then run what the sensors request."""
-    from agent_pipelines.workflows.invoice_matching import demo_data
+    from agent_pipelines.workflows.invoice_matching import demo_data as invoice_demo
+    from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
     project = _open(state_dir)
     with project.db.begin() as conn:
-        demo_data.seed_system_of_record(conn)
-    files = demo_data.write_inbox(project.settings.invoice_inbox)
+        invoice_demo.seed_system_of_record(conn)
+        ticket_demo.seed_system_of_record(conn)
+        messages = ticket_demo.seed_inbound_messages(conn)
+    files = invoice_demo.write_inbox(project.settings.invoice_inbox)
     if not as_json:
         console.print(f"state: {project.settings.state_dir}  database: {project.db.dialect}  "
-                      f"inbox: {len(files)} invoice files")
+                      f"inbox: {len(files)} invoice files  inbound_messages: {messages} new")
     with console.status("evaluating sensors and executing runs...", spinner="dots") if not as_json else _null():
         totals = _run_ticks(project, until_idle=True)
     status = project.status()
     if as_json:
         _emit({**status.model_dump(), **totals, "state_dir": str(project.settings.state_dir)})
         return
-    t = Table(title="invoice_matching: one row per inbox intent")
-    for col in ("source", "state", "reason"):
-        t.add_column(col, overflow="fold")
-    for row in project.intents("invoice_matching"):
-        name = Path(row["source_ref"]).name
-        t.add_row(name, row["state"], (row["reason"] or "")[:110])
-    console.print(t)
+    for workflow in ("invoice_matching", "ticket_intake"):
+        t = Table(title=f"{workflow}: one row per intent")
+        for col in ("source", "state", "reason"):
+            t.add_column(col, overflow="fold")
+        for row in project.intents(workflow):
+            t.add_row(Path(row["source_ref"]).name, row["state"], (row["reason"] or "")[:110])
+        console.print(t)
     console.print(_status_table(status))
     console.print(f"runs executed: {totals['runs']} (failed: {totals['failed_runs']}, already launched: "
                   f"{totals['skipped_existing']})   writes: {status.writes}   "

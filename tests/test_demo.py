@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
 from agent_pipelines.workflows.invoice_matching import demo_data
+from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
 EXPECTED_STATE = {
     "clean": "completed", "small_variance": "completed", "missing_po_resolvable": "completed",
@@ -46,7 +47,14 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
         else:
             assert states[name] == EXPECTED_STATE[category], (name, category)
     completed = sum(EXPECTED_STATE.get(c) == "completed" for c in outcomes.values())
-    assert first["writes"] == 3 * completed  # stage invoice, PO invoiced amount, payment
+    # tickets: every seeded message ends where its category says (one intent per message)
+    tickets = {r["source_ref"]: r["state"] for r in project.intents("ticket_intake")}
+    ticket_outcomes = ticket_demo.expected_outcomes()
+    assert len(ticket_outcomes) >= 50 and len(tickets) == len(ticket_outcomes)
+    assert sorted(tickets.values()) == sorted(ticket_demo.EXPECTED_STATE[c] for c in ticket_outcomes.values())
+    tickets_done = sum(s == "completed" for s in tickets.values())
+    # stage invoice + PO invoiced amount + payment per invoice; create or append per message
+    assert first["writes"] == 3 * completed + tickets_done
 
     second = cli("demo")
     assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)

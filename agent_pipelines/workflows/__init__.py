@@ -5,5 +5,6 @@ from agent_pipelines.framework.workflow import Workflow
 
 def all_workflows() -> list[Workflow]:
     from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+    from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 
-    return [InvoiceMatching()]
+    return [InvoiceMatching(), TicketIntake()]

@@ -1,0 +1,141 @@
+"""Typed state of ticket intake: the message as received (intake), what the support desk's system of
+record says (context), and the triage the model proposes (proposal)."""
+
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from agent_pipelines.framework.workflow import StepModel
+
+WORKFLOW = "ticket_intake"
+
+Category = Literal["bug", "billing", "account_access", "feature_request", "question"]
+Priority = Literal["low", "normal", "high", "urgent"]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+PRIORITIES: tuple[str, ...] = Priority.__args__  # type: ignore[attr-defined]
+
+
+# -- intake: one row of inbound_messages, as the sensor read it -----------------------------------------
+class Attachment(StepModel):
+    """Metadata only: the workflow never opens attachment content."""
+
+    filename: str
+    content_type: str = "application/octet-stream"
+    size_bytes: int = 0
+
+
+class MessageIntake(StepModel):
+    seq: int
+    message_id: str
+    version: int = 1
+    sender: str = ""  # as written by the mail gateway: "jane@acme.example" or "Jane <jane@acme.example>"
+    subject: str = ""
+    body: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    product: str | None = None  # only when the message came through a form that asks for it
+    received_at: datetime | None = None
+
+    @property
+    def sender_email(self) -> str:
+        """The address part of `sender`, lower-cased: requesters are looked up by it."""
+        return parseaddr(self.sender)[1].strip().lower()
+
+    @property
+    def text(self) -> str:
+        return f"{self.subject}\n{self.body}"
+
+
+# -- context: read through read-only tools -------------------------------------------------------------
+class RequesterSnapshot(StepModel):
+    requester_id: str
+    email: str
+    name: str
+    org: str
+
+
+class TicketSnapshot(StepModel):
+    """The fields triage and dedupe rely on (not updated_at: other messages' appends move it)."""
+
+    ticket_id: str
+    requester_id: str
+    product_id: str
+    subject: str
+    category: str
+    priority: str
+    team_id: str
+    status: str
+
+
+class ProductSnapshot(StepModel):
+    product_id: str
+    name: str
+    default_team_id: str
+
+
+class TeamSnapshot(StepModel):
+    team_id: str
+    name: str
+
+
+class TicketMessageRecord(StepModel):
+    message_id: str
+    intent_id: str | None
+    body: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+class TicketRecord(StepModel):
+    """A ticket with everything filed on it, read back for VERIFY."""
+
+    ticket: TicketSnapshot
+    summary: str
+    flags: dict[str, Any]
+    created_by_intent: str | None
+    messages: tuple[TicketMessageRecord, ...]
+
+
+class TriageContext(StepModel):
+    requester: RequesterSnapshot | None  # None: the sender is not a known requester
+    open_tickets: tuple[TicketSnapshot, ...]  # the requester's open tickets: the only dedupe targets
+    products: tuple[ProductSnapshot, ...]
+    teams: tuple[TeamSnapshot, ...]
+
+    def product(self, product_id: str | None) -> ProductSnapshot | None:
+        return next((p for p in self.products if p.product_id == product_id), None)
+
+    def open_ticket(self, ticket_id: str | None) -> TicketSnapshot | None:
+        return next((t for t in self.open_tickets if t.ticket_id == ticket_id), None)
+
+
+# -- proposal: what the model returns (instructor response_model); it decides nothing -------------------
+class TriageProposal(BaseModel):
+    """How to file one inbound support message: as a new ticket, or on one of the requester's open
+    tickets when it continues or repeats that ticket."""
+
+    category: Category = Field(description="bug, billing, account_access, feature_request or question")
+    priority: Priority = Field(description="urgent only for an outage or data loss happening now; high when the "
+                                           "requester is blocked; low for feature requests; otherwise normal")
+    product_id: str | None = Field(description="product_id of the product the message is about, or null if the "
+                                               "message does not say which product")
+    team_id: str = Field(min_length=1, max_length=32, description="team_id of the team to assign the ticket to")
+    summary: str = Field(min_length=5, max_length=160, description="one line for the ticket list, no line breaks")
+    duplicate_of: str | None = Field(
+        pattern=r"^T-\d+$",
+        description="ticket_id of one of the requester's open tickets that this message continues or repeats, "
+                    "or null to open a new ticket")
+    rationale: str = Field(max_length=2000, description="why this category, priority, team and ticket")
+
+    @field_validator("summary")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        # A multi-line summary breaks the ticket list; a validation error makes instructor re-ask.
+        if "\n" in v or "\r" in v:
+            raise ValueError("summary must be a single line")
+        return v.strip()
+
+    @field_validator("product_id", "team_id")
+    @classmethod
+    def _ids_upper(cls, v: str | None) -> str | None:
+        return v.strip().upper() if v else v
