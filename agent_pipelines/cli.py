@@ -2,6 +2,7 @@
 
 import json
 import os
+from contextlib import nullcontext
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     if not as_json:
         console.print(f"state: {project.settings.state_dir}  database: {project.db.dialect}  "
                       f"inbox: {len(files)} invoice files  inbound_messages: {messages} new")
-    with console.status("evaluating sensors and executing runs...", spinner="dots") if not as_json else _null():
+    with console.status("evaluating sensors and executing runs...", spinner="dots") if not as_json else nullcontext():
         totals = _run_ticks(project, until_idle=True)
     status = project.status()
     if as_json:
@@ -83,11 +84,6 @@ def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     console.print(f"runs executed: {totals['runs']} (failed: {totals['failed_runs']}, already launched: "
                   f"{totals['skipped_existing']})   writes: {status.writes}   "
                   f"duplicate_writes: {status.duplicate_writes}")
-
-
-class _null:
-    def __enter__(self) -> None: ...
-    def __exit__(self, *a: object) -> None: ...
 
 
 @app.command("tick")

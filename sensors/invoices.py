@@ -24,6 +24,7 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefini
         from agent_pipelines.workflows.invoice_matching.parsing import parse_invoice
 
         store = IntentStore(runtime.db)
+        model = runtime.proposer().model_name
         requests: dict[str, dg.RunRequest] = {}
         rejected = 0
         for _, path in new:
@@ -32,7 +33,7 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefini
                 rejected += 1
                 context.log.info(f"{path.name}: {intent.reason}")
             elif not intent.is_terminal:
-                requests[intent.intent_id] = run_request(wf, intent, model=runtime.proposer().model_name)
+                requests[intent.intent_id] = run_request(wf, intent, model=model)
         context.log.info(f"{len(new)} file(s): {len(requests)} run request(s), {rejected} rejected")
         # Same bytes under two names give the same intent and run_key: Dagster launches it once.
         return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor.advance(new).model_dump_json())

@@ -12,7 +12,6 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
 from agent_pipelines.framework import approvals, inputs
-from agent_pipelines.framework.approvals import request_approval
 from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, has_writes
@@ -264,7 +263,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                 return
             if decision.decision == Decision.NEEDS_APPROVAL:
                 plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
-                req = request_approval(
+                req = approvals.request_approval(
                     run.db, intent_id=carry.intent_id, workflow=wf.name, run_id=run.run_id,
                     ttl_hours=wf.policy.approval.ttl_hours,
                     required_approvals=wf.policy.approval.required_approvals(carry.facts),
