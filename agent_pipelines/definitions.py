@@ -2,15 +2,18 @@
 
 import dagster as dg
 
-from agent_pipelines.framework.jobs import build_jobs
+from agent_pipelines.framework.jobs import WorkflowJobs, build_jobs
 from agent_pipelines.settings import Settings
+from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
 from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
+from sensors.access import build_access_sensor
 from sensors.approvals import build_approval_sensors, build_failure_sensor
+from sensors.controls import build_release_sensor
 from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
 from sensors.tickets import build_ticket_sensor
@@ -20,17 +23,20 @@ check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", jo
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    invoices, tickets = InvoiceMatching(), TicketIntake()
-    invoice_jobs, ticket_jobs = build_jobs(invoices), build_jobs(tickets)
-    agent_jobs = [*invoice_jobs, *ticket_jobs]
+    invoices, tickets, access = InvoiceMatching(), TicketIntake(), AccessOffboarding()
+    # Every shipped workflow with its jobs: the approval, input and kill-switch sensors serve them all.
+    shipped: dict[str, WorkflowJobs] = {wf.name: WorkflowJobs(wf, build_jobs(wf))
+                                        for wf in (invoices, tickets, access)}
+    agent_jobs = [job for w in shipped.values() for job in w.jobs]
     return dg.Definitions(
         jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job],
         sensors=[
-            build_invoice_sensor(invoices, invoice_jobs.main),
-            build_ticket_sensor(tickets, ticket_jobs.main),
-            *build_approval_sensors({invoices.name: invoice_jobs.after_approval,
-                                     tickets.name: ticket_jobs.after_approval}, housekeeping_job),
-            build_input_sensor({invoices.name: (invoices, invoice_jobs.main), tickets.name: (tickets, ticket_jobs.main)}),
+            build_invoice_sensor(invoices, shipped[invoices.name].jobs.main),
+            build_ticket_sensor(tickets, shipped[tickets.name].jobs.main),
+            build_access_sensor(access, shipped[access.name].jobs.main),
+            *build_approval_sensors(shipped, housekeeping_job),
+            build_input_sensor(shipped),
+            build_release_sensor(shipped),
             build_failure_sensor(agent_jobs),
         ],
         schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule],

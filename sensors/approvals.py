@@ -6,28 +6,32 @@ import dagster as dg
 from agent_pipelines.framework import approvals, inputs
 from agent_pipelines.framework.approvals import aware
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.jobs import TAG
+from agent_pipelines.framework.jobs import TAG, WorkflowJobs, continuation_request
 from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.triggers import launch_stopped
 
 
-def build_approval_sensors(after_approval_jobs: dict[str, dg.JobDefinition],
-                           housekeeping_job: object) -> list[dg.SensorDefinition]:
-    @dg.sensor(name="approvals__on_decision", jobs=list(after_approval_jobs.values()), minimum_interval_seconds=10,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+def build_approval_sensors(shipped: dict[str, WorkflowJobs], housekeeping_job: object) -> list[dg.SensorDefinition]:
+    @dg.sensor(name="approvals__on_decision", jobs=[w.jobs.after_approval for w in shipped.values()],
+               minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
     def on_decision(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         """One continuation run per approved request whose intent still waits."""
         # The intent state is the cursor: once the continuation runs, the intent leaves
         # waiting_for_approval and the request is no longer listed; run_key guards the gap.
-        ready = approvals.ready_to_continue(runtime.db)
-        requests = [
-            dg.RunRequest(
-                run_key=req["final_decision_id"], job_name=after_approval_jobs[req["workflow"]].name,
-                run_config={"ops": {f"{req['workflow']}__load_approved": {"config": {"approval_id": req["approval_id"]}}}},
-                tags={f"{TAG}/workflow": req["workflow"], f"{TAG}/intent_id": req["intent_id"],
-                      f"{TAG}/approval_id": req["approval_id"]})
-            for req in ready if req["workflow"] in after_approval_jobs]
+        requests, stopped = [], []
+        for req in approvals.ready_to_continue(runtime.db):
+            if req["workflow"] not in shipped:
+                continue
+            if skip := launch_stopped(runtime.db, req["workflow"]):
+                stopped.append(skip.skip_message)
+                continue
+            w = shipped[req["workflow"]]
+            requests.append(continuation_request(runtime.db, w, req["intent_id"], req["approval_id"],
+                                                 run_key=req["final_decision_id"],
+                                                 model=runtime.proposer().model_name))
         if not requests:
-            return dg.SkipReason("no approved requests waiting for their continuation")
+            return dg.SkipReason("; ".join(sorted(set(stopped))) or
+                                 "no approved requests waiting for their continuation")
         return dg.SensorResult(run_requests=requests)
 
     @dg.sensor(name="approvals__on_expiry", job=housekeeping_job,  # type: ignore[arg-type] minimum_interval_seconds=60,

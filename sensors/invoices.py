@@ -4,7 +4,7 @@ import dagster as dg
 
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.runtime import AgentRuntime
-from agent_pipelines.framework.triggers import InboxCursor, register_file, run_request
+from agent_pipelines.framework.triggers import InboxCursor, launch_stopped, register_file, run_request
 from agent_pipelines.framework.workflow import Workflow
 from resources.inbox import InboxResource
 
@@ -17,6 +17,8 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefini
     def on_new_invoice(context: dg.SensorEvaluationContext, runtime: AgentRuntime,
                        invoice_inbox: InboxResource) -> dg.SensorResult | dg.SkipReason:
         """Register each new invoice file as an intent; unreadable files are recorded, not launched."""
+        if stopped := launch_stopped(runtime.db, wf.name):
+            return stopped
         cursor = InboxCursor.parse(context.cursor)
         new = cursor.new_files(invoice_inbox.root)[:BATCH]
         if not new:
@@ -33,7 +35,7 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefini
                 rejected += 1
                 context.log.info(f"{path.name}: {intent.reason}")
             elif not intent.is_terminal:
-                requests[intent.intent_id] = run_request(wf, intent, model=model)
+                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
         context.log.info(f"{len(new)} file(s): {len(requests)} run request(s), {rejected} rejected")
         # Same bytes under two names give the same intent and run_key: Dagster launches it once.
         return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor.advance(new).model_dump_json())

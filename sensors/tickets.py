@@ -13,7 +13,7 @@ from sqlalchemy import select
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import run_request
+from agent_pipelines.framework.triggers import launch_stopped, run_request
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.ticket_intake.models import MessageIntake
 from agent_pipelines.workflows.ticket_intake.triage import normalize_subject
@@ -64,6 +64,8 @@ def build_ticket_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinit
     def on_new_message(context: dg.SensorEvaluationContext,
                        runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         """Register each new inbound message as an intent; empty ones are recorded, not launched."""
+        if stopped := launch_stopped(runtime.db, wf.name):
+            return stopped
         cursor = MessageCursor.parse(context.cursor)
         new = read_new_messages(runtime, cursor)
         if not new:
@@ -78,7 +80,7 @@ def build_ticket_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinit
                 rejected += 1
                 context.log.info(f"{intake.message_id}: {intent.reason}")
             elif not intent.is_terminal:
-                requests[intent.intent_id] = run_request(wf, intent, model=model)
+                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
         context.log.info(f"{len(new)} message(s): {len(requests)} run request(s), {rejected} rejected")
         return dg.SensorResult(run_requests=list(requests.values()),
                                cursor=MessageCursor(last_seq=new[-1].seq).model_dump_json())

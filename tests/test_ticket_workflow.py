@@ -205,7 +205,8 @@ def test_unknown_requester_and_missing_product_wait_for_input_with_one_question(
     vague = add_message(desk, "M-2", ALICE, "Something is not working", "We keep getting an error. Help?")
     tick_and_run(desk, defs)
     s, v = intent(desk, stranger), intent(desk, vague)
-    assert s.state == "waiting_for_input" and s.reason.startswith("sender: ") and "sam@mail.example" in s.reason
+    # the reason (it reaches logs and the CLI) is redacted; the question sent back keeps the address
+    assert s.state == "waiting_for_input" and s.reason.startswith("sender: ") and "[REDACTED:email]" in s.reason
     assert v.state == "waiting_for_input"
     assert v.reason.startswith("product: Which product is this about: API, Billing Portal or Mobile App? (question ")
     assert count(desk, writes) == 0 and count(desk, tickets) == PRIOR and count(desk, ticket_messages) == PRIOR
@@ -213,6 +214,9 @@ def test_unknown_requester_and_missing_product_wait_for_input_with_one_question(
         asked = conn.execute(select(input_requests.c.intent_id, input_requests.c.field, input_requests.c.status)
                              .order_by(input_requests.c.field)).all()
     assert [tuple(a) for a in asked] == [(vague, "product", "pending"), (stranger, "sender", "pending")]
+    with desk.db.connect() as conn:
+        question = conn.execute(select(input_requests.c.question).where(input_requests.c.intent_id == stranger)).scalar()
+    assert "sam@mail.example" in question
 
 
 def test_answers_resume_the_waiting_messages_and_file_them_once(desk, defs):

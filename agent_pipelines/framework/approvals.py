@@ -128,13 +128,31 @@ def decide(db: Database, policy: ApprovalPolicy, approval_id: str, *, actor: str
         return get(conn, approval_id) | {"approvals": sorted(approvers)}
 
 
+def approved_write(conn: Connection, approval_id: str, *, intent_id: str, action: str,
+                   tool: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The parameters an approval approved for (intent, action, tool), or why it approves nothing of
+    the kind: the gateway runs a reserved write only when these match what is about to run."""
+    req = conn.execute(select(approval_requests).where(approval_requests.c.approval_id == approval_id)
+                       ).mappings().first()
+    if req is None:
+        return None, "no such approval request"
+    if req["intent_id"] != intent_id:
+        return None, "it was given for another intent"
+    if req["status"] != ApprovalStatus.APPROVED:
+        return None, f"it is {req['status']}, not approved"
+    for w in (req["approved_payload"] or {}).get("writes", []):
+        if w.get("action") == action and w.get("tool") == tool:
+            return w.get("params") or {}, None
+    return None, f"it does not list the write {action!r} with {tool!r}"
+
+
 def _check_may_decide(policy: ApprovalPolicy, req: dict[str, Any], taken: list[dict[str, Any]], actor: str,
                       now: datetime) -> None:
     if req["status"] != ApprovalStatus.PENDING:
         raise DecisionRefused(f"{req['approval_id']} is already {req['status']}")
     if aware(req["expires_at"]) <= now:
         raise DecisionRefused(f"{req['approval_id']} expired at {aware(req['expires_at']).isoformat()}")
-    if not actor or actor.startswith("agent:") or actor == AGENT_IDENTITY:
+    if not actor or actor.strip().lower().startswith("agent:") or actor == AGENT_IDENTITY:
         raise DecisionRefused(f"{actor or 'an empty identity'} is an agent identity; agents never decide approvals")
     if not policy.may_decide(actor):
         roles = policy.roles_of(actor)

@@ -1,10 +1,17 @@
 """The tool gateway: the only path from a workflow to a system of record.
 
 Every call is checked against the workflow's policy (deny by default), its parameters validated by
-the tool's pydantic model, run under a per-tool timeout, retried with capped exponential backoff and
-jitter when the error is transient (fail-fast otherwise), and recorded in the trace. Writes go
-through the ledger, so each (intent, action) lands once."""
+the tool's pydantic model and the policy's constraints, charged to the run's budget (loop detection
+included), run under a per-tool timeout, retried with capped exponential backoff and jitter when the
+error is transient (fail-fast otherwise), and recorded in the trace. Before a write the kill switch
+is read; the rollout mode decides whether the write lands (full, or limited for low impact), lands in
+the shadow table (shadow), or is only recorded as "would write" (read_only). Writes that land go
+through the ledger, so each (intent, action) lands once.
 
+Usable without Dagster: build a ToolRegistry and a PolicyPack, then `ToolGateway.open(...)`."""
+
+import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -15,13 +22,18 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
 
-from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, apply_once
-from agent_pipelines.framework.policy import Decision, PolicyDecision, PolicyPack
-from agent_pipelines.framework.trace import Tracer
+from agent_pipelines.framework import approvals, controls
+from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
+from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
+from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyPack
+from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.sql import insert_ignore
+from agent_pipelines.framework.tables import intents, shadow_writes
+from agent_pipelines.framework.trace import Emit, Tracer
 
 
 class ToolKind(StrEnum):
@@ -48,6 +60,18 @@ class ToolBlocked(Exception):
 
 class ToolTimeout(RetryableToolError):
     pass
+
+
+class ToolHeld(ToolBlocked):
+    """Limited mode: a high-impact write without an approval is held, not executed."""
+
+
+class KillSwitchEngaged(Exception):
+    """A kill switch covers this workflow or tool: no write passes; the intent parks."""
+
+    def __init__(self, engaged: controls.Engaged, tool: str | None = None) -> None:
+        super().__init__(engaged.describe() + (f"; write {tool!r} not attempted" if tool else ""))
+        self.engaged = engaged
 
 
 @dataclass(frozen=True)
@@ -100,33 +124,57 @@ class ToolRegistry:
         return sorted(self._tools)
 
 
+def _label(name: Any) -> str:
+    """A tool name fit for the trace, whatever a hostile caller passed (None, NUL bytes, 10k chars)."""
+    text = name if isinstance(name, str) else repr(name)
+    text = text.replace("\x00", "\\x00")
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 
 
 class ToolGateway:
     def __init__(self, registry: ToolRegistry, policy: PolicyPack, db: Database, tracer: Tracer, *,
+                 mode: Mode = Mode.FULL, budget: RunBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
+        self.mode = Mode(mode)
+        self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id)
         self._sleep = sleep
         self._rng = rng or random.Random()
 
+    @classmethod
+    def open(cls, registry: ToolRegistry, policy: PolicyPack, db: Database, *, intent_id: str | None = None,
+             run_id: str | None = None, mode: Mode | None = None, emit: Emit | None = None) -> "ToolGateway":
+        """The gateway outside a Dagster job: same allowlist, constraints, budgets, kill switch, modes,
+        ledger and trace. `intent_id` keys the writes (required for writes); `run_id` scopes budgets."""
+        tracer = Tracer(db, workflow=policy.workflow, intent_id=intent_id, run_id=run_id, emit=emit,
+                        redact_fields=policy.data_handling.redact_fields)
+        return cls(registry, policy, db, tracer, mode=mode or policy.rollout.mode)
+
+    def is_high_impact(self, name: str) -> bool:
+        return name in self.policy.high_impact_tools or self.registry.get(name).impact == Impact.HIGH
+
     # -- public API -------------------------------------------------------------------------------
     def read(self, name: str, params: BaseModel | dict[str, Any]) -> Any:
-        tool, p = self._admit(name, params, ToolKind.READ)
+        tool, p, digest = self._admit(name, params, ToolKind.READ)
 
         def call() -> Any:
             with self.db.connect() as conn:
                 return tool.fn(conn, p)
 
-        return self._run(tool, p, call)
+        return self._run(tool, p, call, digest)
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
               approval_id: str | None = None) -> WriteReceipt:
-        """Apply a write tool once per (intent, action) through the ledger."""
-        tool, p = self._admit(name, params, ToolKind.WRITE)
+        """Apply a write tool once per (intent, action) through the ledger, within mode and kill switch."""
+        if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
+            return self.dry_run([(name, params, action)])[0]
+        tool, p, digest = self._admit_write(name, params)
+        self._approval_gate(tool, p, digest, action, approval_id)
         tr = self.tracer
-        if tr.intent_id is None:
-            raise PermanentToolError("writes need an intent (the idempotency key derives from it)")
+        assert tr.intent_id is not None
 
         def call() -> WriteReceipt:
             def write(conn: Connection) -> WriteOutcome:
@@ -135,31 +183,136 @@ class ToolGateway:
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
                               tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id)
 
-        return self._run(tool, p, call)
+        return self._run(tool, p, call, digest)
+
+    def dry_run(self, writes: list[tuple[str, BaseModel | dict[str, Any], str]]) -> list[WriteReceipt]:
+        """read_only / shadow: run the writes (name, params, action) together in one transaction that is
+        rolled back, so later writes see earlier ones (a payment needs its staged invoice), and keep
+        what each would have done: a `shadow_writes` row and a trace entry per write. Nothing lands."""
+        tr = self.tracer
+        admitted = [(self._admit_write(name, params), action) for name, params, action in writes]
+        assert tr.intent_id is not None
+        outcomes: list[tuple[WriteOutcome, float]] = []
+        with self.db.engine.connect() as conn:
+            txn = conn.begin()
+            try:
+                for (tool, p, digest), _action in admitted:
+                    started = time.perf_counter()
+                    try:
+                        outcomes.append((tool.fn(conn, p), started))
+                    except Exception as exc:
+                        txn.rollback()
+                        self._trace(tool, p, None, "error", f"{type(exc).__name__}: {exc}", 1, started, digest)
+                        raise
+            finally:
+                if txn.is_active:
+                    txn.rollback()
+        status = WriteStatus.SHADOW if self.mode == Mode.SHADOW else WriteStatus.WOULD_WRITE
+        receipts = []
+        for ((tool, p, digest), action), (outcome, started) in zip(admitted, outcomes, strict=True):
+            with self.db.begin() as conn:
+                insert_ignore(conn, shadow_writes, dict(
+                    workflow=tr.workflow, intent_id=tr.intent_id, action=action, mode=str(self.mode),
+                    tool=tool.name, target_table=outcome.table, record_key=outcome.key,
+                    params=redact(p.model_dump(mode="json")), before=redact(outcome.before),
+                    after=redact(outcome.after), run_id=tr.run_id, at=utcnow()),
+                    ["workflow", "intent_id", "action", "mode"])
+            receipt = WriteReceipt(idempotency_key=idempotency_key(tr.workflow, tr.intent_id, action), action=action,
+                                   tool=tool.name, table=outcome.table, key=outcome.key, status=status,
+                                   before=outcome.before, after=outcome.after)
+            self._trace(tool, p, receipt, str(self.mode), None, 1, started, digest)
+            receipts.append(receipt)
+        return receipts
+
+    def _admit_write(self, name: str, params: BaseModel | dict[str, Any]) -> tuple[Tool, BaseModel, str]:
+        """Everything a write must pass before it may run: policy and params, budget, kill switch, and
+        an intent that is not quarantined or parked."""
+        tool, p, digest = self._admit(name, params, ToolKind.WRITE)
+        tr = self.tracer
+        if tr.intent_id is None:
+            raise PermanentToolError("writes need an intent (the idempotency key derives from it)")
+        with self.db.connect() as conn:
+            engaged = controls.blocking(conn, tr.workflow, tool.name)
+            state = conn.execute(select(intents.c.state).where(intents.c.intent_id == tr.intent_id)).scalar()
+        if engaged is not None:
+            self._record_block(name, p.model_dump(mode="json"), "kill_switch", engaged.describe(), digest)
+            raise KillSwitchEngaged(engaged, tool.name)
+        if state in ("quarantined", "parked"):
+            self._block(name, p.model_dump(mode="json"), "intent_stopped",
+                        f"intent {tr.intent_id} is {state}: this run writes nothing more", digest)
+        return tool, p, digest
 
     # -- internals --------------------------------------------------------------------------------
-    def _admit(self, name: str, params: BaseModel | dict[str, Any], kind: ToolKind) -> tuple[Tool, BaseModel]:
+    def _admit(self, name: str, params: BaseModel | dict[str, Any], kind: ToolKind) -> tuple[Tool, BaseModel, str]:
         raw = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
-        if not self.policy.allows_tool(name):
-            self._block(name, raw, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools")
+        digest = call_digest(str(name), raw if isinstance(raw, dict) else {"value": raw})
+        if not isinstance(name, str) or not self.policy.allows_tool(name):
+            self._block(name, raw, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools", digest)
         tool = self.registry.get(name)
         if tool.kind != kind:
-            self._block(name, raw, "wrong_kind", f"{name!r} is a {tool.kind} tool")
+            self._block(name, raw, "wrong_kind", f"{name!r} is a {tool.kind} tool", digest)
+        if not isinstance(raw, dict):
+            self._block(name, raw, "invalid_params", "parameters must be an object", digest)
+        unknown = sorted(set(raw) - set(tool.params.model_fields))
+        if unknown:  # an ignored extra key would also dodge loop detection
+            self._block(name, raw, "invalid_params", f"unknown parameters {unknown}", digest)
+        not_finite = sorted(k for k, v in raw.items() if isinstance(v, float) and not math.isfinite(v))
+        if not_finite:
+            self._block(name, raw, "invalid_params", f"{not_finite}: not a finite number", digest)
         try:
-            return tool, tool.params.model_validate(raw)
+            # Strict JSON validation: no bool-as-number, no "779" for 779; dates as ISO strings.
+            p = tool.params.model_validate_json(json.dumps(raw, default=str), strict=True)
         except ValidationError as exc:
-            self._block(name, raw, "invalid_params", str(exc))
-        raise AssertionError("unreachable")
+            self._block(name, raw, "invalid_params", str(exc), digest)
+            raise AssertionError("unreachable") from None
+        validated = p.model_dump(mode="json")
+        violations = self.policy.param_violations(name, validated)
+        if violations:
+            self._block(name, raw, "param_constraint", "; ".join(violations), digest)
+        digest = call_digest(name, validated)  # loop detection compares what would really run
+        try:
+            self.budget.check_tool_call(name, digest)
+        except BudgetExceeded as exc:
+            self._record_block(name, raw, f"budget:{exc.budget}", str(exc), digest)
+            raise
+        return tool, p, digest
 
-    def _block(self, name: str, raw: Any, rule: str, reason: str) -> None:
+    def _approval_gate(self, tool: Tool, p: BaseModel, digest: str, action: str, approval_id: str | None) -> None:
+        """Tools the pack reserves for approved changes (and, in limited mode, every high-impact tool)
+        run only under an approval that is approved, for this intent, and lists exactly this write."""
+        needs = tool.name in self.policy.approval.required_for_tools or (
+            self.mode == Mode.LIMITED and self.is_high_impact(tool.name))
+        if not needs:
+            return
+        params = p.model_dump(mode="json")
+        why = "limited mode holds high-impact writes" if tool.name not in self.policy.approval.required_for_tools \
+            else "the policy reserves it for approved changes"
+        if approval_id is None:
+            self._block(tool.name, params, "approval_required", f"{tool.name!r} needs an approval ({why})", digest,
+                        exc=ToolHeld)
+        with self.db.connect() as conn:
+            approved, problem = approvals.approved_write(conn, approval_id, intent_id=self.tracer.intent_id or "",
+                                                         action=action, tool=tool.name)
+        if approved is not None and tool.params.model_validate(approved).model_dump(mode="json") != params:
+            problem = "the parameters differ from the approved ones"
+        if problem:
+            self._block(tool.name, params, "approval_invalid", f"approval {approval_id!r} does not cover this "
+                        f"write: {problem}", digest, exc=ToolHeld)
+
+    def _record_block(self, name: Any, raw: Any, rule: str, reason: str, digest: str) -> None:
+        label = _label(name)
         decision = PolicyDecision(decision=Decision.DENY, rule=rule, reasons=(reason,), observed={"params": raw},
                                   policy_digest=self.policy.digest)
-        self.tracer.policy(name, decision)
-        self.tracer.tool_call(tool=name, kind="?", impact="?", params=raw, result=None, status="blocked",
-                              error=reason, attempts=0, latency_ms=0.0)
-        raise ToolBlocked(f"{name}: {reason}")
+        self.tracer.policy(label, decision)
+        self.tracer.tool_call(tool=label, kind="?", impact="?", params=raw, result=None, status="blocked",
+                              error=reason, attempts=0, latency_ms=0.0, call_digest=digest)
 
-    def _run(self, tool: Tool, params: BaseModel, call: Callable[[], Any]) -> Any:
+    def _block(self, name: Any, raw: Any, rule: str, reason: str, digest: str,
+               exc: type[ToolBlocked] = ToolBlocked) -> None:
+        self._record_block(name, raw, rule, reason, digest)
+        raise exc(f"{_label(name)}: {reason}")
+
+    def _run(self, tool: Tool, params: BaseModel, call: Callable[[], Any], digest: str, status: str = "ok") -> Any:
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -171,16 +324,17 @@ class ToolGateway:
             except BaseException as exc:  # noqa: BLE001 - classified just below
                 error = exc
             else:
-                self._trace(tool, params, result, "ok", None, attempt, started)
+                self._trace(tool, params, result, status, None, attempt, started, digest)
                 return result
             retryable = isinstance(error, tool.retry_on)
             if not retryable or attempt >= tool.backoff.max_attempts:
-                self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempt, started)
+                self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempt, started, digest)
                 raise error
             self._sleep(tool.backoff.delay(attempt, self._rng))
 
     def _trace(self, tool: Tool, params: BaseModel, result: Any, status: str, error: str | None,
-               attempts: int, started: float) -> None:
-        self.tracer.tool_call(tool=tool.name, kind=tool.kind, impact=tool.impact,
+               attempts: int, started: float, digest: str) -> None:
+        self.tracer.tool_call(tool=tool.name, kind=tool.kind, impact="high" if self.is_high_impact(tool.name) else "low",
                               params=params.model_dump(mode="json"), result=result, status=status, error=error,
-                              attempts=attempts, latency_ms=(time.perf_counter() - started) * 1000)
+                              attempts=attempts, latency_ms=(time.perf_counter() - started) * 1000,
+                              call_digest=digest)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, update
 
 from agent_pipelines.framework.db import Database, utcnow
-from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.redaction import redact_text
 from agent_pipelines.framework.sql import for_update, insert_ignore
 from agent_pipelines.framework.states import TERMINAL, IntentState, check_transition
 from agent_pipelines.framework.tables import intent_transitions, intents
@@ -68,12 +68,16 @@ class IntentStore:
     ) -> tuple[Intent, bool]:
         """Create the intent unless it exists. Returns (intent, created)."""
         now = utcnow()
+        reason = redact_text(reason) if reason else reason  # reasons reach logs and the CLI
         with self.db.begin() as conn:
             created = insert_ignore(
                 conn,
                 intents,
                 dict(intent_id=intent_id, workflow=workflow, correlation_id=correlation_id, state=state,
-                     reason=reason, source_ref=source_ref, source_digest=source_digest, intake=redact(intake),
+                     # The intake is the source record the workflow acts on (a sender's address is
+                     # the requester lookup key), so it is stored as received; what leaves it for a
+                     # log, a trace table, the CLI or (per policy) the model is redacted on the way.
+                     reason=reason, source_ref=source_ref, source_digest=source_digest, intake=intake,
                      created_at=now, updated_at=now),
                 ["intent_id"],
             )
@@ -103,7 +107,7 @@ class IntentStore:
         """Record answered inputs on the intent (the source stays as received in source_ref)."""
         with self.db.begin() as conn:
             conn.execute(update(intents).where(intents.c.intent_id == intent_id).values(
-                intake=redact(intake), updated_at=utcnow()))
+                intake=intake, updated_at=utcnow()))
 
     def history(self, intent_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as conn:
@@ -138,6 +142,7 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
         return _get(conn, intent_id)
     check_transition(intent_id, current, target)
     now = utcnow()
+    reason = redact_text(reason) if reason else reason  # reasons quote inputs; they reach logs and the CLI
     conn.execute(update(intents).where(intents.c.intent_id == intent_id).values(
         state=target, reason=reason, updated_at=now, last_run_id=run_id or intents.c.last_run_id))
     conn.execute(intent_transitions.insert().values(

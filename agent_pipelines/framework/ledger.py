@@ -17,6 +17,8 @@ from agent_pipelines.framework.tables import writes
 class WriteStatus(StrEnum):
     COMMITTED = "committed"
     ALREADY_COMMITTED = "already_committed"  # a retry, re-execution or concurrent run found the row
+    WOULD_WRITE = "would_write"  # read_only mode: recorded, nothing changed
+    SHADOW = "shadow"            # shadow mode: landed in shadow_writes, not in the system of record
 
 
 class PreconditionFailed(Exception):

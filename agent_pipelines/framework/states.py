@@ -17,6 +17,7 @@ class IntentState(StrEnum):
     FAILED = "failed"
     NEEDS_ATTENTION = "needs_attention"
     QUARANTINED = "quarantined"
+    PARKED = "parked"  # stopped mid-flight by a kill switch; resumed when the switch is turned off
 
 
 S = IntentState
@@ -26,7 +27,7 @@ S = IntentState
 TERMINAL: frozenset[IntentState] = frozenset({S.COMPLETED, S.DENIED, S.REJECTED_INPUT, S.EXPIRED})
 
 _PARK = {S.WAITING_FOR_INPUT, S.WAITING_FOR_APPROVAL, S.DENIED, S.REJECTED_INPUT}
-_TROUBLE = {S.FAILED, S.NEEDS_ATTENTION, S.QUARANTINED}
+_TROUBLE = {S.FAILED, S.NEEDS_ATTENTION, S.QUARANTINED, S.PARKED}
 
 ALLOWED: dict[IntentState, frozenset[IntentState]] = {
     S.RECEIVED: frozenset({S.RUNNING, S.REJECTED_INPUT, S.NEEDS_ATTENTION, S.QUARANTINED}),
@@ -36,9 +37,13 @@ ALLOWED: dict[IntentState, frozenset[IntentState]] = {
     # A re-execution after a crash in commit starts again from running or committing.
     S.COMMITTING: frozenset({S.COMMITTING, S.VERIFYING, *_TROUBLE}),
     S.VERIFYING: frozenset({S.VERIFYING, S.COMPLETED, *_TROUBLE}),
-    S.FAILED: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.NEEDS_ATTENTION, S.QUARANTINED}),
-    S.NEEDS_ATTENTION: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.FAILED, S.QUARANTINED}),
+    S.FAILED: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.NEEDS_ATTENTION, S.QUARANTINED, S.PARKED}),
+    S.NEEDS_ATTENTION: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.FAILED, S.QUARANTINED, S.PARKED}),
     S.QUARANTINED: frozenset({S.RUNNING, S.NEEDS_ATTENTION}),
+    # Released by turning the kill switch off: the main job restarts at running (the ledger keeps
+    # writes once), an approved continuation goes straight back to committing.
+    S.PARKED: frozenset({S.RUNNING, S.COMMITTING, S.WAITING_FOR_APPROVAL, S.NEEDS_ATTENTION, S.QUARANTINED,
+                         S.FAILED}),
     S.COMPLETED: frozenset(),
     S.DENIED: frozenset(),
     S.REJECTED_INPUT: frozenset(),

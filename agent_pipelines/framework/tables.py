@@ -89,8 +89,10 @@ tool_calls = Table(
     Column("impact", String(8), nullable=False),
     Column("params", JSON),
     Column("result", JSON),
-    Column("status", String(16), nullable=False),  # ok | error | blocked
+    Column("status", String(16), nullable=False),  # ok | error | blocked | would_write | shadow | held
     Column("error", Text),
+    # sha256 of tool + canonical params (before redaction): loop detection counts equal calls per run.
+    Column("call_digest", String(64), index=True),
     Column("attempts", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("at", Ts, nullable=False),
@@ -209,4 +211,69 @@ intent_steps = Table(
     Column("output", JSON, nullable=False),
     Column("run_id", String(64)),
     Column("at", Ts, nullable=False),
+)
+
+
+# Operator controls: kill switches (scope `global`, `workflow:<name>`, `tool:<name>`) and rollout modes
+# (`mode:<workflow>`). One row per key holds the current value; control_events keeps the history.
+controls = Table(
+    "controls",
+    metadata,
+    Column("key", String(140), primary_key=True),
+    Column("kind", String(16), nullable=False),  # kill_switch | mode
+    Column("value", String(32), nullable=False),  # on | off | <mode>
+    Column("reason", Text),
+    Column("changed_by", String(120), nullable=False),
+    Column("changed_at", Ts, nullable=False),
+)
+
+control_events = Table(
+    "control_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(140), nullable=False, index=True),
+    Column("value", String(32), nullable=False),
+    Column("reason", Text),
+    Column("changed_by", String(120), nullable=False),
+    Column("at", Ts, nullable=False),
+)
+
+# An intent a kill switch parked mid-flight, and how to resume it once the switch is off.
+parked_intents = Table(
+    "parked_intents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("intent_id", String(80), nullable=False, index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("scope", String(140), nullable=False),  # the control key that parked it
+    Column("step", String(32), nullable=False),
+    Column("approval_id", String(40)),  # set when parked after an approval: resume that continuation
+    # The commit step's input when it parked at commit or later: the resume run continues from exactly
+    # this decided change (re-deciding would see the intent's own partial writes as a changed world).
+    Column("carry", JSON),
+    Column("run_id", String(64)),
+    Column("parked_at", Ts, nullable=False),
+    Column("released_at", Ts),
+)
+
+# Writes that read_only and shadow runs would have made: the tool ran in a transaction that was rolled
+# back, so `before`/`after` are exactly what the write would have done. Shadow rows are compared with
+# what humans did in the real tables (`agent-pipelines shadow report`).
+shadow_writes = Table(
+    "shadow_writes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("workflow", String(64), nullable=False),
+    Column("intent_id", String(80), nullable=False),
+    Column("action", String(120), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("tool", String(64), nullable=False),
+    Column("target_table", String(64), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("params", JSON),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("run_id", String(64)),
+    Column("at", Ts, nullable=False),
+    UniqueConstraint("workflow", "intent_id", "action", "mode"),
 )

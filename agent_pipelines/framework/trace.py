@@ -1,6 +1,7 @@
 """The trace: every tool call, LLM call and policy decision, redacted, in our tables and the run log."""
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +18,14 @@ class Tracer:
     its run log; the op also attaches `events` to its output metadata, so the UI shows them."""
 
     def __init__(self, db: Database, *, workflow: str, intent_id: str | None, run_id: str | None,
-                 emit: Emit | None = None) -> None:
+                 emit: Emit | None = None, redact_fields: tuple[str, ...] = ()) -> None:
         self.db, self.workflow, self.intent_id, self.run_id = db, workflow, intent_id, run_id
         self._emit = emit
+        self.redact_fields = redact_fields
         self.events: list[dict[str, Any]] = []
 
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
-        row = redact(row)
+        row = self.redact(row)
         with self.db.begin() as conn:
             conn.execute(table.insert().values(run_id=self.run_id, intent_id=self.intent_id,
                                                workflow=self.workflow, at=utcnow(), **row))
@@ -32,11 +34,15 @@ class Tracer:
         if self._emit:
             self._emit(kind, event)
 
+    def redact(self, value: Any) -> Any:
+        """Secrets, PII and the policy's redact_fields masked: what may reach a table or a log."""
+        return redact(value, fields=self.redact_fields)
+
     def tool_call(self, *, tool: str, kind: str, impact: str, params: Any, result: Any, status: str,
-                  error: str | None, attempts: int, latency_ms: float) -> None:
+                  error: str | None, attempts: int, latency_ms: float, call_digest: str | None = None) -> None:
         self._record("tool_call", tool_calls, dict(
-            tool=tool, kind=kind, impact=impact, params=params, result=_jsonable(result), status=status,
-            error=error, attempts=attempts, latency_ms=round(latency_ms, 2)))
+            tool=tool, kind=kind, impact=impact, params=_jsonable(params), result=_jsonable(result), status=status,
+            error=_storable(error), attempts=attempts, latency_ms=round(latency_ms, 2), call_digest=call_digest))
 
     def llm_call(self, *, provider: str, model: str, prompt_version: str, attempts: int, prompt_tokens: int,
                  completion_tokens: int, cost_usd: float, output: Any, error: str | None = None) -> None:
@@ -47,18 +53,32 @@ class Tracer:
 
     def policy(self, subject: str, decision: PolicyDecision) -> None:
         self._record("policy_decision", policy_decisions, dict(
-            policy_digest=decision.policy_digest, subject=subject, decision=decision.decision,
+            policy_digest=decision.policy_digest, subject=_storable(subject), decision=decision.decision,
             rule=decision.rule, observed=_jsonable({"values": decision.observed, "reasons": decision.reasons})))
 
     def note(self, kind: str, data: dict[str, Any]) -> None:
         """A trace event that lives only in the run log (writes are already rows in the ledger)."""
-        event = {"kind": kind, **redact(_jsonable(data))}
+        event = {"kind": kind, **self.redact(_jsonable(data))}
         self.events.append(event)
         if self._emit:
             self._emit(kind, event)
 
 
 def _jsonable(value: Any) -> Any:
+    """A JSON value every backend stores: hostile inputs carry NaN, infinities and NUL characters,
+    which PostgreSQL's json and text types refuse (the refusal must still be recorded)."""
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return json.loads(json.dumps(value, default=str))
+        value = value.model_dump(mode="json")
+    return _storable(json.loads(json.dumps(value, default=str)))
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value

@@ -10,9 +10,10 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
-from agent_pipelines.framework import inputs
+from agent_pipelines.framework import controls, inputs
+from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id
-from agent_pipelines.framework.jobs import run_config, run_tags
+from agent_pipelines.framework.jobs import launch_tags, run_config
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.workflow import Workflow
 
@@ -112,6 +113,14 @@ def correlation_of(intake: BaseModel, path: Path) -> str:
     return f"{vendor}:{number}" if vendor and number else path.name
 
 
-def run_request(wf: Workflow, intent: Intent, model: str) -> dg.RunRequest:
+def run_request(db: Database, wf: Workflow, intent: Intent, model: str) -> dg.RunRequest:
+    """The intent's one run (run_key = intent id), pinned to the workflow's current mode."""
     return dg.RunRequest(run_key=intent.intent_id, run_config=run_config(wf, intent.intent_id),
-                         tags=run_tags(wf, intent.intent_id, model=model))
+                         tags=launch_tags(db, wf, intent.intent_id, model=model))
+
+
+def launch_stopped(db: Database, workflow: str) -> dg.SkipReason | None:
+    """Every launching sensor asks this first: a global or workflow kill switch stops new runs (the
+    sensor leaves its cursor where it is, so nothing it has not seen is lost)."""
+    engaged = controls.launch_blocked(db, workflow)
+    return dg.SkipReason(f"{workflow}: not launching, {engaged.describe()}") if engaged else None

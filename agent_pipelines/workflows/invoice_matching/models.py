@@ -4,7 +4,7 @@ says (context), and the match the model proposes (proposal)."""
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent_pipelines.framework.workflow import StepModel
 
@@ -90,12 +90,15 @@ class MatchContext(StepModel):
 
 # -- proposal: what the model returns (instructor response_model); it decides nothing -------------------
 class LineMatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     invoice_line: int = Field(ge=0, description="0-based index of the invoice line")
     po_line_no: int | None = Field(description="line_no of the matching PO line, or null if none matches")
 
 
 class MatchProposal(BaseModel):
     """The purchase order this invoice bills and how its lines map onto the PO's lines."""
+
+    model_config = ConfigDict(extra="forbid")  # a model output cannot add a field (a tool, an approval)
 
     po_number: str | None = Field(description="po_number of one of the candidate POs, or null if none fits")
     line_matches: list[LineMatch] = Field(description="one entry per invoice line, in order")

@@ -5,7 +5,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent_pipelines.framework.workflow import StepModel
 
@@ -113,6 +113,8 @@ class TriageContext(StepModel):
 class TriageProposal(BaseModel):
     """How to file one inbound support message: as a new ticket, or on one of the requester's open
     tickets when it continues or repeats that ticket."""
+
+    model_config = ConfigDict(extra="forbid")  # a model output cannot add a field (a tool, an approval)
 
     category: Category = Field(description="bug, billing, account_access, feature_request or question")
     priority: Priority = Field(description="urgent only for an outage or data loss happening now; high when the "

@@ -1,0 +1,79 @@
+"""Per-run budgets: LLM tokens and cost, tool calls, wall time, and loop detection.
+
+Usage is counted from the trace tables of this run (not from counters in memory), so every step of
+a run, in whatever process, sees the same totals, and the evidence of a breach is the trace itself."""
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from agent_pipelines.framework.db import Database
+from agent_pipelines.framework.policy import Budgets
+from agent_pipelines.framework.tables import llm_calls, policy_decisions, tool_calls
+
+
+class BudgetExceeded(Exception):
+    """A per-run cap was crossed: the intent is quarantined and the run writes nothing more."""
+
+    def __init__(self, budget: str, limit: float, observed: float, detail: str = "") -> None:
+        self.budget, self.limit, self.observed, self.detail = budget, limit, observed, detail
+        super().__init__(f"budget {budget} exceeded: {observed:g} > {limit:g}" + (f" ({detail})" if detail else ""))
+
+
+def call_digest(tool: str, params: dict[str, Any]) -> str:
+    canonical = json.dumps({"tool": tool, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RunBudget:
+    def __init__(self, db: Database, limits: Budgets, run_id: str | None, started_at: float | None = None) -> None:
+        self.db, self.limits, self.run_id = db, limits, run_id
+        self.started_at = started_at if started_at is not None else time.time()
+
+    def usage(self) -> dict[str, float]:
+        """What this run has used so far (the evidence attached to a quarantine)."""
+        with self.db.connect() as conn:
+            calls = conn.execute(select(func.count()).select_from(tool_calls)
+                                 .where(tool_calls.c.run_id == self.run_id)).scalar_one()
+            tokens, cost = conn.execute(
+                select(func.coalesce(func.sum(llm_calls.c.prompt_tokens + llm_calls.c.completion_tokens), 0),
+                       func.coalesce(func.sum(llm_calls.c.cost_usd), 0.0))
+                .where(llm_calls.c.run_id == self.run_id)).one()
+        return {"tool_calls": int(calls), "llm_tokens": int(tokens), "cost_usd": float(cost),
+                "wall_s": round(time.time() - self.started_at, 3)}
+
+    def check_wall(self) -> None:
+        elapsed = time.time() - self.started_at
+        if elapsed > self.limits.max_wall_s:
+            raise BudgetExceeded("max_wall_s", self.limits.max_wall_s, round(elapsed, 3))
+
+    def check_llm(self) -> None:
+        """After each LLM call (its usage already traced): tokens and cost of the run so far."""
+        used = self.usage()
+        if used["llm_tokens"] > self.limits.max_llm_tokens:
+            raise BudgetExceeded("max_llm_tokens", self.limits.max_llm_tokens, used["llm_tokens"])
+        if used["cost_usd"] > self.limits.max_cost_usd:
+            raise BudgetExceeded("max_cost_usd", self.limits.max_cost_usd, used["cost_usd"])
+
+    def check_tool_call(self, tool: str, digest: str) -> None:
+        """Before each tool call: the run's call count, and how often this exact call was already made."""
+        self.check_wall()
+        with self.db.connect() as conn:
+            breached = conn.execute(select(policy_decisions.c.rule).where(
+                policy_decisions.c.run_id == self.run_id, policy_decisions.c.rule.like("budget:%")).limit(1)).scalar()
+            calls = conn.execute(select(func.count()).select_from(tool_calls)
+                                 .where(tool_calls.c.run_id == self.run_id)).scalar_one()
+            same = conn.execute(select(func.count()).select_from(tool_calls)
+                                .where(tool_calls.c.run_id == self.run_id, tool_calls.c.call_digest == digest)
+                                ).scalar_one()
+        if breached is not None and self.run_id is not None:
+            # Once over a budget, a run stays over it: no other call slips through after the breach.
+            raise BudgetExceeded(breached.removeprefix("budget:"), 0, 0, f"this run already broke {breached}")
+        if calls >= self.limits.max_tool_calls:
+            raise BudgetExceeded("max_tool_calls", self.limits.max_tool_calls, calls + 1, f"next call: {tool}")
+        if same >= self.limits.max_repeat_calls:
+            raise BudgetExceeded("max_repeat_calls", self.limits.max_repeat_calls, same + 1,
+                                 f"loop: {tool} called again with the same arguments")

@@ -1,0 +1,142 @@
+"""Per-run budgets: crossing a cap quarantines the intent, stops the run's writes and keeps the evidence."""
+
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from agent_pipelines.framework.jobs import build_jobs, run_config, run_tags
+from agent_pipelines.framework.policy import Budgets, Mode
+from agent_pipelines.framework.tables import escalations, llm_calls, tool_calls, writes
+from agent_pipelines.framework.workflow import Step
+from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+from resources import build_resources
+from tests.helpers import intake, register, state
+from tests.llm_server import ScriptedLLM, serve
+from tests.test_llm_instructor import BAD_ARITHMETIC, GOOD, llm_project
+
+
+def with_budgets(wf: InvoiceMatching, **caps: Any) -> InvoiceMatching:
+    """The shipped policy pack with tighter caps (the digest changes, as it must)."""
+    pack = wf.policy
+    wf.__dict__["policy"] = pack.model_copy(update={"budgets": Budgets(**(pack.budgets.model_dump() | caps))})
+    return wf
+
+
+def run(project, wf, intent_id: str, mode: Mode = Mode.FULL) -> dg.ExecuteInProcessResult:  # type: ignore[no-untyped-def]
+    return build_jobs(wf).main.execute_in_process(
+        run_config=run_config(wf, intent_id), instance=project.instance, raise_on_error=False,
+        resources=build_resources(project.settings), tags=run_tags(wf, intent_id, model="offline-rules", mode=mode))
+
+
+def count(project, table, *where) -> int:  # type: ignore[no-untyped-def]
+    with project.db.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def quarantine_note(project, result: dg.ExecuteInProcessResult) -> str:  # type: ignore[no-untyped-def]
+    return next(e.user_message for e in project.instance.all_logs(result.run_id)
+                if "trace.quarantine" in (e.user_message or ""))
+
+
+def test_tool_call_cap_reached_mid_commit_quarantines_and_stops_further_writes(seeded):
+    wf = InvoiceMatching()
+    intent_id = register(seeded, intake())
+    # Count the calls a clean run makes up to its first write (a read_only run of a twin invoice makes
+    # the same calls and changes nothing), then allow exactly one write more.
+    probe = run(seeded, with_budgets(InvoiceMatching()), register(seeded, intake(invoice_number="INV-P")),
+                Mode.READ_ONLY)
+    assert probe.success
+    with seeded.db.connect() as conn:
+        calls = conn.execute(select(tool_calls.c.tool).where(tool_calls.c.run_id == probe.run_id)
+                             .order_by(tool_calls.c.id)).scalars().all()
+    cap = calls.index("stage_invoice") + 1
+    before = count(seeded, writes)
+    result = run(seeded, with_budgets(wf, max_tool_calls=cap), intent_id)
+    assert not result.success
+    assert state(seeded, intent_id) == "quarantined"
+    with seeded.db.connect() as conn:
+        actions = conn.execute(select(writes.c.action).where(writes.c.intent_id == intent_id)).scalars().all()
+        blocked = conn.execute(select(tool_calls.c.tool, tool_calls.c.error).where(
+            tool_calls.c.run_id == result.run_id, tool_calls.c.status == "blocked")).all()
+    assert actions == ["stage_invoice"] and count(seeded, writes) == before + 1
+    assert [b.tool for b in blocked] == ["record_po_invoiced"] and "max_tool_calls" in blocked[0].error
+    assert '"budget": "max_tool_calls"' in quarantine_note(seeded, result)
+    assert count(seeded, escalations, escalations.c.kind == "budget_exceeded") == 1
+    # the evidence stays: every call of the run is in the trace
+    assert count(seeded, tool_calls, tool_calls.c.run_id == result.run_id) == cap + 1
+
+
+class LoopingInvoiceMatching(InvoiceMatching):
+    """A READ step stuck in a loop: it asks for the same vendor again and again."""
+
+    def read(self, step: Step, intake):  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            step.tools.read("find_vendor", {"ref": intake.vendor_ref})
+        return super().read(step, intake)
+
+
+def test_the_same_call_again_and_again_is_a_loop_and_quarantines(seeded):
+    wf = with_budgets(LoopingInvoiceMatching(), max_repeat_calls=3)
+    intent_id = register(seeded, intake())
+    result = run(seeded, wf, intent_id)
+    assert not result.success and state(seeded, intent_id) == "quarantined"
+    with seeded.db.connect() as conn:
+        rows = conn.execute(select(tool_calls.c.tool, tool_calls.c.status).where(
+            tool_calls.c.run_id == result.run_id).order_by(tool_calls.c.id)).all()
+    assert [r.status for r in rows] == ["ok", "ok", "ok", "blocked"]  # the 4th identical call never ran
+    assert "loop" in quarantine_note(seeded, result) and count(seeded, writes) == 0
+    assert "max_repeat_calls" in str(seeded.intents()[0]["reason"])
+
+
+def test_llm_tokens_over_budget_quarantine_before_anything_is_written(seeded):
+    intent_id = register(seeded, intake())
+    wf = with_budgets(InvoiceMatching(), max_llm_tokens=500)  # one completion is 460 tokens, the re-ask doubles it
+    with serve(ScriptedLLM([BAD_ARITHMETIC, GOOD])) as llm:
+        p = llm_project(seeded, llm.base_url)
+        result = build_jobs(wf).main.execute_in_process(
+            run_config=run_config(wf, intent_id), instance=seeded.instance, raise_on_error=False,
+            resources=build_resources(p.settings), tags=run_tags(wf, intent_id, model="gpt-4o-mini"))
+    assert not result.success and state(seeded, intent_id) == "quarantined"
+    assert count(seeded, writes) == 0
+    with seeded.db.connect() as conn:
+        row = conn.execute(select(llm_calls)).mappings().one()
+    assert row["prompt_tokens"] + row["completion_tokens"] == 920 and row["output"]["po_number"] == "PO-1"
+    assert '"budget": "max_llm_tokens"' in quarantine_note(seeded, result)
+
+
+def test_cost_cap_counts_too(seeded):
+    intent_id = register(seeded, intake())
+    wf = with_budgets(InvoiceMatching(), max_cost_usd=0.0001)  # gpt-4o-mini: 920 tokens cost ~0.0002
+    with serve(ScriptedLLM([BAD_ARITHMETIC, GOOD])) as llm:
+        p = llm_project(seeded, llm.base_url)
+        result = build_jobs(wf).main.execute_in_process(
+            run_config=run_config(wf, intent_id), instance=seeded.instance, raise_on_error=False,
+            resources=build_resources(p.settings), tags=run_tags(wf, intent_id, model="gpt-4o-mini"))
+    assert state(seeded, intent_id) == "quarantined" and '"budget": "max_cost_usd"' in quarantine_note(seeded, result)
+
+
+def test_run_deadline_quarantines_and_is_the_runs_max_runtime_tag(seeded):
+    wf = with_budgets(InvoiceMatching(), max_wall_s=0.001)
+    intent_id = register(seeded, intake())
+    assert run_tags(wf, intent_id, model="m")["dagster/max_runtime"] == "0"
+    result = run(seeded, wf, intent_id)
+    assert not result.success and state(seeded, intent_id) == "quarantined"
+    assert '"budget": "max_wall_s"' in quarantine_note(seeded, result) and count(seeded, writes) == 0
+
+
+def test_a_quarantined_intent_takes_no_write_even_from_a_direct_gateway_call(seeded):
+    from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
+
+    wf = with_budgets(LoopingInvoiceMatching(), max_repeat_calls=2)
+    intent_id = register(seeded, intake())
+    run(seeded, wf, intent_id)
+    assert state(seeded, intent_id) == "quarantined"
+    gw = ToolGateway.open(wf.tools(), InvoiceMatching().policy, seeded.db, intent_id=intent_id, run_id="later")
+    try:
+        gw.write("record_po_invoiced", {"po_number": "PO-1", "expected_version": 1, "add_cents": 100},
+                 action="record_po_invoiced")
+        raise AssertionError("a quarantined intent wrote")
+    except ToolBlocked as exc:
+        assert "quarantined" in str(exc)
+    assert count(seeded, writes) == 0
