@@ -35,6 +35,8 @@ def cli(project, monkeypatch):  # type: ignore[no-untyped-def]
     return run
 
 
+# The demo is ~140 real runs (three workflows) twice: minutes on a 2-core machine, above the default.
+@pytest.mark.timeout(900)
 def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project):
     first = cli("demo")
     assert first["failed_runs"] == 0 and first["duplicate_writes"] == 0

@@ -25,7 +25,8 @@ POSITIVES = [
     ("private_key", f"key material:\n{PEM}\nend of file", "MIIEowIBAAKCAQEAx4fQk3r9Zq1TnYVwW0b8"),
     ("private_key", "truncated: -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
      "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
-    ("private_key", "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+    ("private_key", "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n",  # JSON-escaped
+     "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
     ("aws_key", "aws_access_key_id " + "AKIA" + "IOSFODNN7EXAMPLE", "AKIA" + "IOSFODNN7EXAMPLE"),
     ("aws_key", "aws_secret_access_key = '" + "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY'",
      "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"),
@@ -37,7 +38,8 @@ POSITIVES = [
     ("gitlab_token", "use glp" + "at-" + "x1Y2z3W4v5U6t7S8r9Q0" + " to clone", "x1Y2z3W4v5U6t7S8r9Q0"),
     ("jwt", f"id_token {JWT} issued", JWT.split(".")[1]),
     ("jwt", f"Authorization: Bearer {JWT}", JWT.split(".")[2]),
-    ("slack_token", "slack xo" + "xb-123456789012-1234567890123-" + "AbCdEfGhIjKlMnOpQrStUvWx", "AbCdEfGhIjKlMnOpQrStUvWx"),
+    ("slack_token", "slack xo" + "xb-123456789012-1234567890123-" + "AbCdEfGhIjKlMnOpQrStUvWx",
+     "AbCdEfGhIjKlMnOpQrStUvWx"),
     ("stripe_key", "stripe sk" + "_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "4eC39HqLyjWDarjtT1zdp7dc"),
     ("twilio_key", "sid A" + "C" + "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6", "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"),
     ("sendgrid_key", "S" + "G." + "ngeVfQFYQlKU0ufo8x5d1A" + "." + "TwL2iGABf9DHoTf-09kqeF8tAmbihYzrnopKc-1s5cr",
@@ -48,9 +50,11 @@ POSITIVES = [
     ("api_key", "openai s" + "k-" + "a1B2c3D4e5F6g7H8i9J0" + "T3Blbk" + "FJ" + "k1L2m3N4o5P6q7R8s9T0", "T3BlbkFJ"),
     ("api_key", "call me with s" + "k-live-abcdefghijklmnop1234 please", "abcdefghijklmnop1234"),
     ("api_key", "publishable p" + "k-test_51HxYzAbCdEfGhIjKl", "51HxYzAbCdEfGhIjKl"),
-    ("discord_token", "bot " + "MTk4NjIyNDgzNDcxOTI1MjQ4" + ".Cl2FMQ." + "ZnCjm1XVW7vRze4b7Cq4se7kKWs", "ZnCjm1XVW7vRze4b7Cq4se7kKWs"),
+    ("discord_token", "bot " + "MTk4NjIyNDgzNDcxOTI1MjQ4" + ".Cl2FMQ." + "ZnCjm1XVW7vRze4b7Cq4se7kKWs",
+     "ZnCjm1XVW7vRze4b7Cq4se7kKWs"),
     ("mailchimp_key", "mc " + "0123456789abcdef0123456789abcdef" + "-us12", "0123456789abcdef0123456789abcdef"),
-    ("square_token", "sq0" + "csp-" + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG", "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"),
+    ("square_token", "sq0" + "csp-" + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG",
+     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"),
     ("ibm_key", 'ibm_cloud_iam_api_key = "' + "a1B2c3D4e5" * 4 + 'x_Y-"', "a1B2c3D4e5" * 4),
     ("softlayer_key", "softlayer_api_key: " + "abcdef0123456789" * 4, "abcdef0123456789" * 4),
     ("cloudant_key", "cloudant_password: " + "0123456789abcdef" * 4, "0123456789abcdef" * 4),
@@ -69,6 +73,8 @@ POSITIVES = [
     ("phone", "desk (415) 555-0132 ext", "555-0132"),
     ("phone", "mobile 415.555.0132", "415.555.0132"),
     ("phone", "Berlin +49 30 901820", "901820"),
+    ("phone", "tel: 4155550132", "4155550132"),
+    ("phone", "call me on 14155550132 tonight", "14155550132"),
     ("card", "card 4111 1111 1111 1111 exp 12/27", "4111 1111 1111 1111"),
     ("card", "card 5500-0000-0000-0004", "5500-0000-0000-0004"),
     ("card", "pan 4012888888881881", "4012888888881881"),
@@ -99,6 +105,9 @@ NEGATIVES = [
     "36,000.00",
     "10000",
     "1234567890123.45",
+    "43872648.85",  # a decimal amount, not 438-726-4885
+    "invoice 4387264885 and order 2125550199",  # unformatted 10-digit ids, no phone word before them
+    "amount_cents: 4387264885",
     "USD EUR GBP CHF",
     "token_count",
     "prompt_tokens: 400, completion_tokens: 60, max_tokens=4096",
@@ -111,6 +120,8 @@ NEGATIVES = [
     "1732307281003",  # epoch milliseconds (Luhn-valid, but no card network starts with 1)
     "GB34BUKB20201555555555",  # bad IBAN checksum
     "GB82 WEST 1234 5698 7654 33",
+    "ceo@[93.184.216.34]",  # an IPv4 literal is not a phone number
+    "hosts 10.120.200.134 and 192.168.100.200",
     "Bearer of bad news",
     "The key point: totals match",
     "Key findings: the vendor is approved",
@@ -176,7 +187,8 @@ def test_secret_key_names_mask_string_values(key):
     assert redact({key: "x"}) == {key: "[REDACTED:secret]"}
 
 
-@pytest.mark.parametrize("key", ["prompt_tokens", "completion_tokens", "token_count", "secretary", "keys", "password_policy"])
+@pytest.mark.parametrize("key", ["prompt_tokens", "completion_tokens", "token_count", "secretary", "keys",
+                                 "password_policy"])
 def test_ordinary_key_names_are_not_secret(key):
     assert not SECRET_KEYS.search(key)
     assert redact({key: "plain"}) == {key: "plain"}
@@ -199,6 +211,7 @@ def test_fields_mask_values_of_any_type_case_insensitively_at_any_depth():
 
 def test_fields_match_whole_key_names_only():
     assert redact({"email_count": 3, "email": "x"}, fields=["email"]) == {"email_count": 3, "email": "[REDACTED:field]"}
+    assert redact({"email": "x", "e": "y"}, fields="email") == {"email": "[REDACTED:field]", "e": "y"}  # one name
 
 
 def test_nested_structures_and_scalars():
@@ -231,3 +244,10 @@ def test_import_is_cheap():
             "r.redact_text('short clean words'); assert 'detect_secrets' not in sys.modules; "
             "r.redact_text('password: hunter2 +1 415-555-0132'); assert 'detect_secrets' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_offsets_survive_unicode_that_lowercases_longer():
+    # "İ".lower() is two characters: the detectors must still mask the right span.
+    assert redact_text("İİİ password: hunter2 İ") == "İİİ password: [REDACTED:keyword_secret]"
+    assert redact_text("İstanbul access_token=ya29a0ARrdaM123456 ok") == \
+        "İstanbul access_token=[REDACTED:keyword_secret] ok"

@@ -5,7 +5,8 @@ Findings are masked as `[REDACTED:<label>]` (labels: `LABELS`). Detectors, all o
 * secrets: detect-secrets' specific plugins (AWS, Azure storage, GitHub, GitLab, JWT, Slack, Stripe,
   Twilio, SendGrid, npm, PyPI, OpenAI, Discord, Mailchimp, Square, IBM, SoftLayer, Artifactory,
   Cloudant, Telegram), its basic-auth URL detector (only the password is masked), its keyword detector
-  (`password = "..."`, `api_key: ...`) and its private-key headers; plus our own regexes for whole PEM
+  (`password = "..."`, `api_key: ...`; like the plugin, an unquoted value is masked to the end of its
+  line) and its private-key headers; plus our own regexes for whole PEM
   private-key blocks, OpenAI-style `sk-`/`pk-`/`rk-` keys, `Bearer <token>` and `*token=<value>`.
   The high-entropy plugins are deliberately not used: traces are full of sha256 digests and hex ids
   that must stay readable.
@@ -76,6 +77,11 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b
 # A run of 7-19 digits shaped like a phone number, not glued to letters, ids or decimals. Only these
 # candidates (with a little context) are handed to phonenumbers, which is slow on whole paragraphs.
 _PHONE_CANDIDATE = re.compile(r"(?<![\w+\-./])(?:\+|\()?\d(?:[ \t().\-/]{0,3}\d){6,18}\)?(?![\w\-]|[.,]\d)")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_DECIMAL = re.compile(r"\d+[.,]\d{1,2}")
+# An unformatted run of digits (no '+', no separator) is an id or an amount unless a word before it
+# says it is a phone number.
+_PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "fax", "sms", "whatsapp", "contact", "dial")
 _NON_DIGIT = re.compile(r"\D")
 
 # Gate: a string with none of these (no digit, '@', ':', '=', ';', token-sized run, PEM header,
@@ -156,18 +162,13 @@ class _Keyword:
         self.words = tuple(sorted({w.replace("_?", sep).lower() for w in kw.DENYLIST for sep in ("_", "")}))
 
     def find(self, text: str, lower: str, out: list[Span]) -> None:
-        if len(lower) != len(text):  # lower-casing changed offsets (rare Unicode): scan the whole text
-            starts: Iterable[int] = range(len(text))
-            positions = None
-        else:
-            positions = set()
-            for word in self.words:
-                i = lower.find(word)
-                while i >= 0:
-                    positions.add(i)
-                    i = lower.find(word, i + 1)
-            starts = sorted(positions)
-        for i in starts:
+        starts = set()
+        for word in self.words:
+            i = lower.find(word)
+            while i >= 0:
+                starts.add(i)
+                i = lower.find(word, i + 1)
+        for i in sorted(starts):
             for regex, group in self.followed:
                 m = regex.match(text, i)
                 if m and m.end(group) > m.start(group):
@@ -282,7 +283,7 @@ def _urls_and_emails(text: str, out: list[Span]) -> None:
         out.append((start, m.end(), "email"))
 
 
-def _numbers(text: str, out: list[Span]) -> None:
+def _numbers(text: str, lower: str, out: list[Span]) -> None:
     luhn_valid, iban_valid = _checksums()
     if _CARD_GATE.search(text):
         for m in _CARD.finditer(text):
@@ -305,15 +306,17 @@ def _numbers(text: str, out: list[Span]) -> None:
         digits = len(_NON_DIGIT.sub("", raw))
         # At most 15 digits (E.164); without a leading '+' a national number of region US has 10 (11
         # with the trunk prefix 1, up to 15 after an international prefix such as 011).
-        if not (7 if raw[0] == "+" else 10) <= digits <= 15:
+        if not (7 if raw[0] == "+" else 10) <= digits <= 15 or _IPV4.fullmatch(raw) or _DECIMAL.fullmatch(raw):
+            continue
+        if raw.isdigit() and not any(w in lower[max(0, m.start() - 24):m.start()] for w in _PHONE_WORDS):
             continue
         if any(start <= m.start() and m.end() <= end for start, end in taken):  # already a secret/card/IBAN
             continue
         matcher = matcher or _phone_matcher()
         lo, hi = max(0, m.start() - 1), min(len(text), m.end() + 8)  # context for the matcher's checks
         for found in matcher(text[lo:hi]):
-            start, end = lo + found.start, lo + found.end
-            if start < m.end() and end > m.start():
+            start, end = max(lo + found.start, m.start()), min(lo + found.end, m.end())
+            if start < end:
                 out.append((start, end, "phone"))
 
 
@@ -322,15 +325,20 @@ def _could_hold_finding(text: str, lower: str) -> bool:
                 or any(w in lower for w in _GATE_LOWER_WORDS) or _LONG_RUN.search(text))
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _findings(text: str) -> list[Span]:
     lower = text.lower()
+    if len(lower) != len(text):  # some Unicode lower-cases to more characters: keep offsets aligned
+        lower = text.translate(_ASCII_LOWER)
     if not _could_hold_finding(text, lower):
         return []
     spans: list[Span] = []
     _private_keys(text, spans)
     _secrets(text, lower, spans)
     _urls_and_emails(text, spans)
-    _numbers(text, spans)
+    _numbers(text, lower, spans)
     return spans
 
 
@@ -375,6 +383,8 @@ def redact(value: Any, fields: Collection[str] = ()) -> Any:
     (case-insensitive exact match) becomes `[REDACTED:field]` whatever its type, and a non-empty
     string under a secret-looking key (`SECRET_KEYS`) becomes `[REDACTED:secret]`; keys are kept.
     Tuples come back as lists; other values are returned unchanged."""
+    if isinstance(fields, str):
+        fields = (fields,)
     return _redact(value, frozenset(str(f).lower() for f in fields) if fields else frozenset())
 
 

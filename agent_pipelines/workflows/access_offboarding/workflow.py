@@ -96,11 +96,11 @@ class AccessOffboarding(Workflow[AccessRequestIntake, AccessContext, Offboarding
             return _reject("bulk_request", f"the request asks for a change to a group ({group!r}); access is "
                            f"removed one leaver at a time, each backed by their own HR offboarding record: submit "
                            f"one request per person with their user id and HR reference")
-        for what, named in (("users", intake.named_user_ids), ("HR offboarding references", intake.named_refs)):
+        for rule, what, named in (("more_than_one_user", "users", intake.named_user_ids),
+                                  ("more_than_one_offboarding_ref", "HR offboarding references", intake.named_refs)):
             if len(named) > 1:
-                return _reject(f"more_than_one_{'user' if what == 'users' else 'offboarding_ref'}",
-                               f"the request names {len(named)} {what} ({', '.join(named)}); one request offboards "
-                               f"one person under one HR record: submit one request per person")
+                return _reject(rule, f"the request names {len(named)} {what} ({', '.join(named)}); one request "
+                               f"offboards one person under one HR record: submit one request per person")
         # Required evidence. Questions are keyed by the intake field their answer fills, so an answer
         # resumes the intent with the corrected request and READ runs again.
         user_id, ref = context.user_id, context.offboarding_ref
