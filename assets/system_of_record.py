@@ -26,6 +26,18 @@ SPECS = [
                  group_name="system_of_record", kinds={"sql"}, deps=[STAGED_INVOICES]),
     dg.AssetSpec(SCHEDULED_PAYMENTS, description="Payments scheduled for staged invoices.",
                  group_name="system_of_record", kinds={"sql"}, deps=[STAGED_INVOICES]),
+    # ticket_intake writes tickets and ticket_messages; access_offboarding disables accounts and revokes
+    # role grants (never deletes). Their commits materialize these keys.
+    dg.AssetSpec(dg.AssetKey(["sor", "tickets"]), description="Support tickets (created by ticket_intake).",
+                 group_name="system_of_record", kinds={"sql"}),
+    dg.AssetSpec(dg.AssetKey(["sor", "ticket_messages"]), description="Messages filed on tickets.",
+                 group_name="system_of_record", kinds={"sql"}, deps=[dg.AssetKey(["sor", "tickets"])]),
+    dg.AssetSpec(dg.AssetKey(["sor", "directory_accounts"]),
+                 description="Directory accounts; access_offboarding disables leavers' accounts.",
+                 group_name="system_of_record", kinds={"sql"}),
+    dg.AssetSpec(dg.AssetKey(["sor", "role_grants"]),
+                 description="Role grants; access_offboarding sets revoked_at (rows are never deleted).",
+                 group_name="system_of_record", kinds={"sql"}, deps=[dg.AssetKey(["sor", "directory_accounts"])]),
 ]
 
 
