@@ -1,35 +1,25 @@
-"""access_offboarding__on_new_request: one intent and one run per new row in access_requests.
-
-A record sensor: the cursor is the highest `seq` seen, so each row is read once however often the
-sensor ticks, and a lost cursor only re-registers intents that already exist (same request id and
-version, same intent). Sensors only read the system of record and write intents, never accounts."""
+"""access_offboarding__on_new_request: one intent and one run per new row in access_requests (a record
+sensor, `framework.triggers.build_record_sensor`). This module holds what is specific to requests:
+how a row becomes an intake, and its identity and correlation."""
 
 import json
 
 import dagster as dg
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import launch_stopped, run_request
+from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.access_offboarding.models import AccessRequestIntake
 from resources.access import access_requests
 
-BATCH = 200  # requests per tick: keeps a tick well inside the sensor gRPC timeout
+RequestCursor = SeqCursor  # the sensor's cursor: highest access_requests.seq seen
 
 
-class RequestCursor(BaseModel):
-    last_seq: int = 0
-
-    @classmethod
-    def parse(cls, raw: str | None) -> "RequestCursor":
-        return cls.model_validate_json(raw) if raw else cls()
-
-
-def read_new_requests(runtime: AgentRuntime, cursor: RequestCursor, limit: int = BATCH) -> list[AccessRequestIntake]:
+def read_new_requests(runtime: AgentRuntime, cursor: SeqCursor,
+                      limit: int = RECORD_BATCH) -> list[AccessRequestIntake]:
     r = access_requests.c
     with runtime.db.connect() as conn:
         rows = conn.execute(select(access_requests).where(r.seq > cursor.last_seq).order_by(r.seq)
@@ -58,30 +48,7 @@ def register_request(store: IntentStore, wf: Workflow, intake: AccessRequestInta
 
 
 def build_access_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name=f"{wf.name}__on_new_request", job=job, minimum_interval_seconds=10,
-               default_status=dg.DefaultSensorStatus.RUNNING)
-    def on_new_request(context: dg.SensorEvaluationContext,
-                       runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
-        """Register each new access request as an intent; empty ones are recorded, not launched."""
-        if stopped := launch_stopped(runtime.db, wf.name):
-            return stopped
-        cursor = RequestCursor.parse(context.cursor)
-        new = read_new_requests(runtime, cursor)
-        if not new:
-            return dg.SkipReason(f"no access requests after seq {cursor.last_seq}")
-        store = IntentStore(runtime.db)
-        model = runtime.proposer().model_name
-        requests: dict[str, dg.RunRequest] = {}
-        rejected = 0
-        for intake in new:
-            intent, _created = register_request(store, wf, intake)
-            if intent.state == IntentState.REJECTED_INPUT:
-                rejected += 1
-                context.log.info(f"{intake.request_id}: {intent.reason}")
-            elif not intent.is_terminal:
-                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
-        context.log.info(f"{len(new)} request(s): {len(requests)} run request(s), {rejected} rejected")
-        return dg.SensorResult(run_requests=list(requests.values()),
-                               cursor=RequestCursor(last_seq=new[-1].seq).model_dump_json())
-
-    return on_new_request
+    return build_record_sensor(
+        wf, job, name=f"{wf.name}__on_new_request", noun="access request", read_new=read_new_requests,
+        register=register_request, ref=lambda r: r.request_id,
+        description="Register each new access request as an intent; empty ones are recorded, not launched.")

@@ -1,36 +1,25 @@
-"""ticket_intake__on_new_message: one intent and one run per new row in inbound_messages.
-
-A record sensor: the cursor is the highest `seq` seen, so each row is read once however often the
-sensor ticks, and a lost cursor only re-registers intents that already exist (same message id and
-version, same intent). Sensors only read the system of record and write intents, never tickets."""
+"""ticket_intake__on_new_message: one intent and one run per new row in inbound_messages (a record
+sensor, `framework.triggers.build_record_sensor`). This module holds what is specific to messages:
+how a row becomes an intake, and its identity and correlation."""
 
 import json
 
 import dagster as dg
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import launch_stopped, run_request
+from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.ticket_intake.models import MessageIntake
 from agent_pipelines.workflows.ticket_intake.triage import normalize_subject
 from resources.tickets import inbound_messages
 
-BATCH = 200  # messages per tick: keeps a tick well inside the sensor gRPC timeout
+MessageCursor = SeqCursor  # the sensor's cursor: highest inbound_messages.seq seen
 
 
-class MessageCursor(BaseModel):
-    last_seq: int = 0
-
-    @classmethod
-    def parse(cls, raw: str | None) -> "MessageCursor":
-        return cls.model_validate_json(raw) if raw else cls()
-
-
-def read_new_messages(runtime: AgentRuntime, cursor: MessageCursor, limit: int = BATCH) -> list[MessageIntake]:
+def read_new_messages(runtime: AgentRuntime, cursor: SeqCursor, limit: int = RECORD_BATCH) -> list[MessageIntake]:
     m = inbound_messages.c
     with runtime.db.connect() as conn:
         rows = conn.execute(select(inbound_messages).where(m.seq > cursor.last_seq).order_by(m.seq)
@@ -59,30 +48,7 @@ def register_message(store: IntentStore, wf: Workflow, intake: MessageIntake) ->
 
 
 def build_ticket_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name=f"{wf.name}__on_new_message", job=job, minimum_interval_seconds=10,
-               default_status=dg.DefaultSensorStatus.RUNNING)
-    def on_new_message(context: dg.SensorEvaluationContext,
-                       runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
-        """Register each new inbound message as an intent; empty ones are recorded, not launched."""
-        if stopped := launch_stopped(runtime.db, wf.name):
-            return stopped
-        cursor = MessageCursor.parse(context.cursor)
-        new = read_new_messages(runtime, cursor)
-        if not new:
-            return dg.SkipReason(f"no inbound messages after seq {cursor.last_seq}")
-        store = IntentStore(runtime.db)
-        model = runtime.proposer().model_name
-        requests: dict[str, dg.RunRequest] = {}
-        rejected = 0
-        for intake in new:
-            intent, _created = register_message(store, wf, intake)
-            if intent.state == IntentState.REJECTED_INPUT:
-                rejected += 1
-                context.log.info(f"{intake.message_id}: {intent.reason}")
-            elif not intent.is_terminal:
-                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
-        context.log.info(f"{len(new)} message(s): {len(requests)} run request(s), {rejected} rejected")
-        return dg.SensorResult(run_requests=list(requests.values()),
-                               cursor=MessageCursor(last_seq=new[-1].seq).model_dump_json())
-
-    return on_new_message
+    return build_record_sensor(
+        wf, job, name=f"{wf.name}__on_new_message", noun="inbound message", read_new=read_new_messages,
+        register=register_message, ref=lambda m: m.message_id,
+        description="Register each new inbound message as an intent; empty ones are recorded, not launched.")

@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,15 +37,17 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.config.getoption("--backend")
 
 
-@pytest.fixture
-def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def fresh_database(backend: str, folder: Path, prefix: str = "ap_test") -> Iterator[str]:
+    """A new empty database for one test (or one module): a SQLite file in `folder`, or a PostgreSQL
+    database created on the test server and dropped afterwards. PostgreSQL missing fails, never skips."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'agent_pipelines.sqlite'}"
+        url = f"sqlite:///{folder / 'agent_pipelines.sqlite'}"
         yield url
         database(url).dispose()
         return
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"ap_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -56,6 +59,12 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

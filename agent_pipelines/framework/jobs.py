@@ -20,7 +20,7 @@ from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, has_writes
 from agent_pipelines.framework.llm import ProposalFailed
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision
-from agent_pipelines.framework.redaction import redact, redact_text
+from agent_pipelines.framework.redaction import redact_text
 from agent_pipelines.framework.tables import parked_intents
 from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.runtime import AgentRuntime
@@ -236,7 +236,7 @@ def model_messages(wf: Workflow, intake: BaseModel, context: BaseModel) -> list[
     return [{**m, "content": redact_text(m["content"])} for m in messages]
 
 
-def release_parked(db: Database, intent_id: str, run_id: str) -> None:
+def release_parked(db: Database, intent_id: str) -> None:
     with db.begin() as conn:
         conn.execute(update(parked_intents).where(parked_intents.c.intent_id == intent_id,
                                                   parked_intents.c.released_at.is_(None))
@@ -312,7 +312,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                 run.tracer.note("resume", {"answer": answer["answer"], "answered_by": answer["answered_by"],
                                            "resume_from": start, "reused": list(reuse)})
             if intent.state == S.PARKED:
-                release_parked(run.db, intent.intent_id, run.run_id)
+                release_parked(run.db, intent.intent_id)
             run.move(S.RUNNING)
             intake = wf.intake_model.model_validate(data)
             saved = inputs.saved_step(run.db, intent.intent_id, "read") if "read" in reuse else None
@@ -494,7 +494,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         run = _StepRun(wf, context, runtime, req["intent_id"], approval_id=config.approval_id)
         state = run.intent().state
         if state == S.PARKED and parked_continuation(run.db, req["intent_id"]) == config.approval_id:
-            release_parked(run.db, req["intent_id"], run.run_id)
+            release_parked(run.db, req["intent_id"])
         elif state != S.WAITING_FOR_APPROVAL:
             context.log.info(f"intent {req['intent_id']} is {state}: nothing to continue")
             return
@@ -535,7 +535,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             return
         with run.guard("load_parked"):
             run.checkpoint()
-            release_parked(run.db, park["intent_id"], run.run_id)
+            release_parked(run.db, park["intent_id"])
             carry = carry_from_json(wf, park["carry"])
             run.tracer.note("released", {"park_id": config.park_id, "scope": park["scope"], "step": park["step"]})
             yield run.output(carry, resumed_from=park["step"])

@@ -14,6 +14,7 @@ from agent_pipelines.framework import controls, inputs
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id
 from agent_pipelines.framework.jobs import launch_tags, run_config
+from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.workflow import Workflow
 
@@ -124,3 +125,53 @@ def launch_stopped(db: Database, workflow: str) -> dg.SkipReason | None:
     sensor leaves its cursor where it is, so nothing it has not seen is lost)."""
     engaged = controls.launch_blocked(db, workflow)
     return dg.SkipReason(f"{workflow}: not launching, {engaged.describe()}") if engaged else None
+
+
+# -- record sensors: follow a table by its autoincrement `seq` ---------------------------------------
+RECORD_BATCH = 200  # rows per tick: keeps a tick well inside the sensor gRPC timeout
+
+
+class SeqCursor(BaseModel):
+    """A record sensor's cursor: the highest `seq` seen. Each row is read once however often the sensor
+    ticks; a lost cursor only re-registers intents that already exist (same record and version)."""
+
+    last_seq: int = 0
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "SeqCursor":
+        return cls.model_validate_json(raw) if raw else cls()
+
+
+def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun: str,
+                        read_new: Callable[[AgentRuntime, SeqCursor], list[Any]],
+                        register: Callable[[IntentStore, Workflow, Any], tuple[Intent, bool]],
+                        ref: Callable[[Any], str], description: str) -> dg.SensorDefinition:
+    """One intent and one run (run_key = intent id) per new row; `register` records a row it cannot
+    act on as rejected_input with a reason, and that row gets no run. Sensors only read the system of
+    record and write intents."""
+
+    @dg.sensor(name=name, job=job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING,
+               description=description)
+    def record_sensor(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
+        if stopped := launch_stopped(runtime.db, wf.name):
+            return stopped
+        cursor = SeqCursor.parse(context.cursor)
+        new = read_new(runtime, cursor)
+        if not new:
+            return dg.SkipReason(f"no {noun}s after seq {cursor.last_seq}")
+        store = IntentStore(runtime.db)
+        model = runtime.proposer().model_name
+        requests: dict[str, dg.RunRequest] = {}
+        rejected = 0
+        for intake in new:
+            intent, _created = register(store, wf, intake)
+            if intent.state == IntentState.REJECTED_INPUT:
+                rejected += 1
+                context.log.info(f"{ref(intake)}: {intent.reason}")
+            elif not intent.is_terminal:
+                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
+        context.log.info(f"{len(new)} {noun}(s): {len(requests)} run request(s), {rejected} rejected")
+        return dg.SensorResult(run_requests=list(requests.values()),
+                               cursor=SeqCursor(last_seq=new[-1].seq).model_dump_json())
+
+    return record_sensor

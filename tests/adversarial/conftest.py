@@ -3,15 +3,13 @@ the way tests/conftest.py makes them, at module scope), seeded with the invoice 
 identity directory and the adversarial toolset's tables; and the one-line summary at the end."""
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from agent_pipelines.framework import controls
-from agent_pipelines.framework.runtime import database
 from agent_pipelines.project import Project
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.access_offboarding import demo_data as access_demo
@@ -21,6 +19,7 @@ from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from resources.access import directory_accounts, role_grants
 from resources.system_of_record import po_lines, purchase_orders, scheduled_payments, staged_invoices, vendors
 from resources.tickets import ticket_messages, tickets
+from tests.conftest import fresh_database
 
 from .cases import (
     DIRECT_USER,
@@ -37,29 +36,10 @@ from .cases import (
     summary_line,
 )
 
-PG_URL = os.environ.get("AGENT_PIPELINES_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-
-
 @pytest.fixture(scope="module")
 def adv_db_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('adversarial') / 'agent_pipelines.sqlite'}"
+    with fresh_database(backend, tmp_path_factory.mktemp("adversarial"), prefix="ap_adv") as url:
         yield url
-        database(url).dispose()
-        return
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"ap_adv_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL backend selected but {PG_URL} is not reachable: {exc}")
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    database(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="module")
