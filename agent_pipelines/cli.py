@@ -115,20 +115,34 @@ def status(state_dir: StateDir = None, as_json: AsJson = False) -> None:
         _emit(st.model_dump())
         return
     console.print(_status_table(st))
-    console.print(f"writes: {st.writes}   duplicate_writes: {st.duplicate_writes}")
+    console.print(f"writes: {st.writes}   duplicate_writes: {st.duplicate_writes}   stranded: {st.stranded}   "
+                  f"partial_commits: {st.partial_commits}")
 
 
 @app.command()
 def ui(state_dir: StateDir = None, port: int = 3000) -> None:
-    """Open the Dagster UI (webserver + daemon) on the same state as the CLI."""
+    """Open the Dagster UI: dagster-webserver + dagster-daemon (the production pair) on the CLI's state."""
     project = _open(state_dir)
     from agent_pipelines.project import REPO_ROOT
 
-    env = {**os.environ, "DAGSTER_HOME": str(project.settings.dagster_home),
-           "AGENT_PIPELINES_STATE_DIR": str(project.settings.state_dir)}
+    s = project.settings
+    # The daemon, its code server and run workers read our state from these, as `tick` does in-process.
+    env = {**os.environ, "DAGSTER_HOME": str(s.dagster_home), "AGENT_PIPELINES_STATE_DIR": str(s.state_dir),
+           "AGENT_PIPELINES_DB_URL": s.db_url}
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    bin_dir = Path(sys.executable).parent
     console.print(f"DAGSTER_HOME={env['DAGSTER_HOME']}  http://127.0.0.1:{port}")
-    raise typer.Exit(subprocess.call(["dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-p", str(port)],
-                                     cwd=REPO_ROOT, env=env))
+    daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=REPO_ROOT, env=env)
+    try:
+        code = subprocess.call([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                                "-w", workspace], cwd=REPO_ROOT, env=env)
+    finally:  # Ctrl-C or a webserver exit: never leave the daemon running on its own
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+    raise typer.Exit(code)
 
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Decide approval requests (exact change, bound to its digest).")

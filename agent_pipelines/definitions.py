@@ -16,27 +16,34 @@ from sensors.approvals import build_approval_sensors, build_failure_sensor
 from sensors.controls import build_release_sensor
 from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
+from sensors.recovery import build_recovery_sensor
 from sensors.tickets import build_ticket_sensor
 
 check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", job=check_job,
                                        cron_schedule="30 6 * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    invoices, tickets, access = InvoiceMatching(), TicketIntake(), AccessOffboarding()
-    # Every shipped workflow with its jobs: the approval, input and kill-switch sensors serve them all.
-    shipped: dict[str, WorkflowJobs] = {wf.name: WorkflowJobs(wf, build_jobs(wf))
-                                        for wf in (invoices, tickets, access)}
+def shipped_workflows() -> dict[str, WorkflowJobs]:
+    """Every shipped workflow with its jobs: the approval, input, kill-switch and recovery sensors serve
+    them all."""
+    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding())}
+
+
+def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | None = None) -> dg.Definitions:
+    """`shipped` replaces the workflows (tests run a variant with injected faults through the same wiring)."""
+    shipped = shipped or shipped_workflows()
+    invoices, tickets, access = (shipped[n] for n in ("invoice_matching", "ticket_intake", "access_offboarding"))
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     return dg.Definitions(
         jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job],
         sensors=[
-            build_invoice_sensor(invoices, shipped[invoices.name].jobs.main),
-            build_ticket_sensor(tickets, shipped[tickets.name].jobs.main),
-            build_access_sensor(access, shipped[access.name].jobs.main),
+            build_invoice_sensor(invoices.wf, invoices.jobs.main),
+            build_ticket_sensor(tickets.wf, tickets.jobs.main),
+            build_access_sensor(access.wf, access.jobs.main),
             *build_approval_sensors(shipped, housekeeping_job),
             build_input_sensor(shipped),
             build_release_sensor(shipped),
+            build_recovery_sensor(shipped),
             build_failure_sensor(agent_jobs),
         ],
         schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule],

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.ledger import count_writes, duplicate_ledger_writes
+from agent_pipelines.framework.recovery import partial_commits, stalled_continuations, stranded
 from agent_pipelines.framework.runtime import database
 from agent_pipelines.runner import SensorTick, tick
 from agent_pipelines.settings import Settings
@@ -26,6 +27,9 @@ class Status(BaseModel):
     by_workflow: dict[str, dict[str, int]]
     writes: int
     duplicate_writes: int
+    # Durable completion, from the tables each time: both are 0 once the recovery sweeper has run.
+    stranded: int = 0  # not finished, not waiting, and no live run within its lease
+    partial_commits: int = 0  # some but not all decided writes landed, and no live run
 
 
 class Project:
@@ -64,7 +68,7 @@ class Project:
         return dg.DagsterInstance.get()
 
     def tick(self) -> list[SensorTick]:
-        return tick(self.definitions, self.instance, self.settings.state_dir / "sensor_cursors.json")
+        return tick(self.definitions, self.instance, self.db)
 
     def status(self) -> Status:
         by_wf = IntentStore(self.db).counts()
@@ -73,9 +77,12 @@ class Project:
             for state, n in states.items():
                 totals[state] = totals.get(state, 0) + n
         with self.db.connect() as conn:
+            lease = self.settings.lease_seconds
             dup = duplicate_ledger_writes(conn) + sum(wf.duplicate_writes(conn) for wf in all_workflows())
             return Status(intents=dict(sorted(totals.items())), by_workflow=by_wf, writes=count_writes(conn),
-                          duplicate_writes=dup)
+                          duplicate_writes=dup,
+                          stranded=len(stranded(conn, lease)) + len(stalled_continuations(conn, lease)),
+                          partial_commits=len(partial_commits(conn)))
 
     def intents(self, workflow: str | None = None) -> list[dict[str, Any]]:
         from sqlalchemy import select

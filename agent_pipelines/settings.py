@@ -12,7 +12,11 @@ class Settings(BaseModel, frozen=True):
     state_dir: Path
     db_url: str
     invoice_inbox: Path
+    # A file modified this recently may still be being written: the inbox sensor leaves it for a later tick.
+    inbox_settle_seconds: float = 1.0
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    lease_seconds: float = Field(120.0, ge=0)
+    recovery_backoff_s: float | None = None
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -29,7 +33,11 @@ class Settings(BaseModel, frozen=True):
             max_reasks=int(env.get("AGENT_PIPELINES_LLM_MAX_REASKS", "2")),
             timeout_s=float(env.get("AGENT_PIPELINES_LLM_TIMEOUT_S", "60")),
         )
-        return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, llm=llm)
+        settle = float(env.get("AGENT_PIPELINES_INBOX_SETTLE_SECONDS", "1.0"))
+        backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
+        return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
+                   lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or 120),
+                   recovery_backoff_s=float(backoff) if backoff else None)
 
     @property
     def dagster_home(self) -> Path:

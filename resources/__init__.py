@@ -9,8 +9,9 @@ from resources.inbox import InboxResource
 
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
-        "runtime": AgentRuntime.from_config(settings.db_url, settings.llm),
-        "invoice_inbox": InboxResource(path=str(settings.invoice_inbox)),
+        "runtime": AgentRuntime.from_config(settings.db_url, settings.llm, lease_seconds=settings.lease_seconds,
+                                            recovery_backoff_s=settings.recovery_backoff_s),
+        "invoice_inbox": InboxResource(path=str(settings.invoice_inbox), settle_seconds=settings.inbox_settle_seconds),
         # Persisted step outputs, so a failed run can be re-executed from failure in the UI.
         "io_manager": dg.FilesystemIOManager(),
     }

@@ -7,6 +7,8 @@ import dagster as dg
 
 class InboxResource(dg.ConfigurableResource):
     path: str
+    # Files modified less than this long ago are treated as half-written and left for a later tick.
+    settle_seconds: float = 1.0
 
     @property
     def root(self) -> Path:

@@ -3,31 +3,33 @@ sensor, `framework.triggers.build_record_sensor`). This module holds what is spe
 how a row becomes an intake, and its identity and correlation."""
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
-from sqlalchemy import select
 
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor
+from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.access_offboarding.models import AccessRequestIntake
 from resources.access import access_requests
 
-RequestCursor = SeqCursor  # the sensor's cursor: highest access_requests.seq seen
+RequestCursor = SeqCursor  # the sensor's cursor (in sensor_cursors): highest access_requests.seq handled
+
+
+def request_intake(row: Mapping[str, Any]) -> AccessRequestIntake:
+    """One access_requests row as the workflow's intake (raises on a row it cannot represent)."""
+    return AccessRequestIntake(seq=row["seq"], request_id=row["request_id"], version=row["version"],
+                               requester=row["requester"] or "", text=row["text"] or "", user_id=row["user_id"],
+                               offboarding_ref=row["offboarding_ref"], submitted_at=row["submitted_at"])
 
 
 def read_new_requests(runtime: AgentRuntime, cursor: SeqCursor,
                       limit: int = RECORD_BATCH) -> list[AccessRequestIntake]:
-    r = access_requests.c
-    with runtime.db.connect() as conn:
-        rows = conn.execute(select(access_requests).where(r.seq > cursor.last_seq).order_by(r.seq)
-                            .limit(limit)).mappings().all()
-    return [AccessRequestIntake(seq=row["seq"], request_id=row["request_id"], version=row["version"],
-                                requester=row["requester"] or "", text=row["text"] or "", user_id=row["user_id"],
-                                offboarding_ref=row["offboarding_ref"], submitted_at=row["submitted_at"])
-            for row in rows]
+    """The requests after `cursor` as intakes (for tools and tests; the sensor builds them row by row)."""
+    return [request_intake(r) for r in read_rows(runtime.db, access_requests, cursor.last_seq, limit)]
 
 
 def register_request(store: IntentStore, wf: Workflow, intake: AccessRequestIntake) -> tuple[Intent, bool]:
@@ -49,6 +51,7 @@ def register_request(store: IntentStore, wf: Workflow, intake: AccessRequestInta
 
 def build_access_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
     return build_record_sensor(
-        wf, job, name=f"{wf.name}__on_new_request", noun="access request", read_new=read_new_requests,
-        register=register_request, ref=lambda r: r.request_id,
-        description="Register each new access request as an intent; empty ones are recorded, not launched.")
+        wf, job, name=f"{wf.name}__on_new_request", noun="access request", table=access_requests,
+        id_column="request_id", to_intake=request_intake, register=register_request,
+        description="Register each new access request as an intent; empty or unreadable ones are recorded, "
+                    "not launched.")

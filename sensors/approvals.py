@@ -8,12 +8,12 @@ from agent_pipelines.framework.approvals import aware
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.jobs import TAG, WorkflowJobs, continuation_request
 from agent_pipelines.framework.runtime import AgentRuntime
-from agent_pipelines.framework.triggers import launch_stopped
+from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_stopped
 
 
 def build_approval_sensors(shipped: dict[str, WorkflowJobs], housekeeping_job: object) -> list[dg.SensorDefinition]:
     @dg.sensor(name="approvals__on_decision", jobs=[w.jobs.after_approval for w in shipped.values()],
-               minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+               minimum_interval_seconds=TRIGGER_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
     def on_decision(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         """One continuation run per approved request whose intent still waits."""
         # The intent state is the cursor: once the continuation runs, the intent leaves
@@ -34,7 +34,7 @@ def build_approval_sensors(shipped: dict[str, WorkflowJobs], housekeeping_job: o
                                  "no approved requests waiting for their continuation")
         return dg.SensorResult(run_requests=requests)
 
-    @dg.sensor(name="approvals__on_expiry", job=housekeeping_job,  # type: ignore[arg-type] minimum_interval_seconds=60,
+    @dg.sensor(name="approvals__on_expiry", job=housekeeping_job, minimum_interval_seconds=60,  # type: ignore[arg-type]
                default_status=dg.DefaultSensorStatus.RUNNING)
     def on_expiry(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.RunRequest | dg.SkipReason:
         """Run housekeeping when a pending approval request or input question is past its expiry."""

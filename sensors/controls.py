@@ -11,12 +11,13 @@ import dagster as dg
 from agent_pipelines.framework import controls
 from agent_pipelines.framework.jobs import WorkflowJobs, continuation_request, launch_tags, run_config
 from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S
 
 
 def build_release_sensor(shipped: dict[str, WorkflowJobs]) -> dg.SensorDefinition:
     jobs = [job for w in shipped.values() for job in w.jobs]
 
-    @dg.sensor(name="killswitch__on_release", jobs=jobs, minimum_interval_seconds=10,
+    @dg.sensor(name="killswitch__on_release", jobs=jobs, minimum_interval_seconds=TRIGGER_INTERVAL_S,
                default_status=dg.DefaultSensorStatus.RUNNING)
     def on_release(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         """One resume run per parked intent whose kill switches are all off."""

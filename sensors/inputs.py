@@ -5,11 +5,11 @@ import dagster as dg
 from agent_pipelines.framework import inputs
 from agent_pipelines.framework.jobs import TAG, WorkflowJobs, launch_tags, run_config
 from agent_pipelines.framework.runtime import AgentRuntime
-from agent_pipelines.framework.triggers import launch_stopped
+from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_stopped
 
 
 def build_input_sensor(shipped: dict[str, WorkflowJobs]) -> dg.SensorDefinition:
-    @dg.sensor(name="inputs__on_answer", jobs=[w.jobs.main for w in shipped.values()], minimum_interval_seconds=10,
+    @dg.sensor(name="inputs__on_answer", jobs=[w.jobs.main for w in shipped.values()], minimum_interval_seconds=TRIGGER_INTERVAL_S,
                default_status=dg.DefaultSensorStatus.RUNNING)
     def on_answer(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         """Answered questions of intents still waiting_for_input; the intent state is the cursor."""

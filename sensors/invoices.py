@@ -1,43 +1,58 @@
-"""invoice_matching__on_new_invoice: one intent and one run per new file in the invoice inbox."""
+"""invoice_matching__on_new_invoice: one intent and one run per new file in the invoice inbox. Files are
+known by identity in `inbox_files` (framework.inbox), not by mtime or Dagster's cursor, so `tick` and
+the daemon share what they have seen."""
+
+import json
+from collections.abc import Callable
 
 import dagster as dg
+from pydantic import BaseModel
 
+from agent_pipelines.framework.inbox import ingest_inbox
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.runtime import AgentRuntime
-from agent_pipelines.framework.triggers import InboxCursor, launch_stopped, register_file, run_request
+from agent_pipelines.framework.states import IntentState
+from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_stopped, run_request
 from agent_pipelines.framework.workflow import Workflow
 from resources.inbox import InboxResource
 
-BATCH = 200  # files per tick: keeps a tick well inside the sensor gRPC timeout
+
+def _parse_invoice(name: str, content: bytes) -> BaseModel:
+    from agent_pipelines.workflows.invoice_matching.parsing import parse_invoice
+
+    return parse_invoice(name, content)
 
 
-def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name=f"{wf.name}__on_new_invoice", job=job, minimum_interval_seconds=10,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition,
+                         parse: Callable[[str, bytes], BaseModel] = _parse_invoice) -> dg.SensorDefinition:
+    name = f"{wf.name}__on_new_invoice"
+
+    @dg.sensor(name=name, job=job, minimum_interval_seconds=TRIGGER_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
     def on_new_invoice(context: dg.SensorEvaluationContext, runtime: AgentRuntime,
                        invoice_inbox: InboxResource) -> dg.SensorResult | dg.SkipReason:
         """Register each new invoice file as an intent; unreadable files are recorded, not launched."""
         if stopped := launch_stopped(runtime.db, wf.name):
             return stopped
-        cursor = InboxCursor.parse(context.cursor)
-        new = cursor.new_files(invoice_inbox.root)[:BATCH]
-        if not new:
-            return dg.SkipReason(f"no new files in {invoice_inbox.root}")
-        from agent_pipelines.workflows.invoice_matching.parsing import parse_invoice
-
         store = IntentStore(runtime.db)
+        done = ingest_inbox(store, wf, name, invoice_inbox.root, parse, settle_s=invoice_inbox.settle_seconds,
+                            log=context.log)
+        # Dagster's cursor is for display only: the truth is the inbox_files table.
+        display = json.dumps({"known_files": done.known})
+        if not done.registered and done.error is None:
+            waiting = f" ({done.unsettled} still being written)" if done.unsettled else ""
+            return dg.SkipReason(f"no new files in {invoice_inbox.root}{waiting}")
         model = runtime.proposer().model_name
         requests: dict[str, dg.RunRequest] = {}
         rejected = 0
-        for _, path in new:
-            intent, _created = register_file(store, wf, path, parse_invoice)
-            if intent.state == "rejected_input":
+        for intent in done.registered:
+            if intent.state == IntentState.REJECTED_INPUT:
                 rejected += 1
-                context.log.info(f"{path.name}: {intent.reason}")
+                context.log.info(f"{intent.source_ref.rsplit('/', 1)[-1]}: {intent.reason}")
             elif not intent.is_terminal:
+                # Same bytes under two names give the same intent and run_key: Dagster launches it once.
                 requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
-        context.log.info(f"{len(new)} file(s): {len(requests)} run request(s), {rejected} rejected")
-        # Same bytes under two names give the same intent and run_key: Dagster launches it once.
-        return dg.SensorResult(run_requests=list(requests.values()), cursor=cursor.advance(new).model_dump_json())
+        context.log.info(f"{len(done.registered)} new file(s): {len(requests)} run request(s), {rejected} rejected"
+                         + (", more next tick" if done.more else ""))
+        return dg.SensorResult(run_requests=list(requests.values()), cursor=display)
 
     return on_new_invoice

@@ -3,30 +3,33 @@ sensor, `framework.triggers.build_record_sensor`). This module holds what is spe
 how a row becomes an intake, and its identity and correlation."""
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
-from sqlalchemy import select
 
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor
+from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.ticket_intake.models import MessageIntake
 from agent_pipelines.workflows.ticket_intake.triage import normalize_subject
 from resources.tickets import inbound_messages
 
-MessageCursor = SeqCursor  # the sensor's cursor: highest inbound_messages.seq seen
+MessageCursor = SeqCursor  # the sensor's cursor (in sensor_cursors): highest inbound_messages.seq handled
+
+
+def message_intake(r: Mapping[str, Any]) -> MessageIntake:
+    """One inbound_messages row as the workflow's intake (raises on a row it cannot represent)."""
+    return MessageIntake(seq=r["seq"], message_id=r["message_id"], version=r["version"], sender=r["sender"] or "",
+                         subject=r["subject"] or "", body=r["body"] or "", attachments=tuple(r["attachments"] or ()),
+                         product=r["product"], received_at=r["received_at"])
 
 
 def read_new_messages(runtime: AgentRuntime, cursor: SeqCursor, limit: int = RECORD_BATCH) -> list[MessageIntake]:
-    m = inbound_messages.c
-    with runtime.db.connect() as conn:
-        rows = conn.execute(select(inbound_messages).where(m.seq > cursor.last_seq).order_by(m.seq)
-                            .limit(limit)).mappings().all()
-    return [MessageIntake(seq=r["seq"], message_id=r["message_id"], version=r["version"], sender=r["sender"] or "",
-                          subject=r["subject"] or "", body=r["body"] or "", attachments=tuple(r["attachments"] or ()),
-                          product=r["product"], received_at=r["received_at"]) for r in rows]
+    """The messages after `cursor` as intakes (for tools and tests; the sensor builds them row by row)."""
+    return [message_intake(r) for r in read_rows(runtime.db, inbound_messages, cursor.last_seq, limit)]
 
 
 def register_message(store: IntentStore, wf: Workflow, intake: MessageIntake) -> tuple[Intent, bool]:
@@ -49,6 +52,7 @@ def register_message(store: IntentStore, wf: Workflow, intake: MessageIntake) ->
 
 def build_ticket_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
     return build_record_sensor(
-        wf, job, name=f"{wf.name}__on_new_message", noun="inbound message", read_new=read_new_messages,
-        register=register_message, ref=lambda m: m.message_id,
-        description="Register each new inbound message as an intent; empty ones are recorded, not launched.")
+        wf, job, name=f"{wf.name}__on_new_message", noun="inbound message", table=inbound_messages,
+        id_column="message_id", to_intake=message_intake, register=register_message,
+        description="Register each new inbound message as an intent; empty or unreadable ones are recorded, "
+                    "not launched.")

@@ -28,6 +28,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      default=os.environ.get("AGENT_PIPELINES_TEST_BACKEND", "sqlite"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked pg_leg (the daemon test, the chaos suite) start servers and processes on PostgreSQL:
+    they run once, in the PostgreSQL leg. On the SQLite leg they are deselected, not skipped."""
+    if config.getoption("--backend") == "postgres":
+        return
+    ours = [i for i in items if i.get_closest_marker("pg_leg")]
+    if ours:
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [i for i in items if i not in ours]
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"agent_pipelines backend: {config.getoption('--backend')}"
 
@@ -138,3 +149,11 @@ def drop(seeded: Project):  # type: ignore[no-untyped-def]
         return path
 
     return _drop
+
+
+@pytest.fixture
+def faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file that arms tests/faulty.py's injected crashes (write fault names into it)."""
+    path = tmp_path / "faults"
+    monkeypatch.setenv("AGENT_PIPELINES_TEST_FAULTS", str(path))
+    return path

@@ -17,7 +17,7 @@ from agent_pipelines.framework.intents import IntentStore, record_intent_id
 from agent_pipelines.framework.jobs import approved_run_config, build_jobs, run_config, run_tags
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome, apply_once, duplicate_ledger_writes
 from agent_pipelines.framework.policy import Decision, PolicyError, PolicyPack
-from agent_pipelines.framework.tables import approval_requests, input_requests, intents, tool_calls, writes
+from agent_pipelines.framework.tables import approval_requests, input_requests, intents, tool_calls, writes, sensor_cursors
 from agent_pipelines.framework.untrusted import FENCE
 from agent_pipelines.project import Project
 from agent_pipelines.workflows.access_offboarding import demo_data, prompts, tools
@@ -463,7 +463,8 @@ def test_demo_batch_ends_every_request_in_the_state_its_category_implies(directo
     # again (lost cursor too): nothing new is launched that could write, and nothing is written
     totals = (count(directory, intents), count(directory, approval_requests), count(directory, input_requests))
     assert tick(directory)[SENSOR].runs == []
-    directory.settings.state_dir.joinpath("sensor_cursors.json").unlink()
+    with directory.db.begin() as conn:
+        conn.execute(sensor_cursors.delete())
     for r in tick(directory)[SENSOR].runs:
         assert r.success
     assert (count(directory, intents), count(directory, approval_requests), count(directory, input_requests)) == totals

@@ -15,7 +15,7 @@ from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from resources.system_of_record import purchase_orders, scheduled_payments, staged_invoices
 from agent_pipelines.framework.tables import writes
 from agent_pipelines.framework.ledger import WriteOutcome, apply_once
-from tests.helpers import WF, intake, register, run_in_process, run_intent, state
+from tests.helpers import WF, intake, register, run_in_process, state
 
 
 def counts(project) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -24,13 +24,6 @@ def counts(project) -> dict[str, int]:  # type: ignore[no-untyped-def]
         po = conn.execute(select(purchase_orders.c.invoiced_cents).where(purchase_orders.c.po_number == "PO-1")).scalar_one()
         return {"invoices": n(staged_invoices), "payments": n(scheduled_payments), "ledger": n(writes),
                 "po_invoiced": po, "dup": duplicate_ledger_writes(conn) + InvoiceMatching().duplicate_writes(conn)}
-
-
-@pytest.fixture
-def faults(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    path = tmp_path / "faults"
-    monkeypatch.setenv("AGENT_PIPELINES_TEST_FAULTS", str(path))
-    return path
 
 
 @pytest.mark.parametrize("fault", ["schedule_payment", "verify"])

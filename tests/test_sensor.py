@@ -2,10 +2,10 @@
 second write however often it ticks."""
 
 import dagster as dg
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from agent_pipelines.framework.intents import IntentStore
-from agent_pipelines.framework.tables import intents, writes
+from agent_pipelines.framework.tables import inbox_files, intents, writes
 from agent_pipelines.framework.triggers import MAX_FILE_BYTES
 from tests.conftest import invoice_json
 
@@ -44,15 +44,15 @@ def test_retick_and_cursor_reset_never_write_twice(drop, seeded):
     drop("b.json", invoice_json(invoice_number="INV-200", total="1,300.00"))  # 30% over: waits for approval
     first = inbox_tick(seeded)
     assert len(first.runs) == 2 and all(r.success for r in first.runs)
-    # runs carry the workspace's code location, so the UI can re-execute them
-    origin = seeded.instance.get_run_by_id(first.runs[0].run_id).remote_job_origin
-    assert (origin.location_name, origin.repository_origin.repository_name) == ("agent_pipelines", "__repository__")
     assert n_writes(seeded) == 3
-    # same cursor: nothing new
+    # again: nothing new
     assert inbox_tick(seeded).skip_reason.startswith("no new files")
-    # cursor lost (e.g. a new daemon): the completed intent is not requested again; the waiting one
-    # is, and the run_key dedupe skips it because it already has a run
-    (seeded.settings.state_dir / "sensor_cursors.json").unlink()
+    # Dagster's cursor lost (e.g. a new daemon): the inbox_files table is the cursor, nothing is re-read
+    assert evaluate(seeded, cursor=None).skip_message.startswith("no new files")
+    # the table lost too: the completed intent is not requested again; the waiting one is, and the
+    # run_key dedupe skips it because it already has a run
+    with seeded.db.begin() as conn:
+        conn.execute(delete(inbox_files))
     again = inbox_tick(seeded)
     assert (again.requested, again.skipped_existing, len(again.runs)) == (1, 1, 0)
     # a run launched anyway (e.g. from the UI, which has no run_key dedupe) writes nothing more

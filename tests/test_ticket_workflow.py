@@ -17,6 +17,7 @@ from agent_pipelines.framework.ledger import apply_once, duplicate_ledger_writes
 from agent_pipelines.framework.policy import Decision
 from agent_pipelines.framework import inputs
 from agent_pipelines.framework.tables import (
+    sensor_cursors,
     approval_requests,
     input_requests,
     intents,
@@ -188,6 +189,8 @@ def test_rerunning_and_retick_with_a_reset_cursor_write_nothing_more(desk, defs)
     assert tick(desk, defs, first.cursor).run_requests == []
     # cursor lost: completed intents are not requested again, the waiting one is; without an answer its
     # run finds nothing to do
+    with desk.db.begin() as conn:  # the cursor is lost: the sensor reads every message again
+        conn.execute(sensor_cursors.delete().where(sensor_cursors.c.sensor == SENSOR))
     again = tick(desk, defs, None)
     assert [rr.run_key for rr in again.run_requests] == [waiting]
     assert run(desk, defs, waiting).success and intent(desk, waiting).state == "waiting_for_input"
@@ -346,6 +349,8 @@ def test_demo_batch_ends_every_message_in_the_state_its_category_implies(desk, d
 
     # the whole batch again (lost cursor, every run re-launched): nothing more is written
     totals = (count(desk, writes), count(desk, tickets), count(desk, ticket_messages))
+    with desk.db.begin() as conn:  # the cursor is lost: the sensor reads every message again
+        conn.execute(sensor_cursors.delete().where(sensor_cursors.c.sensor == SENSOR))
     again = tick(desk, defs, None)
     waiting = {record_intent_id(WF.name, m, 1) for m, c in expected.items()
                if demo_data.EXPECTED_STATE[c] in ("waiting_for_input", "waiting_for_approval")}

@@ -7,13 +7,13 @@ single continuation run. Every refusal raises DecisionRefused and changes nothin
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.db import Database, aware, utcnow  # noqa: F401 - aware is re-exported
 from agent_pipelines.framework.intents import transition
 from agent_pipelines.framework.policy import ApprovalPolicy
 from agent_pipelines.framework.redaction import redact
@@ -43,11 +43,6 @@ class DecisionRefused(Exception):
 
 def change_digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def aware(ts: datetime) -> datetime:
-    """SQLite returns naive timestamps (stored as UTC); PostgreSQL returns aware ones."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def request_approval(db: Database, *, intent_id: str, workflow: str, payload: dict[str, Any],

@@ -1,18 +1,56 @@
 """Engine construction for our database (SQLite by default, PostgreSQL by URL) and migrations."""
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Infrastructure errors that go away by themselves: the server restarting or refusing connections, a
+# lock timeout, a full disk that an operator frees. Anything else (a constraint, a bad statement) is a
+# bug or a business outcome, and retrying it would only hide it.
+_TRANSIENT_TEXT = ("connection refused", "shutting down", "starting up", "server closed the connection",
+                   "terminating connection", "could not connect", "connection reset", "connection already closed",
+                   "ssl connection has been closed", "lock timeout", "canceling statement due to lock timeout",
+                   "deadlock detected", "database is locked", "database or disk is full", "disk i/o error",
+                   "no space left on device", "could not serialize access", "the database system is in recovery")
+RETRY_WINDOW_S = 30.0  # a PostgreSQL restart takes a few seconds; longer outages are the sweeper's
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a database error that a later attempt may not see (see _TRANSIENT_TEXT)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (OperationalError, DBAPIError)):
+        text = str(exc).lower()
+        return any(t in text for t in _TRANSIENT_TEXT)
+    return isinstance(exc, OSError) and "no space left" in str(exc).lower()
+
+
+def retrying(window_s: float = RETRY_WINDOW_S) -> Retrying:
+    return Retrying(retry=retry_if_exception(is_transient), stop=stop_after_delay(window_s),
+                    wait=wait_exponential_jitter(initial=0.1, max=2.0), reraise=True,
+                    before_sleep=before_sleep_log(log, logging.WARNING))
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def aware(ts: datetime) -> datetime:
+    """SQLite returns naive timestamps (stored as UTC); PostgreSQL returns aware ones."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def normalize_url(url: str) -> str:
@@ -25,6 +63,7 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
+        # pool_pre_ping: a connection that died with a server restart is replaced, not handed out.
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -79,6 +118,16 @@ class Database:
     def begin(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    def transaction(self, fn: Callable[[Connection], T], *, window_s: float = RETRY_WINDOW_S) -> T:
+        """Run `fn` in one transaction, again from the start if the database fails transiently (the
+        transaction rolled back, so a second attempt sees what the first would have). `fn` must only
+        touch the database: it may run more than once."""
+        for attempt in retrying(window_s):
+            with attempt:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+        raise AssertionError("unreachable: tenacity reraises")
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:

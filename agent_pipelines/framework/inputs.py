@@ -119,9 +119,8 @@ def expire_overdue(db: Database, now: datetime | None = None) -> list[dict[str, 
 
 
 def save_step(db: Database, intent_id: str, step: str, output: Any, run_id: str | None) -> None:
-    with db.begin() as conn:
-        upsert(conn, intent_steps, dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow()),
-               ["intent_id", "step"])
+    row = dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow())
+    db.transaction(lambda conn: upsert(conn, intent_steps, row, ["intent_id", "step"]))
 
 
 def saved_step(db: Database, intent_id: str, step: str) -> dict[str, Any] | None:

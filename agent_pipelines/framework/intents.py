@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, update
 
+from agent_pipelines.framework.claims import ACTIVE, ClaimHeld, live_owner
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.redaction import redact_text
 from agent_pipelines.framework.sql import for_update, insert_ignore
@@ -14,9 +15,6 @@ from agent_pipelines.framework.states import TERMINAL, IntentState, check_transi
 from agent_pipelines.framework.tables import intent_transitions, intents
 
 S = IntentState
-# The happy path is forward-only: a duplicate or re-executed run that asks to move an intent back to
-# an earlier happy-path state (e.g. committing after another run already verified) is a no-op.
-_HAPPY = [S.RECEIVED, S.RUNNING, S.COMMITTING, S.VERIFYING, S.COMPLETED]
 
 
 def digest(data: bytes | str) -> str:
@@ -92,9 +90,10 @@ class IntentStore:
 
     def transition(self, intent_id: str, target: IntentState, *, reason: str | None = None,
                    run_id: str | None = None) -> Intent:
-        """Move an intent to `target` under a row lock; illegal moves raise IllegalTransition."""
-        with self.db.begin() as conn:
-            return transition(conn, intent_id, target, reason=reason, run_id=run_id)
+        """Move an intent to `target` under a row lock; illegal moves raise IllegalTransition, a move
+        by a run that does not hold the intent's live claim raises ClaimHeld. Retried on transient
+        database errors (the transaction rolled back, so the retry decides afresh)."""
+        return self.db.transaction(lambda conn: transition(conn, intent_id, target, reason=reason, run_id=run_id))
 
     def waiting_for_input(self, workflow: str, correlation_id: str) -> list[Intent]:
         with self.db.connect() as conn:
@@ -134,17 +133,27 @@ def _get(conn: Connection, intent_id: str) -> Intent:
 
 def transition(conn: Connection, intent_id: str, target: IntentState, *, reason: str | None = None,
                run_id: str | None = None) -> Intent:
-    row = conn.execute(for_update(conn, select(intents.c.state).where(intents.c.intent_id == intent_id))).first()
+    """The one place an intent changes state. A run (`run_id` given) may move it only while no other
+    run holds a live claim; moves made outside a run (a CLI decision, housekeeping) act on waiting
+    intents, which no run holds. Moving to the state it is in is a no-op (idempotent for the owner)."""
+    c = intents.c
+    row = conn.execute(for_update(conn, select(c.state, c.owner_run_id, c.lease_expires_at)
+                                  .where(c.intent_id == intent_id))).first()
     if row is None:
         raise KeyError(f"unknown intent {intent_id!r}")
+    owner = live_owner(row.owner_run_id, row.lease_expires_at)
+    if run_id is not None and owner is not None and owner != run_id:
+        raise ClaimHeld(intent_id, owner)
     current = IntentState(row.state)
-    if current == target or (current in _HAPPY and target in _HAPPY and _HAPPY.index(target) < _HAPPY.index(current)):
+    if current == target:
         return _get(conn, intent_id)
     check_transition(intent_id, current, target)
     now = utcnow()
     reason = redact_text(reason) if reason else reason  # reasons quote inputs; they reach logs and the CLI
-    conn.execute(update(intents).where(intents.c.intent_id == intent_id).values(
-        state=target, reason=reason, updated_at=now, last_run_id=run_id or intents.c.last_run_id))
+    # Leaving the active states frees the claim: a wait or an outcome is owned by no run.
+    claim = {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
+    conn.execute(update(intents).where(c.intent_id == intent_id).values(
+        state=target, reason=reason, updated_at=now, last_run_id=run_id or c.last_run_id, **claim))
     conn.execute(intent_transitions.insert().values(
         intent_id=intent_id, from_state=current, to_state=target, reason=reason, run_id=run_id, at=now))
     return _get(conn, intent_id)

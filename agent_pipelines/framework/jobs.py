@@ -3,33 +3,38 @@
 writes its own state handling, ledger, policy or tracing. An op that parks the intent (waiting,
 denied, rejected) emits no output and Dagster shows the later steps as skipped."""
 
-import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, SerializeAsAny
-from sqlalchemy import select, update
-
-from agent_pipelines.framework import approvals, controls, inputs
-from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
-from agent_pipelines.framework.db import Database, utcnow
-from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolBlocked, ToolGateway
-from agent_pipelines.framework.intents import Intent, IntentStore
-from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, has_writes
+from agent_pipelines.framework import approvals, controls, inputs, quality
+from agent_pipelines.framework.db import Database
+from agent_pipelines.framework.gateway import ToolBlocked
+from agent_pipelines.framework.intents import Intent
+from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
 from agent_pipelines.framework.llm import ProposalFailed
-from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision
-from agent_pipelines.framework.redaction import redact_text
-from agent_pipelines.framework.tables import parked_intents
-from agent_pipelines.framework.quality import SuiteResult
+from agent_pipelines.framework.policy import Decision, Mode
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState as S
-from agent_pipelines.framework.trace import Tracer
-from agent_pipelines.framework.workflow import Step, Workflow, WriteAction
+from agent_pipelines.framework.steps import (
+    TAG,
+    Carry,
+    StepFailed,
+    StepRun,
+    carry_from_json,
+    check_preconditions,
+    model_messages,
+    parked_continuation,
+    release_parked,
+)
+from agent_pipelines.framework.workflow import Workflow, WriteAction
 
-TAG = "agent_pipelines"
 STEPS = ["read", "propose", "validate"]  # the steps a resumed intent may start from
+# Where a run launched by a trigger may start. Any other non-terminal state belongs to the run that
+# left it there: only the recovery sweeper or an operator's re-execution picks it up, so a duplicate
+# run (two ticks, a daemon and a tick) never redoes work or asks for a second approval.
+TRIGGER_START = frozenset({S.RECEIVED, S.WAITING_FOR_INPUT, S.PARKED})
+RECOVERY_START = frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.FAILED, S.NEEDS_ATTENTION, S.QUARANTINED})
 
 
 class IntentConfig(dg.Config):
@@ -42,30 +47,6 @@ class ApprovalConfig(dg.Config):
 
 class ParkConfig(dg.Config):
     park_id: int
-
-
-class Carry(BaseModel):
-    """What flows from step to step (pickled by the IO manager, so re-execution resumes from it)."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-    intent_id: str
-    intake: SerializeAsAny[BaseModel]
-    context: SerializeAsAny[BaseModel] | None = None
-    proposal: SerializeAsAny[BaseModel] | None = None
-    decision: PolicyDecision | None = None
-    facts: dict[str, Any] = {}
-    plan: tuple[WriteAction, ...] | None = None  # set by an approval: exactly the approved writes
-    approval_id: str | None = None
-    reuse: tuple[str, ...] = ()  # steps whose persisted output a resumed intent reuses
-    receipts: tuple[WriteReceipt, ...] = ()
-
-
-class StepFailed(Exception):
-    """Raised inside a step to end the intent in `state` with `reason` (and fail the op)."""
-
-    def __init__(self, state: S, reason: str) -> None:
-        super().__init__(reason)
-        self.state, self.reason = state, reason
 
 
 def run_tags(wf: Workflow, intent_id: str, model: str, mode: Mode | None = None) -> dict[str, str]:
@@ -91,165 +72,6 @@ def run_config(wf: Workflow, intent_id: str) -> dict[str, Any]:
     return {"ops": {f"{wf.name}__read": {"config": {"intent_id": intent_id}}}}
 
 
-class _StepRun:
-    """Per-op helpers: the intent store, a tracer wired to the run log, the gateway, the step context."""
-
-    def __init__(self, wf: Workflow, context: dg.OpExecutionContext, runtime: AgentRuntime, intent_id: str,
-                 approval_id: str | None = None, carry: "Carry | None" = None) -> None:
-        self.wf, self.ctx, self.runtime = wf, context, runtime
-        self.db = runtime.db
-        self.store = IntentStore(self.db)
-        self.run_id = context.run_id
-        self.approval_id = approval_id
-        self.carry = carry  # the commit step's input, kept with a park so the release resumes from it
-        # Pinned per run by its tags; a run launched without them (a test, the UI launchpad) gets the
-        # policy pack's mode, never an operator setting that changed after launch.
-        self.mode = Mode(context.run.tags.get(f"{TAG}/mode", wf.policy.rollout.mode))
-        self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id, emit=self._emit,
-                             redact_fields=wf.policy.data_handling.redact_fields)
-        stats = context.instance.get_run_stats(self.run_id)
-        self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=stats.start_time)
-        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
-        self.intent_id = intent_id
-
-    def _emit(self, kind: str, event: dict[str, Any]) -> None:
-        self.ctx.log.info(f"trace.{kind} {json.dumps(event, default=str, sort_keys=True)}")
-
-    def intent(self) -> Intent:
-        return self.store.get(self.intent_id)
-
-    def step(self) -> Step:
-        return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.ctx.log.info)
-
-    def move(self, state: S, reason: str | None = None) -> Intent:
-        intent = self.store.transition(self.intent_id, state, reason=reason, run_id=self.run_id)
-        self.ctx.log.info(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
-        return intent
-
-    @property
-    def writes_land(self) -> bool:
-        return self.mode not in (Mode.READ_ONLY, Mode.SHADOW)
-
-    def md(self, value: Any) -> dg.MetadataValue:
-        """JSON metadata for the run log, redacted like the trace."""
-        return dg.MetadataValue.json(self.tracer.redact(json.loads(json.dumps(value, default=str))))
-
-    def park(self, state: S, reason: str) -> None:
-        """End this run here with the intent in `state` (no output: later steps are skipped)."""
-        self.move(state, reason)
-        self.tracer.note("outcome", {"state": state, "reason": reason})
-
-    def output(self, carry: Carry, **extra: Any) -> dg.Output:
-        md = {"intent_id": self.intent_id, "mode": str(self.mode), "trace": dg.MetadataValue.json(self.tracer.events),
-              **extra}
-        return dg.Output(carry, metadata=md)
-
-    def check_events(self, suites: tuple[SuiteResult, ...]) -> None:
-        for s in suites:
-            self.ctx.log_event(dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey(s.asset.split("/")), check_name=s.suite.replace(".", "__"), passed=s.passed,
-                metadata={"intent_id": self.intent_id, "evaluated": s.evaluated,
-                          "failed": self.md(list(s.failed))}))
-
-    def checkpoint(self) -> None:
-        """First thing inside every step's guard: a kill switch parks the intent, an overrun deadline
-        quarantines it."""
-        with self.db.connect() as conn:
-            engaged = controls.blocking(conn, self.wf.name)
-        if engaged is not None:
-            raise KillSwitchEngaged(engaged)
-        self.budget.check_wall()
-
-    @contextmanager
-    def guard(self, step_name: str) -> Iterator[None]:
-        """Any failure of a step is recorded on the intent with a (redacted) reason before the op fails.
-        The original exception is not chained into the Dagster error: its text may hold raw input."""
-        try:
-            yield
-        except KillSwitchEngaged as exc:
-            # Parking is an operator's stop, not a failure: the run ends, the intent resumes on release.
-            with self.db.begin() as conn:
-                controls.park(conn, intent_id=self.intent_id, workflow=self.wf.name, scope=exc.engaged.key,
-                              step=step_name, run_id=self.run_id, approval_id=self.approval_id,
-                              carry=self.carry.model_dump(mode="json") if self.carry is not None else None)
-            if self.intent().state != S.PARKED:
-                self.park(S.PARKED, f"{step_name}: {exc}")
-        except BudgetExceeded as exc:
-            usage = self.budget.usage()
-            self.tracer.note("quarantine", {"budget": exc.budget, "limit": exc.limit, "observed": exc.observed,
-                                            "detail": exc.detail, "usage": usage, "step": step_name})
-            reason = f"{step_name}: {exc}; run usage {usage}"
-            self.park(S.QUARANTINED, reason)
-            with self.db.begin() as conn:
-                approvals.escalate(conn, "budget_exceeded", f"{self.intent_id}:{self.run_id}", self.intent_id,
-                                   redact_text(reason))
-            raise dg.Failure(f"{step_name}: quarantined: {exc}", allow_retries=False,
-                             metadata={"intent_id": self.intent_id, "usage": self.md(usage)}) from None
-        except StepFailed as exc:
-            self.park(exc.state, exc.reason)
-            raise dg.Failure(redact_text(f"{step_name}: {exc.reason}"), metadata={"intent_id": self.intent_id},
-                             allow_retries=False) from None
-        except dg.Failure:
-            raise
-        except Exception as exc:
-            reason = redact_text(f"{step_name} failed: {type(exc).__name__}: {exc}")
-            self.park(S.FAILED, reason[:2000])
-            raise dg.Failure(reason, metadata={"intent_id": self.intent_id}, allow_retries=False) from None
-
-
-def check_preconditions(wf: Workflow, run: _StepRun, carry: Carry) -> None:
-    """Before the first write, re-read and compare what the proposal relied on. Once writes exist
-    (a re-execution after a crash), the ledger and each write tool's own checks take over: our own
-    first writes legitimately changed those records."""
-    if has_writes(run.db, carry.intent_id):
-        return
-    expected = wf.preconditions(carry.context, carry.proposal)
-    if not expected:
-        return
-    fresh = wf.preconditions(wf.read(run.step(), carry.intake), carry.proposal)
-    changed = {k: {"read": v, "now": fresh.get(k)} for k, v in expected.items() if fresh.get(k) != v}
-    if changed and has_writes(run.db, carry.intent_id):
-        # Another run of this same intent started writing meanwhile: the change is our own, and each
-        # write below resolves to that run's ledger row.
-        run.tracer.note("precondition_changed_by_same_intent", {"changed": changed})
-        return
-    if changed:
-        run.tracer.note("precondition_failed", {"changed": changed})
-        raise StepFailed(S.NEEDS_ATTENTION, f"records changed since they were read, nothing written: {changed}")
-
-
-def carry_from_json(wf: Workflow, data: dict[str, Any]) -> Carry:
-    """A Carry stored as JSON (a parked commit), typed back with the workflow's models."""
-    return Carry(intent_id=data["intent_id"], intake=wf.intake_model.model_validate(data["intake"]),
-                 context=wf.context_model.model_validate(data["context"]),
-                 proposal=wf.proposal_model.model_validate(data["proposal"]),
-                 decision=PolicyDecision.model_validate(data["decision"]) if data.get("decision") else None,
-                 facts=data.get("facts") or {}, approval_id=data.get("approval_id"),
-                 plan=tuple(WriteAction.model_validate(w) for w in data["plan"]) if data.get("plan") else None)
-
-
-def model_messages(wf: Workflow, intake: BaseModel, context: BaseModel) -> list[dict[str, str]]:
-    """What the model sees: the workflow's messages, redacted first when the policy says so."""
-    messages = wf.messages(intake, context)
-    if not wf.policy.data_handling.redact_for_model:
-        return messages
-    return [{**m, "content": redact_text(m["content"])} for m in messages]
-
-
-def release_parked(db: Database, intent_id: str) -> None:
-    with db.begin() as conn:
-        conn.execute(update(parked_intents).where(parked_intents.c.intent_id == intent_id,
-                                                  parked_intents.c.released_at.is_(None))
-                     .values(released_at=utcnow()))
-
-
-def parked_continuation(db: Database, intent_id: str) -> str | None:
-    """The approval whose continuation run was parked for this intent (None: it parked in the main job)."""
-    with db.connect() as conn:
-        return conn.execute(select(parked_intents.c.approval_id).where(parked_intents.c.intent_id == intent_id)
-                            .order_by(parked_intents.c.id.desc()).limit(1)).scalar()
-
-
 def approved_run_config(wf_name: str, approval_id: str) -> dict[str, Any]:
     return {"ops": {f"{wf_name}__load_approved": {"config": {"approval_id": approval_id}}}}
 
@@ -268,11 +90,43 @@ class WorkflowJobs(NamedTuple):
 
 
 def continuation_request(db: Database, w: WorkflowJobs, intent_id: str, approval_id: str, *, run_key: str,
-                         model: str) -> dg.RunRequest:
-    """The run that commits an approved change (after a decision, or after a kill switch released it)."""
+                         model: str, extra_tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """The run that commits an approved change (after a decision, a kill switch's release, or a
+    recovery of a continuation that died)."""
     return dg.RunRequest(run_key=run_key, job_name=w.jobs.after_approval.name,
                          run_config=approved_run_config(w.wf.name, approval_id),
-                         tags={**launch_tags(db, w.wf, intent_id, model), f"{TAG}/approval_id": approval_id})
+                         tags={**launch_tags(db, w.wf, intent_id, model), f"{TAG}/approval_id": approval_id,
+                               **(extra_tags or {})})
+
+
+def not_startable(intent: Intent, recovery: bool) -> str | None:
+    """Why a run of the main job must not act on this intent now (None: it may)."""
+    if intent.is_terminal:
+        return f"intent {intent.intent_id} is already {intent.state}: nothing to do"
+    if intent.state in TRIGGER_START or (recovery and intent.state in RECOVERY_START):
+        return None
+    if intent.state == S.WAITING_FOR_APPROVAL:
+        return f"intent {intent.intent_id} waits for approval: nothing to do (its continuation commits it)"
+    return (f"intent {intent.intent_id} is {intent.state}: nothing to do (a duplicate run; the recovery "
+            f"sweeper or an operator's re-execution resumes it)")
+
+
+def stored_decision(wf: Workflow, run: StepRun, intent: Intent) -> Carry | None:
+    """The decided plan of an intent that died at commit or later, when its recovery must resume there:
+    some writes landed (they are never decided again against records they changed) or the plan was
+    approved (a human decided it). Otherwise the intent starts again from read."""
+    saved = inputs.saved_step(run.db, intent.intent_id, "commit")
+    if saved is None or intent.state not in RECOVERY_START:
+        return None
+    carry = carry_from_json(wf, saved["output"])
+    landed = landed_writes(run.db, intent.intent_id)
+    if not landed and carry.approval_id is None:
+        return None
+    run.tracer.note("recover_from_commit", {"planned": len(carry.plan or ()), "landed": landed,
+                                            "approval_id": carry.approval_id, "decided_by_run": saved["run_id"]})
+    run.ctx.log.info(f"intent {intent.intent_id}: resuming at commit with the plan decided by run "
+                     f"{saved['run_id']} ({landed} of {len(carry.plan or ())} writes landed)")
+    return carry.model_copy(update={"resumed": True})
 
 
 def build_job(wf: Workflow, *, tags: dict[str, str] | None = None) -> dg.JobDefinition:
@@ -290,13 +144,21 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__read", out=opt)
     def read(context: dg.OpExecutionContext, config: IntentConfig, runtime: AgentRuntime) -> Iterator[dg.Output]:
         """READ: load the intent and the minimum context through read-only tools."""
-        run = _StepRun(wf, context, runtime, config.intent_id)
-        intent = run.intent()
-        if intent.is_terminal:
-            context.log.info(f"intent {intent.intent_id} is already {intent.state}: nothing to do")
+        run = StepRun(wf, context, runtime, config.intent_id)
+        quality.warm_up()  # the validate step's suites need it; importing takes seconds in a new worker
+        if (why := not_startable(run.intent(), run.is_recovery)) is not None:
+            context.log.info(why)
             return
         with run.guard("read"):
             run.checkpoint()
+            intent = run.intent()  # again, now that this run holds the claim
+            if (why := not_startable(intent, run.is_recovery)) is not None:
+                run.release()
+                context.log.info(why)
+                return
+            if (decided := stored_decision(wf, run, intent)) is not None:
+                yield run.output(decided, resumed_from="commit")
+                return
             data, reuse = intent.intake, ()
             if intent.state == S.WAITING_FOR_INPUT:
                 with run.db.begin() as conn:
@@ -313,7 +175,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                                            "resume_from": start, "reused": list(reuse)})
             if intent.state == S.PARKED:
                 release_parked(run.db, intent.intent_id)
-            run.move(S.RUNNING)
+            run.move(S.RUNNING, f"recovery run {run.run_id}" if intent.state in RECOVERY_START else None)
             intake = wf.intake_model.model_validate(data)
             saved = inputs.saved_step(run.db, intent.intent_id, "read") if "read" in reuse else None
             if saved is not None:
@@ -327,10 +189,13 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__propose", out=opt)
     def propose(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
         """PROPOSE: the LLM (or the offline proposer) returns a typed proposal; it decides nothing."""
-        run = _StepRun(wf, context, runtime, carry.intent_id)
+        run = StepRun(wf, context, runtime, carry.intent_id)
         proposer = runtime.proposer()
         with run.guard("propose"):
             run.checkpoint()
+            if carry.resumed:
+                yield run.output(carry, resumed_from="commit")
+                return
             saved = inputs.saved_step(run.db, carry.intent_id, "propose") if "propose" in carry.reuse else None
             if saved is not None:
                 context.log.info(f"propose: reusing the proposal persisted by run {saved['run_id']}")
@@ -356,9 +221,12 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__validate", out=opt)
     def validate(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
         """VALIDATE: workflow rules, pre-write suite, dedupe, then the policy decision."""
-        run = _StepRun(wf, context, runtime, carry.intent_id)
+        run = StepRun(wf, context, runtime, carry.intent_id)
         with run.guard("validate"):
             run.checkpoint()
+            if carry.resumed:
+                yield run.output(carry, resumed_from="commit")
+                return
             v = wf.validate(run.step(), carry.intake, carry.context, carry.proposal)
             run.check_events(v.suites)
             if v.need_input is not None:
@@ -383,11 +251,14 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__approve_gate", out=opt)
     def approve_gate(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
         """APPROVE: allow goes on; needs_approval stores the exact change for a human; deny stops."""
-        run = _StepRun(wf, context, runtime, carry.intent_id)
+        run = StepRun(wf, context, runtime, carry.intent_id)
         decision = carry.decision
         assert decision is not None
         with run.guard("approve_gate"):
             run.checkpoint()
+            if carry.resumed:
+                yield run.output(carry, resumed_from="commit")
+                return
             if decision.decision == Decision.DENY:
                 run.park(S.DENIED, "; ".join(decision.reasons))
                 return
@@ -415,7 +286,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__commit", out=opt)
     def commit(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
         """COMMIT: each planned write once, through the gateway and the ledger (within mode and kill switch)."""
-        run = _StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
+        run = StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
                        carry=carry.model_copy(update={"receipts": ()}))
         with run.guard("commit"):
             run.checkpoint()
@@ -423,6 +294,9 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             check_preconditions(wf, run, carry)
             receipts: list[WriteReceipt] = []
             plan = carry.plan or wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
+            # The decided plan is stored before the first write: a recovery resumes here with exactly it.
+            decided = carry.model_copy(update={"plan": tuple(plan), "receipts": (), "resumed": False, "reuse": ()})
+            inputs.save_step(run.db, carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
             if not run.writes_land:
                 receipts = run.gateway.dry_run([(a.tool, a.params, a.action) for a in plan])
                 for r in receipts:
@@ -432,6 +306,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                                  would_write=len(receipts))
                 return
             for action in plan:
+                run.claim()  # a heartbeat before each write: a run that lost its claim writes nothing more
                 try:
                     receipt = run.gateway.write(action.tool, action.params, action=action.action,
                                                 approval_id=carry.approval_id)
@@ -453,7 +328,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__verify", out=opt)
     def verify(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
         """VERIFY: read back independently and run the post-write suite; mismatch needs attention."""
-        run = _StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
+        run = StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
                        carry=carry.model_copy(update={"receipts": ()}))
         with run.guard("verify"):
             run.checkpoint()
@@ -474,7 +349,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__hand_off", out=opt)
     def hand_off(context: dg.OpExecutionContext, runtime: AgentRuntime, carry: Carry) -> Iterator[dg.Output]:
         """HAND OFF: complete the intent with a summary and pointers to the records and the trace."""
-        run = _StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
+        run = StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
                        carry=carry.model_copy(update={"receipts": ()}))
         with run.guard("hand_off"):
             run.checkpoint()
@@ -491,7 +366,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         with runtime.db.connect() as conn:
             req = approvals.get(conn, config.approval_id)
             taken = approvals.decisions(conn, config.approval_id)
-        run = _StepRun(wf, context, runtime, req["intent_id"], approval_id=config.approval_id)
+        run = StepRun(wf, context, runtime, req["intent_id"], approval_id=config.approval_id)
         state = run.intent().state
         if state == S.PARKED and parked_continuation(run.db, req["intent_id"]) == config.approval_id:
             release_parked(run.db, req["intent_id"])
@@ -529,7 +404,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         decided (commit again is safe: the ledger returns the writes that already landed)."""
         with runtime.db.connect() as conn:
             park = controls.get_park(conn, config.park_id)
-        run = _StepRun(wf, context, runtime, park["intent_id"], approval_id=park["approval_id"])
+        run = StepRun(wf, context, runtime, park["intent_id"], approval_id=park["approval_id"])
         if run.intent().state != S.PARKED or park["released_at"] is not None:
             context.log.info(f"intent {park['intent_id']} is {run.intent().state}: nothing to resume")
             return

@@ -107,5 +107,12 @@ def has_writes(db: Database, intent_id: str) -> bool:
         return conn.execute(select(writes.c.id).where(writes.c.intent_id == intent_id).limit(1)).first() is not None
 
 
+def landed_writes(db: Database, intent_id: str) -> int:
+    """Committed ledger rows of one intent (what a recovery must not write again)."""
+    with db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(writes).where(
+            writes.c.intent_id == intent_id, writes.c.status == WriteStatus.COMMITTED)).scalar_one())
+
+
 def count_writes(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(writes).where(writes.c.status == "committed")).scalar_one()

@@ -178,6 +178,19 @@ class Budgets(BaseModel):
     max_repeat_calls: int = Field(3, gt=0, description="the same tool with the same arguments, per run")
 
 
+class Recovery(BaseModel):
+    """How the recovery sweeper treats an intent whose run died or failed: bounded attempts with
+    exponential backoff, then needs_attention with an escalation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_attempts: int = Field(3, ge=0, description="recovery runs before the intent needs attention")
+    backoff_s: float = Field(30.0, ge=0, description="wait before attempt n: backoff_s * 2**(n-1), capped")
+    max_backoff_s: float = Field(900.0, ge=0)
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(attempt - 1, 0))
+
+
 class Rollout(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     mode: Mode = Mode.FULL
@@ -197,6 +210,7 @@ class PolicyPack(BaseModel):
     data_handling: DataHandling = Field(default_factory=DataHandling)
     budgets: Budgets = Field(default_factory=Budgets)
     rollout: Rollout = Field(default_factory=Rollout)
+    recovery: Recovery = Field(default_factory=Recovery)
     input_ttl_hours: float = Field(72.0, gt=0, description="how long an intent waits for a missing input")
 
     @model_validator(mode="after")

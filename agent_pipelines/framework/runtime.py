@@ -24,6 +24,10 @@ class AgentRuntime(dg.ConfigurableResource):
     llm_mode: str = "tools"
     llm_max_reasks: int = 2
     llm_timeout_s: float = 60.0
+    # How long a run's claim on an intent lasts without a heartbeat (each step renews it); past it the
+    # recovery sweeper treats the run as dead. Recovery backoff overrides the policy packs' (tests).
+    lease_seconds: float = 120.0
+    recovery_backoff_s: float | None = None
 
     @property
     def db(self) -> Database:
@@ -38,7 +42,8 @@ class AgentRuntime(dg.ConfigurableResource):
         return Proposer(self.llm_config())
 
     @classmethod
-    def from_config(cls, db_url: str, llm: LLMConfig) -> "AgentRuntime":
+    def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = 120.0,
+                    recovery_backoff_s: float | None = None) -> "AgentRuntime":
         return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
-                   llm_timeout_s=llm.timeout_s)
+                   llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s)

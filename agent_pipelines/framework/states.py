@@ -34,10 +34,13 @@ ALLOWED: dict[IntentState, frozenset[IntentState]] = {
     S.RUNNING: frozenset({S.COMMITTING, *_PARK, *_TROUBLE}),
     S.WAITING_FOR_INPUT: frozenset({S.RUNNING, S.EXPIRED, S.REJECTED_INPUT, *_TROUBLE}),
     S.WAITING_FOR_APPROVAL: frozenset({S.COMMITTING, S.RUNNING, S.DENIED, S.EXPIRED, *_TROUBLE}),
-    # A re-execution after a crash in commit starts again from running or committing.
-    S.COMMITTING: frozenset({S.COMMITTING, S.VERIFYING, *_TROUBLE}),
-    S.VERIFYING: frozenset({S.VERIFYING, S.COMPLETED, *_TROUBLE}),
-    S.FAILED: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.NEEDS_ATTENTION, S.QUARANTINED, S.PARKED}),
+    # Recovery: an intent whose run died in commit with nothing in the ledger starts again from read;
+    # one with writes (or one that died in verify) commits again, where the ledger returns what landed.
+    S.COMMITTING: frozenset({S.RUNNING, S.VERIFYING, *_TROUBLE}),
+    S.VERIFYING: frozenset({S.COMMITTING, S.COMPLETED, *_TROUBLE}),
+    # A re-execution of a failed run resumes at the step that failed, hand off included.
+    S.FAILED: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.COMPLETED, S.NEEDS_ATTENTION, S.QUARANTINED,
+                         S.PARKED}),
     S.NEEDS_ATTENTION: frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING, S.FAILED, S.QUARANTINED, S.PARKED}),
     S.QUARANTINED: frozenset({S.RUNNING, S.NEEDS_ATTENTION}),
     # Released by turning the kill switch off: the main job restarts at running (the ledger keeps

@@ -43,6 +43,13 @@ intents = Table(
     Column("last_run_id", String(64)),
     Column("created_at", Ts, nullable=False),
     Column("updated_at", Ts, nullable=False),
+    # The claim: the one run that may act on the intent, until its lease expires (renewed at each step).
+    Column("owner_run_id", String(64)),
+    Column("lease_expires_at", Ts),
+    Column("heartbeat_at", Ts),
+    # Recovery bookkeeping of the sweeper: attempts made and when the next one is due (backoff).
+    Column("recovery_attempts", Integer, nullable=False, server_default="0"),
+    Column("next_recovery_at", Ts),
 )
 
 intent_transitions = Table(
@@ -276,4 +283,34 @@ shadow_writes = Table(
     Column("run_id", String(64)),
     Column("at", Ts, nullable=False),
     UniqueConstraint("workflow", "intent_id", "action", "mode"),
+)
+
+
+# Files an inbox sensor has registered, known by identity (name and content), not by mtime: a file
+# moved in with an old mtime is new, the same bytes under the same name are not. A row is written only
+# once the file's intent exists, so a file that failed on an infrastructure error is retried next tick.
+inbox_files = Table(
+    "inbox_files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("sensor", String(120), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("content_digest", String(64), nullable=False),
+    Column("intent_id", String(80)),
+    Column("outcome", String(32), nullable=False),  # registered | rejected | skipped
+    Column("reason", Text),
+    Column("first_seen_at", Ts, nullable=False),
+    UniqueConstraint("sensor", "name", "content_digest"),
+)
+
+# Sensor cursors kept in our database, next to the intents they produce: `tick` and the daemon read
+# and write the same row, so neither re-scans what the other has registered.
+sensor_cursors = Table(
+    "sensor_cursors",
+    metadata,
+    Column("sensor", String(120), primary_key=True),
+    Column("cursor", Text, nullable=False),
+    Column("updated_at", Ts, nullable=False),
 )

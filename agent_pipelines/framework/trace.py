@@ -26,9 +26,9 @@ class Tracer:
 
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
         row = self.redact(row)
-        with self.db.begin() as conn:
-            conn.execute(table.insert().values(run_id=self.run_id, intent_id=self.intent_id,
-                                               workflow=self.workflow, at=utcnow(), **row))
+        values = dict(run_id=self.run_id, intent_id=self.intent_id, workflow=self.workflow, at=utcnow(), **row)
+        # Retried on transient database errors: a trace row lost to a restart is evidence lost.
+        self.db.transaction(lambda conn: conn.execute(table.insert().values(**values)))
         event = {"kind": kind, **row}
         self.events.append(event)
         if self._emit:

@@ -1,85 +1,83 @@
 """Turning sources into intents. Sensors call these: they read, register the intent and emit a
 RunRequest whose run_key is the intent id. Bad input is recorded (rejected_input, with the reason and
-the evidence) instead of raising, so one bad file never stops a sensor."""
+the evidence) instead of raising, so one bad file or row never stops a sensor. Infrastructure errors
+(the database is down) are different: they stop the tick where it is, and what was not registered is
+retried on the next tick."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel
+from sqlalchemy import Table, select
 
 from agent_pipelines.framework import controls, inputs
-from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id
+from agent_pipelines.framework.db import Database, is_transient, utcnow
+from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id, record_intent_id
 from agent_pipelines.framework.jobs import launch_tags, run_config
 from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.sql import upsert
 from agent_pipelines.framework.states import IntentState
+from agent_pipelines.framework.tables import sensor_cursors
 from agent_pipelines.framework.workflow import Workflow
 
 MAX_FILE_BYTES = 1024 * 1024  # larger files are rejected before they are read into memory
+
+# Failures of our own infrastructure, not of the input: never recorded as the input's fault.
 
 
 class InputRejected(ValueError):
     """Raised by a workflow's parser with a reason a person can act on."""
 
 
-class InboxCursor(BaseModel):
-    """Files are taken in (mtime, name) order; names at the newest mtime are kept to break ties."""
-
-    mtime_ns: int = 0
-    names: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, raw: str | None) -> "InboxCursor":
-        return cls.model_validate_json(raw) if raw else cls()
-
-    def new_files(self, inbox: Path) -> list[tuple[int, Path]]:
-        if not inbox.is_dir():
-            return []
-        found = []
-        for p in inbox.iterdir():
-            if not p.is_file() or p.name.startswith("."):
-                continue
-            m = p.stat().st_mtime_ns
-            if m > self.mtime_ns or (m == self.mtime_ns and p.name not in self.names):
-                found.append((m, p))
-        return sorted(found, key=lambda t: (t[0], t[1].name))
-
-    def advance(self, seen: list[tuple[int, Path]]) -> "InboxCursor":
-        if not seen:
-            return self
-        top = max(m for m, _ in seen)
-        names = {p.name for m, p in seen if m == top} | (set(self.names) if top == self.mtime_ns else set())
-        return InboxCursor(mtime_ns=top, names=tuple(sorted(names)))
-
-
+# -- files --------------------------------------------------------------------------------------------
 def register_file(store: IntentStore, wf: Workflow, path: Path,
                   parse: Callable[[str, bytes], BaseModel]) -> tuple[Intent, bool]:
     """Register one inbox file as an intent (same bytes -> same intent, whatever the name)."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        # Too big to read: identify it by name, size and mtime, and keep the file where it is.
-        ident = digest(f"{path.name}:{size}:{path.stat().st_mtime_ns}")
-        return store.register(
-            intent_id=f"{wf.name}:{ident[:24]}", workflow=wf.name, correlation_id=path.name,
-            source_ref=str(path), source_digest=ident, intake={"source_name": path.name, "size": size},
-            state=IntentState.REJECTED_INPUT,
-            reason=f"{path.name} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}. Split or shrink it and re-drop it.")
-    content = path.read_bytes()
+    st = path.stat()
+    if st.st_size > MAX_FILE_BYTES:
+        return register_oversized(store, wf, path, st.st_size, st.st_mtime_ns)
+    return register_content(store, wf, path, path.read_bytes(), parse)
+
+
+def oversized_digest(name: str, size: int, mtime_ns: int) -> str:
+    """A file too big to read is identified by name, size and mtime instead of its bytes."""
+    return digest(f"{name}:{size}:{mtime_ns}")
+
+
+def register_oversized(store: IntentStore, wf: Workflow, path: Path, size: int, mtime_ns: int) -> tuple[Intent, bool]:
+    ident = oversized_digest(path.name, size, mtime_ns)
+    # Too big to read: the file stays where it is, and the intent says what to do about it.
+    return store.register(
+        intent_id=f"{wf.name}:{ident[:24]}", workflow=wf.name, correlation_id=path.name,
+        source_ref=str(path), source_digest=ident, intake={"source_name": path.name, "size": size},
+        state=IntentState.REJECTED_INPUT,
+        reason=f"{path.name} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}. Split or shrink it and re-drop it.")
+
+
+def register_content(store: IntentStore, wf: Workflow, path: Path, content: bytes,
+                     parse: Callable[[str, bytes], BaseModel]) -> tuple[Intent, bool]:
+    """Register a file's bytes. Content seen before (under any name) is its existing intent: it is
+    neither parsed again nor considered as a follow-up, so a copy never answers its own question."""
     intent_id = file_intent_id(wf.name, content)
+    existing = find_intent(store, intent_id)
+    if existing is not None:
+        return existing, False
     try:
         intake = parse(path.name, content)
-    except (InputRejected, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any parser failure is this file's problem, not the sensor's
+        if is_transient(exc):
+            raise
         preview = content[:2000].decode("utf-8", errors="replace")
         return store.register(
             intent_id=intent_id, workflow=wf.name, correlation_id=path.name, source_ref=str(path),
             source_digest=digest(content), intake={"source_name": path.name, "preview": preview},
-            state=IntentState.REJECTED_INPUT, reason=f"unreadable input: {exc}")
+            state=IntentState.REJECTED_INPUT, reason=parse_failure(exc))
     data: Any = json.loads(intake.model_dump_json())
     correlation = correlation_of(intake, path)
-    answered = answer_waiting(store, wf, correlation, data, source=path.name)
+    answered = answer_waiting(store, wf, correlation, data, source=path.name, own_intent_id=intent_id)
     if answered:
         # A follow-up (e.g. the vendor re-sent the invoice with the missing PO number): it answers the
         # waiting intent, which resumes from its persisted steps; this source needs no run of its own.
@@ -90,9 +88,27 @@ def register_file(store: IntentStore, wf: Workflow, path: Path,
                           source_ref=str(path), source_digest=digest(content), intake=data)
 
 
-def answer_waiting(store: IntentStore, wf: Workflow, correlation: str, data: dict[str, Any], source: str) -> str | None:
-    """If an intent with the same correlation waits for a field this source supplies, answer it."""
+def parse_failure(exc: Exception) -> str:
+    """A parser's ValueError is a reason written for people; anything else is named by its type."""
+    if isinstance(exc, ValueError):
+        return f"unreadable input: {exc}"
+    return f"unreadable input: the parser raised {type(exc).__name__}: {exc}"[:1000]
+
+
+def find_intent(store: IntentStore, intent_id: str) -> Intent | None:
+    try:
+        return store.get(intent_id)
+    except KeyError:
+        return None
+
+
+def answer_waiting(store: IntentStore, wf: Workflow, correlation: str, data: dict[str, Any], source: str,
+                   *, own_intent_id: str) -> str | None:
+    """If an intent with the same correlation waits for a field this source supplies, answer it. The
+    source's own intent (same content) is never a candidate: it cannot answer its own question."""
     for waiting in store.waiting_for_input(wf.name, correlation):
+        if waiting.intent_id == own_intent_id:
+            continue
         with store.db.connect() as conn:
             question = inputs.pending_question(conn, waiting.intent_id)
         if question is None or data.get(question["field"]) in (None, ""):
@@ -114,10 +130,16 @@ def correlation_of(intake: BaseModel, path: Path) -> str:
     return f"{vendor}:{number}" if vendor and number else path.name
 
 
+# -- launching ----------------------------------------------------------------------------------------
 def run_request(db: Database, wf: Workflow, intent: Intent, model: str) -> dg.RunRequest:
     """The intent's one run (run_key = intent id), pinned to the workflow's current mode."""
     return dg.RunRequest(run_key=intent.intent_id, run_config=run_config(wf, intent.intent_id),
                          tags=launch_tags(db, wf, intent.intent_id, model=model))
+
+
+# The daemon's sensor loop comes round about every 5 s; an interval at or below that evaluates a sensor on
+# every pass (a larger one only adds latency: a file dropped waits for the next evaluation).
+TRIGGER_INTERVAL_S = 1
 
 
 def launch_stopped(db: Database, workflow: str) -> dg.SkipReason | None:
@@ -127,13 +149,26 @@ def launch_stopped(db: Database, workflow: str) -> dg.SkipReason | None:
     return dg.SkipReason(f"{workflow}: not launching, {engaged.describe()}") if engaged else None
 
 
+# -- sensor cursors in our database -------------------------------------------------------------------
+def load_cursor(db: Database, sensor: str) -> str | None:
+    """The sensor's cursor as stored next to the intents: `tick` and the daemon share it, unlike
+    Dagster's per-instance cursor."""
+    with db.connect() as conn:
+        return conn.execute(select(sensor_cursors.c.cursor).where(sensor_cursors.c.sensor == sensor)).scalar()
+
+
+def save_cursor(db: Database, sensor: str, cursor: str) -> None:
+    row = {"sensor": sensor, "cursor": cursor, "updated_at": utcnow()}
+    db.transaction(lambda conn: upsert(conn, sensor_cursors, row, ["sensor"]))
+
+
 # -- record sensors: follow a table by its autoincrement `seq` ---------------------------------------
 RECORD_BATCH = 200  # rows per tick: keeps a tick well inside the sensor gRPC timeout
 
 
 class SeqCursor(BaseModel):
-    """A record sensor's cursor: the highest `seq` seen. Each row is read once however often the sensor
-    ticks; a lost cursor only re-registers intents that already exist (same record and version)."""
+    """A record sensor's cursor: the highest `seq` handled. Each row is read once however often the
+    sensor ticks; a lost cursor only re-registers intents that already exist (same record and version)."""
 
     last_seq: int = 0
 
@@ -142,36 +177,84 @@ class SeqCursor(BaseModel):
         return cls.model_validate_json(raw) if raw else cls()
 
 
-def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun: str,
-                        read_new: Callable[[AgentRuntime, SeqCursor], list[Any]],
-                        register: Callable[[IntentStore, Workflow, Any], tuple[Intent, bool]],
-                        ref: Callable[[Any], str], description: str) -> dg.SensorDefinition:
-    """One intent and one run (run_key = intent id) per new row; `register` records a row it cannot
-    act on as rejected_input with a reason, and that row gets no run. Sensors only read the system of
-    record and write intents."""
+def read_rows(db: Database, table: Table, after_seq: int, limit: int = RECORD_BATCH) -> list[dict[str, Any]]:
+    """Raw rows after `after_seq`, oldest first: building the intake is left to the caller, per row, so
+    one row that cannot be built does not take the others with it."""
+    with db.connect() as conn:
+        rows = conn.execute(select(table).where(table.c.seq > after_seq).order_by(table.c.seq).limit(limit))
+        return [dict(r) for r in rows.mappings()]
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING,
+
+def reject_row(store: IntentStore, wf: Workflow, table: Table, id_column: str, row: Mapping[str, Any],
+               exc: Exception) -> tuple[Intent, bool]:
+    """Record a row that could not become an intake as rejected_input, under the identity it would have
+    had (record id and version), with the raw row as evidence."""
+    record_id, version = row.get(id_column), row.get("version", 1)
+    raw: Any = json.loads(json.dumps(dict(row), default=str))
+    return store.register(
+        intent_id=record_intent_id(wf.name, str(record_id), version), workflow=wf.name,
+        correlation_id=str(record_id)[:200], source_ref=f"{table.name}:{record_id}@{version}",
+        source_digest=digest(json.dumps(raw, sort_keys=True)), intake={"raw": raw},
+        state=IntentState.REJECTED_INPUT,
+        reason=f"unreadable {table.name} row {record_id}@{version}: {type(exc).__name__}: {exc}"[:1000])
+
+
+def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun: str, table: Table, id_column: str,
+                        to_intake: Callable[[Mapping[str, Any]], BaseModel],
+                        register: Callable[[IntentStore, Workflow, Any], tuple[Intent, bool]],
+                        description: str) -> dg.SensorDefinition:
+    """One intent and one run (run_key = intent id) per new row of `table`; `register` records a row it
+    cannot act on as rejected_input with a reason, and a row that fails to build or register is recorded
+    the same way. Sensors only read the system of record and write intents."""
+
+    def register_row(store: IntentStore, row: Mapping[str, Any]) -> Intent:
+        try:
+            return register(store, wf, to_intake(row))[0]
+        except Exception as exc:  # noqa: BLE001 - one bad row is recorded; the next rows still run
+            if is_transient(exc):
+                raise
+            return reject_row(store, wf, table, id_column, row, exc)[0]
+
+    @dg.sensor(name=name, job=job, minimum_interval_seconds=TRIGGER_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
                description=description)
     def record_sensor(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         if stopped := launch_stopped(runtime.db, wf.name):
             return stopped
-        cursor = SeqCursor.parse(context.cursor)
-        new = read_new(runtime, cursor)
-        if not new:
+        # Our table, not context.cursor, is the truth: `tick` and the daemon see the same position.
+        cursor = SeqCursor.parse(load_cursor(runtime.db, name))
+        rows = read_rows(runtime.db, table, cursor.last_seq)
+        if not rows:
             return dg.SkipReason(f"no {noun}s after seq {cursor.last_seq}")
         store = IntentStore(runtime.db)
         model = runtime.proposer().model_name
         requests: dict[str, dg.RunRequest] = {}
-        rejected = 0
-        for intake in new:
-            intent, _created = register(store, wf, intake)
+        rejected, last_seq = 0, cursor.last_seq
+        for row in rows:
+            ref = f"{row.get(id_column)}@{row.get('version', 1)}"
+            try:
+                intent = register_row(store, row)
+            except Exception as exc:  # noqa: BLE001 - transient: retry the row; else move past it
+                if is_transient(exc):
+                    # The cursor stays before this row, so it is retried on the next tick.
+                    context.log.error(f"{noun} {ref} (seq {row['seq']}): {type(exc).__name__}: {exc}; "
+                                      f"stopping this tick, it is retried on the next one")
+                    break
+                # Even recording the rejection failed (a value the database refuses): say so, move on.
+                context.log.error(f"{noun} {ref} (seq {row['seq']}) could not be registered or rejected: "
+                                  f"{type(exc).__name__}: {exc}")
+                last_seq = row["seq"]
+                continue
+            last_seq = row["seq"]
             if intent.state == IntentState.REJECTED_INPUT:
                 rejected += 1
-                context.log.info(f"{ref(intake)}: {intent.reason}")
+                context.log.info(f"{ref}: {intent.reason}")
             elif not intent.is_terminal:
                 requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
-        context.log.info(f"{len(new)} {noun}(s): {len(requests)} run request(s), {rejected} rejected")
+        if last_seq != cursor.last_seq:
+            save_cursor(runtime.db, name, SeqCursor(last_seq=last_seq).model_dump_json())
+        context.log.info(f"{len(rows)} {noun}(s) read, up to seq {last_seq}: {len(requests)} run request(s), "
+                         f"{rejected} rejected")
         return dg.SensorResult(run_requests=list(requests.values()),
-                               cursor=SeqCursor(last_seq=new[-1].seq).model_dump_json())
+                               cursor=SeqCursor(last_seq=last_seq).model_dump_json())
 
     return record_sensor

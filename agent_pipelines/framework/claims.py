@@ -1,0 +1,102 @@
+"""The claim: one live run per intent. A run takes the intent by compare-and-set (owner run id plus a
+lease), renews the lease at every step, and gives it up when the intent leaves the active states. A
+second run of the same intent finds the claim held and stops without changing anything; a run whose
+worker died loses the claim when its lease expires, and the recovery sweeper takes over from there."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy import Connection, or_, select, update
+
+from agent_pipelines.framework.db import Database, aware, utcnow
+from agent_pipelines.framework.states import IntentState as S
+from agent_pipelines.framework.tables import intents
+
+DEFAULT_LEASE_S = 120.0
+# The states a run works in; leaving them (to a wait, a terminal or a trouble state) frees the claim.
+ACTIVE: frozenset[S] = frozenset({S.RUNNING, S.COMMITTING, S.VERIFYING})
+
+
+class ClaimHeld(Exception):
+    """Another live run owns the intent: this run must stop and change nothing."""
+
+    def __init__(self, intent_id: str, owner: str) -> None:
+        super().__init__(f"intent {intent_id} is claimed by run {owner}")
+        self.intent_id, self.owner = intent_id, owner
+
+
+def acquire(db: Database, intent_id: str, run_id: str, lease_s: float, *, dead_owner: str | None = None) -> str | None:
+    """Take or renew the claim. Returns None when `run_id` holds it now, else the owner's run id.
+
+    The UPDATE's WHERE is the compare-and-set: PostgreSQL re-checks it on the locked row and SQLite
+    runs it under the database write lock, so of two racing runs exactly one matches. `dead_owner`
+    names a run known to have ended (its claim can be taken before its lease runs out)."""
+
+    def cas(conn: Connection) -> str | None:
+        now = utcnow()
+        c = intents.c
+        free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at < now,
+                   *([c.owner_run_id == dead_owner] if dead_owner else []))
+        taken = conn.execute(update(intents).where(c.intent_id == intent_id, free).values(
+            owner_run_id=run_id, lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+        if taken.rowcount == 1:
+            return None
+        row = conn.execute(select(c.owner_run_id).where(c.intent_id == intent_id)).first()
+        if row is None:
+            raise KeyError(f"unknown intent {intent_id!r}")
+        return row.owner_run_id
+
+    return db.transaction(cas)
+
+
+def renew(db: Database, intent_id: str, run_id: str, lease_s: float) -> bool:
+    """Extend this run's lease if it still owns the intent (never takes a claim). False: it lost it."""
+    with db.begin() as conn:
+        now = utcnow()
+        done = conn.execute(update(intents).where(intents.c.intent_id == intent_id, intents.c.owner_run_id == run_id)
+                            .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+        return done.rowcount == 1
+
+
+@contextmanager
+def heartbeat(db: Database, intent_id: str, run_id: str, lease_s: float) -> Iterator[None]:
+    """Renew the lease in the background while a step works, so the lease measures whether the worker
+    is alive, not how long a step takes: a step longer than the lease (a slow model, an import on a busy
+    machine) keeps its claim, and a killed worker loses it one lease after its last beat."""
+    if lease_s < 1:  # a lease this short (tests) expires between any two beats: nothing to keep alive
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                if not renew(db, intent_id, run_id, lease_s):
+                    return  # not (or no longer) the owner: the step's own checks decide what follows
+            except Exception:  # noqa: BLE001 - a failed beat is retried on the next one
+                continue
+
+    thread = threading.Thread(target=beat, name=f"claim-heartbeat:{intent_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def release(conn: Connection, intent_id: str, run_id: str | None = None) -> None:
+    """Free the claim (only this run's, when `run_id` is given)."""
+    stmt = update(intents).where(intents.c.intent_id == intent_id)
+    if run_id is not None:
+        stmt = stmt.where(intents.c.owner_run_id == run_id)
+    conn.execute(stmt.values(owner_run_id=None, lease_expires_at=None))
+
+
+def live_owner(owner: str | None, lease_expires_at: object) -> str | None:
+    """The owner while its lease runs, else None."""
+    if owner is None or lease_expires_at is None:
+        return None
+    return owner if aware(lease_expires_at) > utcnow() else None  # type: ignore[arg-type]

@@ -1,0 +1,187 @@
+"""Inbox files known by identity. An inbox sensor lists its folder each tick and registers every file
+it has not seen: known means a row in `inbox_files` with the same name and content (a file moved in
+with an old mtime is new; the same bytes under the same name are not). That table is the cursor: a
+row is written only after the file's intent exists, so a file that failed on an infrastructure error
+has no row and is tried again on the next tick."""
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+
+from agent_pipelines.framework.db import Database, is_transient, utcnow
+from agent_pipelines.framework.intents import Intent, IntentStore, digest
+from agent_pipelines.framework.sql import insert_ignore
+from agent_pipelines.framework.states import IntentState
+from agent_pipelines.framework.tables import inbox_files
+from agent_pipelines.framework.triggers import (
+    MAX_FILE_BYTES, oversized_digest, register_content, register_oversized)
+from agent_pipelines.framework.workflow import Workflow
+
+BATCH = 200  # new files read per tick: keeps a tick well inside the sensor gRPC timeout
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def stat_key(self) -> tuple[str, int, int]:
+        return (self.name, self.size, self.mtime_ns)
+
+
+@dataclass
+class KnownFiles:
+    """A sensor's rows of inbox_files, loaded once per tick, as sets: an unchanged file costs a lookup."""
+
+    stats: set[tuple[str, int, int]] = field(default_factory=set)
+    contents: set[tuple[str, str]] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, db: Database, sensor: str) -> "KnownFiles":
+        f = inbox_files.c
+        known = cls()
+        with db.connect() as conn:
+            for name, size, mtime_ns, content_digest in conn.execute(
+                    select(f.name, f.size, f.mtime_ns, f.content_digest).where(f.sensor == sensor)):
+                known.stats.add((name, size, mtime_ns))
+                known.contents.add((name, content_digest))
+        return known
+
+
+@dataclass
+class InboxTick:
+    """What one pass over the inbox did."""
+
+    registered: list[Intent] = field(default_factory=list)  # intents of files new to the table
+    unsettled: int = 0  # files still being written, left for a later tick
+    more: bool = False  # the batch cap was reached; the rest waits for the next tick
+    error: str | None = None  # the infrastructure error that stopped the pass early
+    known: int = 0  # files the table holds for this sensor after the pass
+
+
+def list_inbox(root: Path, *, settle_s: float, now_ns: int, log: Any) -> tuple[list[InboxEntry], int]:
+    """The regular files of `root` that are complete, oldest first, and how many were still being
+    written. Anything else is skipped with a logged reason, never an error: a stray folder or link must
+    not stop the inbox."""
+    if not root.is_dir():
+        return [], 0
+    found, unsettled = [], 0
+    with os.scandir(root) as it:
+        for e in it:
+            reason = _not_a_candidate(e)
+            if reason:
+                log.info(f"{e.name}: skipped ({reason})")
+                continue
+            try:
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we were listing: nothing to register
+            # A writer may still be appending; an mtime far in the future (set on purpose) is settled.
+            if abs(now_ns - st.st_mtime_ns) < settle_s * 1e9:
+                log.info(f"{e.name}: modified less than {settle_s:g}s ago, left for a later tick")
+                unsettled += 1
+                continue
+            found.append(InboxEntry(Path(e.path), st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda f: (f.mtime_ns, f.name)), unsettled
+
+
+def _not_a_candidate(e: os.DirEntry[str]) -> str | None:
+    if e.name.startswith("."):
+        return "dotfile"
+    if e.is_symlink():
+        return "symbolic link"
+    if e.is_dir(follow_symlinks=False):
+        return "directory"
+    if not e.is_file(follow_symlinks=False):
+        return "not a regular file"
+    return None
+
+
+def ingest_inbox(store: IntentStore, wf: Workflow, sensor: str, root: Path,
+                 parse: Callable[[str, bytes], BaseModel], *, settle_s: float, log: Any,
+                 batch: int = BATCH, now_ns: int | None = None) -> InboxTick:
+    """Register every file of `root` that `inbox_files` does not know yet (up to `batch` reads)."""
+    known = KnownFiles.load(store.db, sensor)
+    out = InboxTick()
+    entries, out.unsettled = list_inbox(root, settle_s=settle_s, now_ns=time.time_ns() if now_ns is None else now_ns,
+                                        log=log)
+    reads = 0
+    for entry in entries:
+        if entry.stat_key in known.stats:
+            continue  # unchanged since it was registered: not even read
+        if reads >= batch:
+            out.more = True
+            break
+        reads += 1
+        try:
+            intent = _ingest_one(store, wf, sensor, entry, parse, known)
+        except FileNotFoundError:
+            log.info(f"{entry.name}: gone before it was read")  # nothing left to retry
+            continue
+        except Exception as exc:  # noqa: BLE001 - decided below: stop the tick or skip only this file
+            if is_transient(exc):
+                # The database (or the disk) is failing: nothing after this file would fare better.
+                out.error = f"{entry.name}: {type(exc).__name__}: {exc}"
+                log.error(f"{out.error}; stopping this tick, the file is retried on the next one")
+                break
+            # This file's own problem (unreadable, a value the database refuses): it is not recorded, so
+            # it is retried next tick, and it does not hold back the files after it.
+            log.error(f"{entry.name}: {type(exc).__name__}: {exc}; skipped this tick, retried on the next one")
+            continue
+        if intent is not None:
+            out.registered.append(intent)
+    out.known = len(known.contents)
+    return out
+
+
+def _ingest_one(store: IntentStore, wf: Workflow, sensor: str, entry: InboxEntry,
+                parse: Callable[[str, bytes], BaseModel], known: KnownFiles) -> Intent | None:
+    """Register one file unless its content is known under its name. Returns the intent of a file new
+    to the table, None for known content (a touched file: same bytes change nothing)."""
+    if entry.size > MAX_FILE_BYTES:
+        content_digest = oversized_digest(entry.name, entry.size, entry.mtime_ns)  # never read into memory
+        intent, _ = register_oversized(store, wf, entry.path, entry.size, entry.mtime_ns)
+    else:
+        content = entry.path.read_bytes()
+        content_digest = digest(content)
+        if (entry.name, content_digest) in known.contents:
+            _remember_stat(store.db, sensor, entry, content_digest)
+            known.stats.add(entry.stat_key)
+            return None
+        intent, _ = register_content(store, wf, entry.path, content, parse)
+    # Only now that the intent exists: a row without its intent would hide the file forever.
+    _record(store.db, sensor, entry, content_digest, intent)
+    known.stats.add(entry.stat_key)
+    known.contents.add((entry.name, content_digest))
+    return intent
+
+
+def _record(db: Database, sensor: str, entry: InboxEntry, content_digest: str, intent: Intent) -> None:
+    rejected = intent.state == IntentState.REJECTED_INPUT
+    with db.begin() as conn:
+        insert_ignore(conn, inbox_files, dict(
+            sensor=sensor, name=entry.name, size=entry.size, mtime_ns=entry.mtime_ns, content_digest=content_digest,
+            intent_id=intent.intent_id, outcome="rejected" if rejected else "registered",
+            reason=intent.reason, first_seen_at=utcnow()), ["sensor", "name", "content_digest"])
+
+
+def _remember_stat(db: Database, sensor: str, entry: InboxEntry, content_digest: str) -> None:
+    """A known file touched without a content change: keep its new size and mtime, so the next tick
+    recognises it without reading it again."""
+    f = inbox_files.c
+    with db.begin() as conn:
+        conn.execute(update(inbox_files).where(f.sensor == sensor, f.name == entry.name,
+                                               f.content_digest == content_digest)
+                     .values(size=entry.size, mtime_ns=entry.mtime_ns))

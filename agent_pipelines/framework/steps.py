@@ -1,0 +1,261 @@
+"""What every step of an agent job shares: the value that flows between steps (Carry), and StepRun,
+which gives a step its intent, tracer, gateway and budget, and wraps it in the framework's guarantees:
+the claim (one live run per intent), the kill switch, the deadline, and a recorded outcome for every
+failure."""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, SerializeAsAny
+from sqlalchemy import select, update
+
+from agent_pipelines.framework import approvals, claims, controls
+from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
+from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
+from agent_pipelines.framework.intents import Intent, IntentStore
+from agent_pipelines.framework.ledger import WriteReceipt, has_writes
+from agent_pipelines.framework.policy import Mode, PolicyDecision
+from agent_pipelines.framework.quality import SuiteResult
+from agent_pipelines.framework.redaction import redact_text
+from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.states import IntentState as S
+from agent_pipelines.framework.tables import parked_intents
+from agent_pipelines.framework.trace import Tracer
+from agent_pipelines.framework.workflow import Step, Workflow, WriteAction
+
+TAG = "agent_pipelines"
+
+
+class Carry(BaseModel):
+    """What flows from step to step (pickled by the IO manager, so re-execution resumes from it)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    intent_id: str
+    intake: SerializeAsAny[BaseModel]
+    context: SerializeAsAny[BaseModel] | None = None
+    proposal: SerializeAsAny[BaseModel] | None = None
+    decision: PolicyDecision | None = None
+    facts: dict[str, Any] = {}
+    plan: tuple[WriteAction, ...] | None = None  # set by an approval: exactly the approved writes
+    approval_id: str | None = None
+    reuse: tuple[str, ...] = ()  # steps whose persisted output a resumed intent reuses
+    receipts: tuple[WriteReceipt, ...] = ()
+    # A recovered intent resumes at commit with its stored decided plan: the steps before it pass it on.
+    resumed: bool = False
+
+
+class IntentSettled(Exception):
+    """The intent already reached an outcome (e.g. a re-execution of a completed run): nothing to do."""
+
+
+class StepFailed(Exception):
+    """Raised inside a step to end the intent in `state` with `reason` (and fail the op)."""
+
+    def __init__(self, state: S, reason: str) -> None:
+        super().__init__(reason)
+        self.state, self.reason = state, reason
+
+
+class StepRun:
+    """Per-op helpers: the intent store, a tracer wired to the run log, the gateway, the step context."""
+
+    def __init__(self, wf: Workflow, context: dg.OpExecutionContext, runtime: AgentRuntime, intent_id: str,
+                 approval_id: str | None = None, carry: "Carry | None" = None) -> None:
+        self.wf, self.ctx, self.runtime = wf, context, runtime
+        self.db = runtime.db
+        self.store = IntentStore(self.db)
+        self.run_id = context.run_id
+        self.approval_id = approval_id
+        self.carry = carry  # the commit step's input, kept with a park so the release resumes from it
+        # Pinned per run by its tags; a run launched without them (a test, the UI launchpad) gets the
+        # policy pack's mode, never an operator setting that changed after launch.
+        self.mode = Mode(context.run.tags.get(f"{TAG}/mode", wf.policy.rollout.mode))
+        self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id, emit=self._emit,
+                             redact_fields=wf.policy.data_handling.redact_fields)
+        stats = context.instance.get_run_stats(self.run_id)
+        self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=stats.start_time)
+        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
+        self.intent_id = intent_id
+        self.lease_s = runtime.lease_seconds
+
+    def _emit(self, kind: str, event: dict[str, Any]) -> None:
+        self.ctx.log.info(f"trace.{kind} {json.dumps(event, default=str, sort_keys=True)}")
+
+    def intent(self) -> Intent:
+        return self.store.get(self.intent_id)
+
+    def step(self) -> Step:
+        return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.ctx.log.info)
+
+    def move(self, state: S, reason: str | None = None) -> Intent:
+        intent = self.store.transition(self.intent_id, state, reason=reason, run_id=self.run_id)
+        self.ctx.log.info(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
+        return intent
+
+    @property
+    def writes_land(self) -> bool:
+        return self.mode not in (Mode.READ_ONLY, Mode.SHADOW)
+
+    def md(self, value: Any) -> dg.MetadataValue:
+        """JSON metadata for the run log, redacted like the trace."""
+        return dg.MetadataValue.json(self.tracer.redact(json.loads(json.dumps(value, default=str))))
+
+    def park(self, state: S, reason: str) -> None:
+        """End this run here with the intent in `state` (no output: later steps are skipped)."""
+        self.move(state, reason)
+        self.tracer.note("outcome", {"state": state, "reason": reason})
+
+    def output(self, carry: Carry, **extra: Any) -> dg.Output:
+        md = {"intent_id": self.intent_id, "mode": str(self.mode), "trace": dg.MetadataValue.json(self.tracer.events),
+              **extra}
+        return dg.Output(carry, metadata=md)
+
+    def check_events(self, suites: tuple[SuiteResult, ...]) -> None:
+        for s in suites:
+            self.ctx.log_event(dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(s.asset.split("/")), check_name=s.suite.replace(".", "__"), passed=s.passed,
+                metadata={"intent_id": self.intent_id, "evaluated": s.evaluated,
+                          "failed": self.md(list(s.failed))}))
+
+    def checkpoint(self) -> None:
+        """First thing inside every step's guard: take or renew this run's claim on the intent (another
+        live run's claim stops this run), then a kill switch parks the intent and an overrun deadline
+        quarantines it."""
+        self.claim()
+        if (intent := self.intent()).is_terminal:
+            self.release()
+            raise IntentSettled(f"intent {self.intent_id} is already {intent.state}: nothing to do")
+        with self.db.connect() as conn:
+            engaged = controls.blocking(conn, self.wf.name)
+        if engaged is not None:
+            raise KillSwitchEngaged(engaged)
+        self.budget.check_wall()
+
+    def claim(self) -> None:
+        owner = claims.acquire(self.db, self.intent_id, self.run_id, self.lease_s)
+        if owner is not None and self._run_ended(owner):
+            # The owner's run is over (failed, canceled, or marked failed by the sweeper) but its
+            # lease has not run out: its claim is void.
+            owner = claims.acquire(self.db, self.intent_id, self.run_id, self.lease_s, dead_owner=owner)
+        if owner is not None:
+            raise claims.ClaimHeld(self.intent_id, owner)
+
+    def _run_ended(self, run_id: str) -> bool:
+        run = self.ctx.instance.get_run_by_id(run_id)
+        return run is None or run.is_finished
+
+    def release(self) -> None:
+        self.db.transaction(lambda conn: claims.release(conn, self.intent_id, self.run_id))
+
+    @property
+    def is_recovery(self) -> bool:
+        """Launched by the recovery sweeper, or re-executed by an operator (from the UI or the API)."""
+        return f"{TAG}/recovery_attempt" in self.ctx.run.tags or self.ctx.run.parent_run_id is not None
+
+    @contextmanager
+    def guard(self, step_name: str) -> Iterator[None]:
+        """Any failure of a step is recorded on the intent with a (redacted) reason before the op fails.
+        The original exception is not chained into the Dagster error: its text may hold raw input."""
+        try:
+            with claims.heartbeat(self.db, self.intent_id, self.run_id, self.lease_s):
+                yield
+        except claims.ClaimHeld as exc:
+            # A duplicate run (concurrent ticks, a re-launch): it stops and changes nothing.
+            self.ctx.log.info(f"{step_name}: {exc}: this run stops here and changes nothing")
+        except IntentSettled as exc:
+            self.ctx.log.info(f"{step_name}: {exc}")
+        except KillSwitchEngaged as exc:
+            # Parking is an operator's stop, not a failure: the run ends, the intent resumes on release.
+            carry = self.carry.model_dump(mode="json") if self.carry is not None else None
+            scope = exc.engaged.key
+            self.db.transaction(lambda conn: controls.park(
+                conn, intent_id=self.intent_id, workflow=self.wf.name, scope=scope, step=step_name,
+                run_id=self.run_id, approval_id=self.approval_id, carry=carry))
+            if self.intent().state != S.PARKED:
+                self.park(S.PARKED, f"{step_name}: {exc}")
+        except BudgetExceeded as exc:
+            usage = self.budget.usage()
+            self.tracer.note("quarantine", {"budget": exc.budget, "limit": exc.limit, "observed": exc.observed,
+                                            "detail": exc.detail, "usage": usage, "step": step_name})
+            reason = f"{step_name}: {exc}; run usage {usage}"
+            self.park(S.QUARANTINED, reason)
+            self.db.transaction(lambda conn: approvals.escalate(
+                conn, "budget_exceeded", f"{self.intent_id}:{self.run_id}", self.intent_id, redact_text(reason)))
+            raise dg.Failure(f"{step_name}: quarantined: {exc}", allow_retries=False,
+                             metadata={"intent_id": self.intent_id, "usage": self.md(usage)}) from None
+        except StepFailed as exc:
+            self.park(exc.state, exc.reason)
+            raise dg.Failure(redact_text(f"{step_name}: {exc.reason}"), metadata={"intent_id": self.intent_id},
+                             allow_retries=False) from None
+        except dg.Failure:
+            raise
+        except Exception as exc:
+            reason = redact_text(f"{step_name} failed: {type(exc).__name__}: {exc}")[:2000]
+            try:
+                self.park(S.FAILED, reason)
+            except claims.ClaimHeld as held:
+                self.ctx.log.info(f"{step_name}: {held}: the failure is not recorded by this run")
+                return
+            except Exception as record_exc:  # noqa: BLE001 - the database itself is failing
+                # The intent keeps its state and this run's claim; when the lease runs out the recovery
+                # sweeper resumes it and records why.
+                reason += (f"; the failure could not be recorded ({type(record_exc).__name__}): the recovery "
+                           f"sweeper resumes the intent once this run's lease expires")
+            raise dg.Failure(reason, metadata={"intent_id": self.intent_id}, allow_retries=False) from None
+
+
+def check_preconditions(wf: Workflow, run: StepRun, carry: Carry) -> None:
+    """Before the first write, re-read and compare what the proposal relied on. Once writes exist
+    (a re-execution after a crash), the ledger and each write tool's own checks take over: our own
+    first writes legitimately changed those records."""
+    if has_writes(run.db, carry.intent_id):
+        return
+    expected = wf.preconditions(carry.context, carry.proposal)
+    if not expected:
+        return
+    fresh = wf.preconditions(wf.read(run.step(), carry.intake), carry.proposal)
+    changed = {k: {"read": v, "now": fresh.get(k)} for k, v in expected.items() if fresh.get(k) != v}
+    if changed and has_writes(run.db, carry.intent_id):
+        # Another run of this same intent started writing meanwhile: the change is our own, and each
+        # write below resolves to that run's ledger row.
+        run.tracer.note("precondition_changed_by_same_intent", {"changed": changed})
+        return
+    if changed:
+        run.tracer.note("precondition_failed", {"changed": changed})
+        raise StepFailed(S.NEEDS_ATTENTION, f"records changed since they were read, nothing written: {changed}")
+
+
+def carry_from_json(wf: Workflow, data: dict[str, Any]) -> Carry:
+    """A Carry stored as JSON (a parked commit), typed back with the workflow's models."""
+    return Carry(intent_id=data["intent_id"], intake=wf.intake_model.model_validate(data["intake"]),
+                 context=wf.context_model.model_validate(data["context"]),
+                 proposal=wf.proposal_model.model_validate(data["proposal"]),
+                 decision=PolicyDecision.model_validate(data["decision"]) if data.get("decision") else None,
+                 facts=data.get("facts") or {}, approval_id=data.get("approval_id"),
+                 plan=tuple(WriteAction.model_validate(w) for w in data["plan"]) if data.get("plan") else None)
+
+
+def model_messages(wf: Workflow, intake: BaseModel, context: BaseModel) -> list[dict[str, str]]:
+    """What the model sees: the workflow's messages, redacted first when the policy says so."""
+    messages = wf.messages(intake, context)
+    if not wf.policy.data_handling.redact_for_model:
+        return messages
+    return [{**m, "content": redact_text(m["content"])} for m in messages]
+
+
+def release_parked(db: Database, intent_id: str) -> None:
+    with db.begin() as conn:
+        conn.execute(update(parked_intents).where(parked_intents.c.intent_id == intent_id,
+                                                  parked_intents.c.released_at.is_(None))
+                     .values(released_at=utcnow()))
+
+
+def parked_continuation(db: Database, intent_id: str) -> str | None:
+    """The approval whose continuation run was parked for this intent (None: it parked in the main job)."""
+    with db.connect() as conn:
+        return conn.execute(select(parked_intents.c.approval_id).where(parked_intents.c.intent_id == intent_id)
+                            .order_by(parked_intents.c.id.desc()).limit(1)).scalar()

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Latency of the daemon path: invoice file dropped -> intent `completed` (verified writes landed).
+
+Starts a fresh deployment (Dagster storage AND our database on new PostgreSQL databases on
+AGENT_PIPELINES_TEST_PG_URL's server, a fresh state folder), runs `dagster-daemon run -w workspace.yaml`,
+drops one warm-up invoice and waits for it (code server and first worker warm), then drops N distinct
+clean invoices `--every` seconds apart and waits for each intent to complete. Prints per-phase medians,
+p50/p95, and as its last line `latency: n=N p50=…s p95=…s`. The databases are dropped and the daemon
+(with its code server and run workers) is killed at the end.
+
+    .venv/bin/python scripts/bench_latency.py [--n 20] [--every 1] [--dagster-yaml deploy/dagster.postgres.yaml]
+"""
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.daemon.harness import Stack, invoice_bytes, stack, wait_until
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile: with n=20, p95 is the 19th smallest value."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def completed(s: Stack, names: list[str]) -> dict[str, dict[str, object]] | None:
+    rows = s.intents_by_file()
+    stuck = {n: rows[n]["state"] for n in names if n in rows and rows[n]["state"] not in ("completed", "received",
+                                                                                          "running", "committing",
+                                                                                          "verifying")}
+    if stuck:  # a clean invoice that ends anywhere else is a broken benchmark, not a slow one
+        raise RuntimeError(f"intents ended in unexpected states: {stuck}")
+    done = {n: rows[n] for n in names if n in rows and rows[n]["completed"]}
+    return done if len(done) == len(names) else None
+
+
+def run_phases(s: Stack, rows: dict[str, dict[str, object]]) -> dict[str, list[float]]:
+    """Per intent: created -> run created (sensor tick + submit), run created -> started (queue +
+    worker spawn), started -> completed (the run) from the Dagster instance's run records."""
+    import dagster as dg
+
+    instance = s.project.instance
+    phases: dict[str, list[float]] = {"queue+launch": [], "run": []}
+    for row in rows.values():
+        recs = instance.get_run_records(filters=dg.RunsFilter(tags={"agent_pipelines/intent_id": str(row["intent_id"])}))
+        started = [r for r in recs if r.start_time]
+        if not started:
+            continue
+        r = min(started, key=lambda r: r.start_time or 0)
+        phases["queue+launch"].append((r.start_time or 0) - r.create_timestamp.timestamp())
+        phases["run"].append(float(row["completed"]) - (r.start_time or 0))  # type: ignore[arg-type]
+    return phases
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--every", type=float, default=1.0, help="seconds between drops")
+    ap.add_argument("--dagster-yaml", type=Path, default=REPO / "deploy" / "dagster.postgres.yaml")
+    ap.add_argument("--timeout", type=float, default=240, help="bound on each wait, seconds")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ap_bench_") as tmp, \
+            stack(args.dagster_yaml, Path(tmp) / "state", n_pos=args.n + 1) as s:
+        t0 = time.time()
+        s.start_daemon()
+        try:
+            s.drop("warmup.json", invoice_bytes(0, "PO-B0000"))
+            wait_until("the warm-up invoice", lambda: completed(s, ["warmup.json"]), args.timeout)
+            print(f"warm-up done in {time.time() - t0:.1f}s (daemon start, code server, first run)", flush=True)
+            dropped: dict[str, float] = {}
+            for i in range(1, args.n + 1):
+                name = f"inv-b{i:04d}.json"
+                dropped[name] = s.drop(name, invoice_bytes(i, f"PO-B{i:04d}"))
+                time.sleep(args.every)
+            rows = wait_until(f"{args.n} intents completed", lambda: completed(s, list(dropped)), args.timeout)
+        except BaseException:
+            print(s.log_tail("daemon"), file=sys.stderr)
+            raise
+        finally:
+            s.stop("daemon")
+        latency = [float(rows[n]["completed"]) - t for n, t in dropped.items()]  # type: ignore[arg-type]
+        pickup = [float(rows[n]["created"]) - t for n, t in dropped.items()]  # type: ignore[arg-type]
+        phases = {"drop->intent (sensor pickup)": pickup, **run_phases(s, rows)}
+        for name, values in phases.items():
+            if values:
+                print(f"  {name:32s} median {statistics.median(values):5.2f}s  max {max(values):5.2f}s")
+        print(f"dagster.yaml: {args.dagster_yaml}")
+        print(f"latency: n={len(latency)} p50={percentile(latency, 50):.2f}s p95={percentile(latency, 95):.2f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

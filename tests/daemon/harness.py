@@ -1,0 +1,165 @@
+"""A real Dagster deployment on this box, for the daemon test and scripts/bench_latency.py: Dagster
+storage and our database on fresh PostgreSQL databases, a fresh state folder, `dagster-daemon run`
+(and optionally `dagster-webserver`) on workspace.yaml, and helpers to drop invoices and wait for
+their intents. Every process started here runs in its own session and is killed by its id."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import select
+from tests.support import PG_ADMIN_URL, fresh_pg_database, invoice_bytes, wait_until  # noqa: F401 - re-exported
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def as_epoch(ts: datetime) -> float:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass
+class Stack:
+    """One deployment: state folder, both databases, the processes it started."""
+
+    state: Path
+    dagster_pg_url: str
+    db_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.state / "dagster"
+
+    @property
+    def inbox(self) -> Path:
+        return self.state / "inbox" / "invoices"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DAGSTER_HOME": str(self.home), "DAGSTER_PG_URL": self.dagster_pg_url,
+                "AGENT_PIPELINES_STATE_DIR": str(self.state), "AGENT_PIPELINES_DB_URL": self.db_url,
+                # the code location and run workers import this checkout, not another install
+                "PYTHONPATH": str(REPO), **self.extra_env}
+
+    def prepare(self, dagster_yaml: Path, n_pos: int) -> None:
+        """Instance config, migrated database, vendor V-1 and `n_pos` open POs PO-B0001.. of 1,000.00."""
+        from agent_pipelines.project import Project
+        from agent_pipelines.settings import Settings
+        from resources.system_of_record import po_lines, purchase_orders, vendors
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text(dagster_yaml.read_text())
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("DAGSTER_", "AGENT_PIPELINES_"))})
+        project = Project(Settings.from_env(self.state))
+        project.prepare()
+        pos = [f"PO-B{i:04d}" for i in range(n_pos)]
+        with project.db.begin() as conn:
+            conn.execute(vendors.insert(), [dict(vendor_id="V-1", name="Acme Supply", status="active", currency="USD",
+                                                 payment_account="DE89370400440532013000", payment_terms_days=30)])
+            conn.execute(purchase_orders.insert(), [dict(po_number=po, vendor_id="V-1", status="open", currency="USD",
+                                                         total_cents=100_000, invoiced_cents=0, version=1)
+                                                    for po in pos])
+            conn.execute(po_lines.insert(), [
+                *[dict(po_number=po, line_no=1, sku="BLT-8", description="Hex bolts M8", quantity=100,
+                       unit_price_cents=500) for po in pos],
+                *[dict(po_number=po, line_no=2, sku="BRK-1", description="Steel bracket", quantity=50,
+                       unit_price_cents=1000) for po in pos]])
+        self.project = project
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.logs[name] = log
+        proc = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_daemon(self) -> subprocess.Popen[bytes]:
+        return self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")])
+
+    def start_webserver(self, port: int) -> subprocess.Popen[bytes]:
+        return self.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                                        "-w", str(REPO / "workspace.yaml")])
+
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, grace_s: float = 15) -> None:
+        """Signal the process group this harness created (the daemon's code server and run workers
+        live in it), then SIGKILL whatever is left after `grace_s`."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        for s in (sig, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, s)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace_s)
+                if s == signal.SIGKILL or sig == signal.SIGKILL:
+                    break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # children of a group leader that exited may still be alive: one last SIGKILL
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+        self.logs.pop(name).close()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def log_tail(self, name: str, n: int = 40) -> str:
+        path = self.state / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
+
+    def drop(self, name: str, content: bytes) -> float:
+        """Write atomically (temp name outside the inbox, then rename) and return the drop time."""
+        tmp = self.state / f".{name}.tmp"
+        tmp.write_bytes(content)
+        tmp.replace(self.inbox / name)
+        return time.time()
+
+    def intents_by_file(self) -> dict[str, dict[str, object]]:
+        """File name -> {intent_id, state, created, completed} from our database."""
+        from agent_pipelines.framework.tables import intent_transitions, intents
+
+        done = (select(intent_transitions.c.intent_id, intent_transitions.c.at)
+                .where(intent_transitions.c.to_state == "completed").subquery())
+        stmt = (select(intents.c.intent_id, intents.c.source_ref, intents.c.state, intents.c.created_at, done.c.at)
+                .outerjoin(done, done.c.intent_id == intents.c.intent_id))
+        with self.project.db.connect() as conn:
+            return {Path(ref).name: {"intent_id": iid, "state": state, "created": as_epoch(created),
+                                     "completed": as_epoch(at) if at else None}
+                    for iid, ref, state, created, at in conn.execute(stmt)}
+
+
+@contextmanager
+def stack(dagster_yaml: Path, state: Path, n_pos: int, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Fresh Dagster storage + our database on PostgreSQL; every started process is killed on exit."""
+    saved = dict(os.environ)  # prepare() points this process at the stack too; put it back afterwards
+    with fresh_pg_database("ap_daemon_dg") as dg_url, fresh_pg_database("ap_daemon_db") as db_url:
+        s = Stack(state=state, dagster_pg_url=dg_url, db_url=db_url, extra_env=extra_env or {})
+        try:
+            s.prepare(dagster_yaml, n_pos)
+            yield s
+        finally:
+            s.stop_all()
+            if hasattr(s, "project"):
+                s.project.db.engine.dispose()
+                if "instance" in s.project.__dict__:
+                    s.project.instance.dispose()
+            os.environ.clear()
+            os.environ.update(saved)
