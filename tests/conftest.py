@@ -39,6 +39,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [i for i in items if i not in ours]
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """Figures that tests reported (tests.support.SUMMARY), in the summary so CI's log has them."""
+    from tests.support import SUMMARY
+
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"agent_pipelines backend: {config.getoption('--backend')}"
 

@@ -13,6 +13,9 @@ from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = os.environ.get("AGENT_PIPELINES_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 T = TypeVar("T")
+# One-line figures that tests report (e.g. the daemon test's timings); tests/conftest.py prints them in
+# the terminal summary, so they reach CI's log whatever the capture settings.
+SUMMARY: list[str] = []
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, every_s: float = 0.2) -> T:

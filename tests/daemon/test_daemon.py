@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from tests.daemon.harness import REPO, Stack, invoice_bytes, stack, wait_until
+from tests.support import SUMMARY
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pg_leg]
 
@@ -90,9 +91,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack
 
 
 def report(request: pytest.FixtureRequest, line: str) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
+    SUMMARY.append(line)
 
 
 def test_the_daemon_commits_dropped_invoices_and_the_webserver_sees_the_runs(deployment, request):  # type: ignore[no-untyped-def]
