@@ -13,7 +13,7 @@ from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows
 from agent_pipelines.framework.workflow import Workflow
-from agent_pipelines.workflows.ticket_intake.models import MessageIntake
+from agent_pipelines.workflows.ticket_intake.models import ATTACHMENT_SHAPE, MessageIntake, kind_of
 from agent_pipelines.workflows.ticket_intake.triage import normalize_subject
 from resources.tickets import inbound_messages
 
@@ -21,9 +21,15 @@ MessageCursor = SeqCursor  # the sensor's cursor (in sensor_cursors): highest in
 
 
 def message_intake(r: Mapping[str, Any]) -> MessageIntake:
-    """One inbound_messages row as the workflow's intake (raises on a row it cannot represent)."""
+    """One inbound_messages row as the workflow's intake. A row it cannot represent raises with a reason
+    a person can act on (TypeError: attachments of the wrong shape; pydantic's ValidationError naming the
+    field: wrong item shapes, text where a number belongs or the reverse, text over the model's limits);
+    the record sensor records it as rejected_input and goes on with the next row."""
+    attachments = r["attachments"]
+    if attachments is not None and not isinstance(attachments, (list, tuple)):
+        raise TypeError(f"attachments must be {ATTACHMENT_SHAPE}, not {kind_of(attachments)}")
     return MessageIntake(seq=r["seq"], message_id=r["message_id"], version=r["version"], sender=r["sender"] or "",
-                         subject=r["subject"] or "", body=r["body"] or "", attachments=tuple(r["attachments"] or ()),
+                         subject=r["subject"] or "", body=r["body"] or "", attachments=tuple(attachments or ()),
                          product=r["product"], received_at=r["received_at"])
 
 

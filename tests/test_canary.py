@@ -47,6 +47,7 @@ PII = {
     "phone": "+1 415-555-0199",
     "card": "4111 1111 1111 1111",
     "iban": "GB82 WEST 1234 5698 7654 32",
+    "ssn": "536-90-4399",
 }
 # ... and already in the system of record, so they come back in tool responses.
 IN_TOOL_RESPONSES = {
@@ -55,7 +56,7 @@ IN_TOOL_RESPONSES = {
 }
 
 TEXT = (f"Questions: {PII['email']} or {PII['phone']}. Card on file {PII['card']}, refunds to IBAN "
-        f"{PII['iban']}. ERP: postgresql://svc:{SECRETS['url_password']}@db.internal:5432/erp "
+        f"{PII['iban']}, SSN {PII['ssn']}. ERP: postgresql://svc:{SECRETS['url_password']}@db.internal:5432/erp "
         f"key={SECRETS['openai_key']} token {SECRETS['github_token']} aws {SECRETS['aws_key']} "
         f"Authorization: Bearer {SECRETS['bearer']}")
 

@@ -155,14 +155,15 @@ def test_directories_symlinks_and_dotfiles_are_skipped_and_the_good_files_still_
 def test_a_poison_file_between_two_good_ones_is_rejected_and_both_good_ones_commit(drop, seeded):
     add_po(seeded, "PO-9")
     drop("a.json", invoice_json())
-    # A total the parser cannot quantize: it raises decimal.InvalidOperation, not a ValueError.
+    # A total no amount column can hold: the parser's checked number conversion rejects it (the safety
+    # net for parsers that raise anything else is test_register_file_records_any_parser_exception_as_rejected_input).
     drop("poison.json", invoice_json(invoice_number="INV-999", total=10**30))
     drop("c.json", invoice_for("PO-9", "INV-901"))
     assert [r.success for r in runs_of(seeded)] == [True, True]
     rows = by_source(seeded)
     assert {name: row["state"] for name, row in rows.items()} == {
         "a.json": "completed", "poison.json": "rejected_input", "c.json": "completed"}
-    assert rows["poison.json"]["reason"].startswith("unreadable input: the parser raised InvalidOperation")
+    assert rows["poison.json"]["reason"].startswith("unreadable input: poison.json: total has more than 18 digits")
     assert {n: r["outcome"] for n, r in known_files(seeded).items()} == {
         "a.json": "registered", "poison.json": "rejected", "c.json": "registered"}
     assert runs_of(seeded) == []

@@ -82,9 +82,14 @@ POSITIVES = [
     ("iban", "pay GB33BUKB20201555555555 now", "GB33BUKB20201555555555"),
     ("iban", "IBAN: GB82 WEST 1234 5698 7654 32", "5698 7654"),
     ("iban", "to DE89 3704 0044 0532 0130 00 NOW please", "0532 0130"),
+    ("ssn", "employee SSN: 536-90-4399, start Monday", "536-90-4399"),
+    ("ssn", "social security number 536 90 4399", "536 90 4399"),
+    ("ssn", "ssn#536904399", "536904399"),
 ]
 
 NEGATIVES = [
+    "invalid SSN 078-05-1120 (the Woolworth card) and 000-12-3456",  # stdnum: not valid SSNs
+    "order 536904399 shipped",  # nine bare digits without SSN wording
     "d7a8fbb307d7809469ca9abcb0082e4f8d5651e46d3cdb762d02d0bf37c9e592",  # sha256
     "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "3f2a9c01d4e5b6a7",  # 16-hex id

@@ -29,7 +29,7 @@ from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
-from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyPack
+from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyPack, printable_label as _label, tree_problem
 from agent_pipelines.framework.redaction import redact
 from agent_pipelines.framework.sql import insert_ignore
 from agent_pipelines.framework.tables import intents, shadow_writes
@@ -124,11 +124,60 @@ class ToolRegistry:
         return sorted(self._tools)
 
 
-def _label(name: Any) -> str:
-    """A tool name fit for the trace, whatever a hostile caller passed (None, NUL bytes, 10k chars)."""
-    text = name if isinstance(name, str) else repr(name)
-    text = text.replace("\x00", "\\x00")
-    return text if len(text) <= 64 else text[:61] + "..."
+MAX_PARAM_DEPTH = 32        # nesting levels a parameter tree may use
+MAX_PARAM_NODES = 50_000    # values in one call's parameter tree
+
+
+def _recordable(value: Any) -> Any:
+    """A bounded, JSON-safe copy of whatever a caller passed, fit for the trace and the call digest:
+    keys as strings, NaN/infinity as text, depth and size capped (a self-referencing tree ends)."""
+    budget = [MAX_PARAM_NODES]
+
+    def walk(v: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return "<truncated>"
+        if depth > MAX_PARAM_DEPTH:
+            return "<too deep>"
+        if v is None or isinstance(v, (bool, int, str)):
+            return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else str(v)
+        if isinstance(v, BaseModel):
+            try:
+                v = v.model_dump()
+            except Exception:  # noqa: BLE001 - a model that cannot dump is still recorded, by its repr
+                return _label(v)
+        if isinstance(v, dict):
+            return {(k if isinstance(k, str) else repr(k)): walk(item, depth + 1) for k, item in list(v.items())}
+        if isinstance(v, (list, tuple, set, frozenset)):
+            return [walk(item, depth + 1) for item in list(v)]
+        return str(v)
+
+    return walk(value, 0)
+
+
+def _extra_keys(raw: Any, value: Any, path: str) -> list[str]:
+    """Keys in the raw parameters that the validated model dropped (pydantic ignores unknown keys of
+    nested models by default): each one is refused, so no hidden key rides along."""
+    if isinstance(value, BaseModel):
+        if not isinstance(raw, dict) or type(value).model_config.get("extra") == "allow":
+            return []
+        names: dict[str, str] = {}
+        for n, f in type(value).model_fields.items():
+            names[n] = n
+            if f.alias:
+                names[f.alias] = n
+        out = [f"{path}.{k}" for k in raw if k not in names]
+        for k, item in raw.items():
+            if k in names:
+                out += _extra_keys(item, getattr(value, names[k], None), f"{path}.{k}")
+        return out
+    if isinstance(value, (list, tuple)) and isinstance(raw, (list, tuple)) and len(raw) == len(value):
+        return [x for i, (r, v) in enumerate(zip(raw, value, strict=True)) for x in _extra_keys(r, v, f"{path}[{i}]")]
+    if isinstance(value, dict) and isinstance(raw, dict):
+        return [x for k, r in raw.items() if k in value for x in _extra_keys(r, value[k], f"{path}.{k}")]
+    return []
 
 
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
@@ -244,36 +293,47 @@ class ToolGateway:
 
     # -- internals --------------------------------------------------------------------------------
     def _admit(self, name: str, params: BaseModel | dict[str, Any], kind: ToolKind) -> tuple[Tool, BaseModel, str]:
-        raw = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
-        digest = call_digest(str(name), raw if isinstance(raw, dict) else {"value": raw})
+        hostile = tree_problem(params, max_depth=MAX_PARAM_DEPTH, max_nodes=MAX_PARAM_NODES)
+        if isinstance(params, BaseModel):
+            try:
+                raw: Any = params.model_dump(mode="json")
+            except Exception as exc:  # noqa: BLE001 - e.g. a value that does not serialise
+                raw, hostile = _recordable(params), hostile or f"parameters do not serialise: {type(exc).__name__}"
+        else:
+            raw = params
+        shown = _recordable(raw)  # what the trace records and the digest hashes, whatever raw holds
+        digest = call_digest(_label(name), shown if isinstance(shown, dict) else {"value": shown})
         if not isinstance(name, str) or not self.policy.allows_tool(name):
-            self._block(name, raw, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools", digest)
+            self._block(name, shown, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools", digest)
         tool = self.registry.get(name)
         if tool.kind != kind:
-            self._block(name, raw, "wrong_kind", f"{name!r} is a {tool.kind} tool", digest)
+            self._block(name, shown, "wrong_kind", f"{name!r} is a {tool.kind} tool", digest)
         if not isinstance(raw, dict):
-            self._block(name, raw, "invalid_params", "parameters must be an object", digest)
+            self._block(name, shown, "invalid_params", "parameters must be an object", digest)
+        if hostile is not None:  # non-string keys, NaN/infinity at any depth, absurd depth or size
+            self._block(name, shown, "invalid_params", hostile, digest)
         unknown = sorted(set(raw) - set(tool.params.model_fields))
         if unknown:  # an ignored extra key would also dodge loop detection
-            self._block(name, raw, "invalid_params", f"unknown parameters {unknown}", digest)
-        not_finite = sorted(k for k, v in raw.items() if isinstance(v, float) and not math.isfinite(v))
-        if not_finite:
-            self._block(name, raw, "invalid_params", f"{not_finite}: not a finite number", digest)
+            self._block(name, shown, "invalid_params", f"unknown parameters {unknown}", digest)
         try:
             # Strict JSON validation: no bool-as-number, no "779" for 779; dates as ISO strings.
-            p = tool.params.model_validate_json(json.dumps(raw, default=str), strict=True)
-        except ValidationError as exc:
-            self._block(name, raw, "invalid_params", str(exc), digest)
+            p = tool.params.model_validate_json(json.dumps(raw, default=str, allow_nan=False), strict=True)
+        except (ValidationError, ValueError, TypeError, RecursionError) as exc:
+            self._block(name, shown, "invalid_params", str(exc), digest)
             raise AssertionError("unreachable") from None
+        extra = _extra_keys(raw, p, "$")
+        if extra:  # nested models ignore unknown keys by default: refuse them here
+            self._block(name, shown, "invalid_params", f"unknown nested parameters {extra}", digest)
         validated = p.model_dump(mode="json")
-        violations = self.policy.param_violations(name, validated)
+        # The pack's checks first, then control characters no constraint allows (CR/LF, NUL, ...).
+        violations = self.policy.param_violations(name, validated) + self.policy.control_violations(name, validated)
         if violations:
-            self._block(name, raw, "param_constraint", "; ".join(violations), digest)
+            self._block(name, shown, "param_constraint", "; ".join(violations), digest)
         digest = call_digest(name, validated)  # loop detection compares what would really run
         try:
             self.budget.check_tool_call(name, digest)
         except BudgetExceeded as exc:
-            self._record_block(name, raw, f"budget:{exc.budget}", str(exc), digest)
+            self._record_block(name, shown, f"budget:{exc.budget}", str(exc), digest)
             raise
         return tool, p, digest
 

@@ -26,8 +26,21 @@ def file_intent_id(workflow: str, content: bytes) -> str:
     return f"{workflow}:{digest(content)[:24]}"
 
 
+INTENT_ID_CHARS = 80  # intents.intent_id is String(80); PostgreSQL enforces it
+
+
 def record_intent_id(workflow: str, record_id: str, version: str | int) -> str:
-    return f"{workflow}:{record_id}@{version}"
+    """`workflow:record_id@version`; when that would not fit intents.intent_id (a long RFC Message-ID,
+    a hostile 1 KB id) the record id is replaced by a digest of it, deterministically. The original id
+    stays in the intent's intake and source_ref."""
+    intent_id = f"{workflow}:{record_id}@{version}"
+    if len(intent_id) <= INTENT_ID_CHARS:
+        return intent_id
+    hashed = f"{workflow}:h{digest(str(record_id))[:24]}@{version}"
+    if len(hashed) <= INTENT_ID_CHARS:
+        return hashed
+    # An absurd version (or workflow name) too: digest the whole identity.
+    return f"{workflow[:40]}:h{digest(f'{workflow}:{record_id}@{version}')[:32]}"
 
 
 class Intent(BaseModel, frozen=True):

@@ -3,8 +3,10 @@ or denied. Loaded from a versioned YAML file; a broken file fails at load, never
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +61,7 @@ class PolicyDecision(BaseModel, frozen=True):
 class SecondApproval(BaseModel):
     """Two distinct approvers when `fact` >= `value` (e.g. payments above the second-signature amount)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     fact: str
     value: float
 
@@ -67,7 +69,7 @@ class SecondApproval(BaseModel):
 class ApprovalPolicy(BaseModel):
     """Who may decide an approval request of this workflow, and how many must."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     ttl_hours: float = Field(72.0, gt=0)
     approvers: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="name -> roles")
     allowed_roles: tuple[str, ...] = ()
@@ -95,14 +97,129 @@ class Mode(StrEnum):
     FULL = "full"
 
 
+MAX_PACK_DEPTH = 20            # nesting levels a pack may use (the shipped packs use 6)
+MAX_PACK_CHARS = 64 * 1024     # a pack's text; the shipped packs are under 4 KiB
+
+# Control characters a string parameter may not carry unless its constraint allows them: C0 except
+# TAB, DEL, and the Unicode line/paragraph separators. `multiline` allows line breaks (CR, LF, U+2028,
+# U+2029); `allow_control` allows all of them except NUL, which no parameter may carry.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+_LINE_BREAKS = frozenset("\r\n\u2028\u2029")
+
+
+def tree_problem(value: Any, *, max_depth: int = MAX_PACK_DEPTH, max_nodes: int = 100_000) -> str | None:
+    """The first thing that makes a data tree hostile (a loaded pack, a tool call's parameters): NaN or
+    an infinity (float or Decimal) at any depth, a non-string mapping key, nesting deeper than
+    `max_depth`, or more than `max_nodes` values (which also stops a tree that contains itself).
+    Iterative (no recursion), so a hostile tree cannot exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    seen = 0
+    while stack:
+        v, path, depth = stack.pop()
+        seen += 1
+        if seen > max_nodes:
+            return f"more than {max_nodes} values"
+        if depth > max_depth:
+            return f"{path}: nested deeper than {max_depth} levels"
+        if (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, Decimal) and not v.is_finite()):
+            return f"{path}: {v} is not a finite number"
+        if isinstance(v, BaseModel):
+            v = v.model_dump()
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    return f"{path}: key {printable_label(k)} is not a string"
+                stack.append((item, f"{path}.{printable_label(k)}", depth + 1))
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v))
+    return None
+
+
+def printable_label(value: Any) -> str:
+    """A name or key fit for a reason or the trace, whatever a hostile caller passed (None, NUL bytes,
+    10k characters): text, bounded."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\x00", "\\x00")
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+class _PackLoader(yaml.SafeLoader):
+    """SafeLoader without anchors or aliases (no billion-laughs expansion) and with bounded nesting
+    (no RecursionError from a deep document, no quadratic scan of thousands of open brackets). Used
+    when libyaml is not available."""
+
+    _depth = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:  # type: ignore[override]
+        if self.flow_level >= MAX_PACK_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {MAX_PACK_DEPTH} levels",
+                                            self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        event = self.peek_event()
+        _refuse_event(event, self._depth)
+        if not isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _refuse_event(event: Any, depth: int) -> None:
+    """Anchors, aliases, and a collection opened at MAX_PACK_DEPTH nested collections."""
+    if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+        raise yaml.composer.ComposerError(None, None, "anchors and aliases are not allowed in a policy pack",
+                                          event.start_mark)
+    if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) and depth >= MAX_PACK_DEPTH:
+        raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_PACK_DEPTH} levels",
+                                          event.start_mark)
+
+
+def _load_yaml(text: str) -> Any:
+    """The pack's YAML, safely: with libyaml, a streaming pass over the parser's events refuses anchors,
+    aliases and deep nesting before anything is built, then the C safe loader builds it; without
+    libyaml, the pure-Python `_PackLoader` does both."""
+    if not yaml.__with_libyaml__:
+        return yaml.load(text, Loader=_PackLoader)
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+        _refuse_event(event, depth)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    return yaml.load(text, Loader=yaml.CSafeLoader)
+
+
 # A plain mailbox name: no routing tricks (`%`, `!`), quotes, spaces or display names.
 _LOCAL_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
 class Constraint(BaseModel):
-    """Limits on one tool parameter, checked by the gateway on every call (a list value: on each item)."""
+    """Limits on one tool parameter, checked by the gateway on every call (a list value: on each item).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Presence: a parameter with a check (min, max, one_of, not_one_of, email_domains, pattern,
+    max_length, max_items, any_of) must be present and not null, unless `optional: true`, in which case
+    an absent or null value passes and the checks apply only when a value is given. A constraint that
+    only grants `multiline` / `allow_control` never requires the parameter.
+
+    `any_of`: alternatives, each a constraint of checks only; the value (each item of a list) passes if
+    it passes at least one of them, as well as this constraint's own checks.
+
+    Strings anywhere in a parameter refuse control characters (C0 except TAB, DEL, U+2028, U+2029)
+    unless `multiline: true` (allows CR, LF, U+2028, U+2029) or `allow_control: true` (allows all of
+    them except NUL, which is always refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    optional: bool = Field(False, description="absent/null passes; the checks apply only to a given value")
+    multiline: bool = Field(False, description="strings in this parameter may hold line breaks")
+    allow_control: bool = Field(False, description="strings in this parameter may hold control characters "
+                                                   "other than NUL")
+    any_of: tuple["Constraint", ...] | None = Field(None, min_length=1,
+                                                     description="passes if any of these alternatives passes")
     min: float | None = None
     max: float | None = None
     one_of: tuple[Any, ...] | None = None
@@ -119,7 +236,24 @@ class Constraint(BaseModel):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"pattern {self.pattern!r} does not compile: {exc}") from None
+        for name, v in (("one_of", self.one_of), ("not_one_of", self.not_one_of)):
+            problem = tree_problem(v)
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
+        for alt in self.any_of or ():
+            if alt.optional or alt.multiline or alt.allow_control or alt.max_items is not None:
+                raise ValueError("any_of alternatives hold checks only (no optional, multiline, "
+                                 "allow_control or max_items)")
         return self
+
+    @property
+    def checks(self) -> bool:
+        """Whether this constraint checks values (rather than only granting multiline/allow_control)."""
+        return any(getattr(self, f) is not None for f in (
+            "min", "max", "one_of", "not_one_of", "email_domains", "pattern", "max_length", "max_items", "any_of"))
+
+    def control_problem(self, value: Any) -> str | None:
+        return control_problem(value, multiline=self.multiline, allow_control=self.allow_control)
 
     def violations(self, value: Any) -> list[str]:
         if isinstance(value, (list, tuple)):
@@ -130,9 +264,13 @@ class Constraint(BaseModel):
 
     def _check(self, v: Any) -> list[str]:
         out: list[str] = []
+        if self.any_of is not None and all(alt._check(v) for alt in self.any_of):
+            out.append(f"{v!r} passes none of the any_of alternatives")
         if self.min is not None or self.max is not None:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return [f"{v!r} is not a number"]
+                return out + [f"{v!r} is not a number"]
+            if isinstance(v, float) and not math.isfinite(v):
+                return out + [f"{v!r} is not a finite number"]
             if self.min is not None and v < self.min:
                 out.append(f"{v} < min {self.min:g}")
             if self.max is not None and v > self.max:
@@ -153,6 +291,29 @@ class Constraint(BaseModel):
         return out
 
 
+def control_problem(value: Any, *, multiline: bool = False, allow_control: bool = False) -> str | None:
+    """The first control character in any string (or mapping key) of a parameter value that is not
+    allowed; None when there is none. Iterative and bounded like the rest of the gateway's checks."""
+    stack: list[Any] = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            for m in _CONTROL.finditer(v):
+                ch = m.group()
+                if ch != "\x00" and (allow_control or (multiline and ch in _LINE_BREAKS)):
+                    continue
+                return f"control character {ch!r} at position {m.start()}"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return None
+
+
+Constraint.model_rebuild()
+
+
 class Preconditions(BaseModel):
     """What must hold before any write: evidence present (facts non-empty), records in a given state."""
 
@@ -170,7 +331,7 @@ class DataHandling(BaseModel):
 class Budgets(BaseModel):
     """Per-run caps. Crossing one quarantines the intent and blocks the run's further writes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     max_llm_tokens: int = Field(50_000, gt=0)
     max_cost_usd: float = Field(1.0, ge=0)
     max_tool_calls: int = Field(100, gt=0)
@@ -182,7 +343,7 @@ class Recovery(BaseModel):
     """How the recovery sweeper treats an intent whose run died or failed: bounded attempts with
     exponential backoff, then needs_attention with an escalation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     max_attempts: int = Field(3, ge=0, description="recovery runs before the intent needs attention")
     backoff_s: float = Field(30.0, ge=0, description="wait before attempt n: backoff_s * 2**(n-1), capped")
     max_backoff_s: float = Field(900.0, ge=0)
@@ -197,7 +358,7 @@ class Rollout(BaseModel):
 
 
 class PolicyPack(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     workflow: str
     version: str
     allowed_tools: tuple[str, ...] = Field(description="deny by default: only these tools may be called")
@@ -212,6 +373,16 @@ class PolicyPack(BaseModel):
     rollout: Rollout = Field(default_factory=Rollout)
     recovery: Recovery = Field(default_factory=Recovery)
     input_ttl_hours: float = Field(72.0, gt=0, description="how long an intent waits for a missing input")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_values(cls, data: Any) -> Any:
+        """No NaN or infinity in any setting (rule values, thresholds, constraints, budgets), no
+        non-string keys, bounded nesting: checked over the raw data before the fields are."""
+        problem = tree_problem(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "PolicyPack":
@@ -232,14 +403,25 @@ class PolicyPack(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<text>") -> "PolicyPack":
+        """Parse and validate a pack. Any malformed pack raises PolicyError and nothing else: YAML
+        anchors/aliases, nesting deeper than MAX_PACK_DEPTH, text over MAX_PACK_CHARS, NaN/infinity in
+        any setting, unknown keys, wrong types."""
+        if not isinstance(text, str):
+            raise PolicyError(f"policy pack {source} is not text")
+        if len(text) > MAX_PACK_CHARS:
+            raise PolicyError(f"policy pack {source} is larger than {MAX_PACK_CHARS} characters")
         try:
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
         except yaml.YAMLError as exc:
-            raise PolicyError(f"cannot parse policy pack {source}: {exc}") from exc
+            raise PolicyError(f"cannot parse policy pack {source}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. ValueError from a bad !!timestamp
+            raise PolicyError(f"cannot parse policy pack {source}: {type(exc).__name__}: {exc}") from None
         try:
-            return cls.model_validate(data)
-        except Exception as exc:
-            raise PolicyError(f"invalid policy pack {source}: {exc}") from exc
+            pack = cls.model_validate(data)
+            pack.digest  # noqa: B018 - a pack whose digest cannot be computed is not loadable
+            return pack
+        except Exception as exc:  # noqa: BLE001 - every malformed pack is a PolicyError
+            raise PolicyError(f"invalid policy pack {source}: {exc}") from None
 
     @property
     def digest(self) -> str:
@@ -250,13 +432,27 @@ class PolicyPack(BaseModel):
         return tool in self.allowed_tools
 
     def param_violations(self, tool: str, params: dict[str, Any]) -> list[str]:
-        """Each constraint the parameters break (a constrained parameter that is absent breaks it too)."""
+        """Each constraint the parameters break. A constrained parameter that is absent or null breaks
+        it too, unless the constraint is `optional` (or only grants multiline/allow_control)."""
         out: list[str] = []
         for name, c in self.constraints.get(tool, {}).items():
             if name not in params or params[name] is None:
-                out.append(f"{name}: missing (constrained)")
+                if c.checks and not c.optional:
+                    out.append(f"{name}: missing (constrained)")
                 continue
             out += [f"{name}: {v}" for v in c.violations(params[name])]
+        return out
+
+    def control_violations(self, tool: str, params: dict[str, Any]) -> list[str]:
+        """Control characters in string parameters (values and keys, at any depth) that the parameter's
+        constraint does not allow."""
+        out: list[str] = []
+        constraints = self.constraints.get(tool, {})
+        for name, value in params.items():
+            c = constraints.get(name)
+            problem = c.control_problem(value) if c is not None else control_problem(value)
+            if problem is not None:
+                out.append(f"{name}: {problem}")
         return out
 
     def decide(self, facts: dict[str, Any], *, planned: Sequence[tuple[str, bool]] = (),

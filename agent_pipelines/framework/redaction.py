@@ -11,7 +11,9 @@ Findings are masked as `[REDACTED:<label>]` (labels: `LABELS`). Detectors, all o
   The high-entropy plugins are deliberately not used: traces are full of sha256 digests and hex ids
   that must stay readable.
 * PII: e-mail addresses (regex), phone numbers (`phonenumbers`, leniency VALID, default region US),
-  card numbers (Luhn-valid only, `stdnum.luhn`) and IBANs (checksum-valid only, `stdnum.iban`).
+  card numbers (Luhn-valid only, `stdnum.luhn`), IBANs (checksum-valid only, `stdnum.iban`) and US
+  social security numbers (`stdnum.us.ssn`-valid: written 123-45-6789 or 123 45 6789, or as nine bare
+  digits right after "SSN" / "social security").
 
 `redact` also masks dict values by key: secret-looking key names (`SECRET_KEYS`) and caller-named
 `fields` (policy fields such as `personal_email`).
@@ -40,7 +42,7 @@ LABELS: tuple[str, ...] = (
     "private_key", "aws_key", "azure_key", "github_token", "gitlab_token", "slack_token", "stripe_key",
     "twilio_key", "sendgrid_key", "npm_token", "pypi_token", "discord_token", "mailchimp_key",
     "square_token", "ibm_key", "softlayer_key", "artifactory_token", "cloudant_key", "telegram_token",
-    "jwt", "api_key", "url_password", "bearer", "keyword_secret", "card", "iban", "email", "phone",
+    "jwt", "api_key", "url_password", "bearer", "keyword_secret", "card", "iban", "ssn", "email", "phone",
 )
 _PRIORITY = {label: i for i, label in enumerate(LABELS)}
 
@@ -81,6 +83,9 @@ _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _DECIMAL = re.compile(r"\d+[.,]\d{1,2}")
 # An unformatted run of digits (no '+', no separator) is an id or an amount unless a word before it
 # says it is a phone number.
+# A US SSN: grouped 3-2-4 (dash or space), or nine bare digits right after an SSN wording.
+_SSN = re.compile(r"(?<![\w\-])\d{3}([- ])\d{2}\1\d{4}(?![\w\-])")
+_SSN_BARE = re.compile(r"(?i)(?:\bssn|social\s+security(?:\s+(?:number|no\.?|#))?)\W{0,6}(\d{9})(?!\d)")
 _PHONE_WORDS = ("phone", "tel", "mobile", "cell", "call", "fax", "sms", "whatsapp", "contact", "dial")
 _NON_DIGIT = re.compile(r"\D")
 
@@ -205,10 +210,11 @@ def _phone_matcher() -> Callable[[str], Iterable[Any]]:
 
 
 @lru_cache(maxsize=1)
-def _checksums() -> tuple[Callable[[str], bool], Callable[[str], bool]]:
+def _checksums() -> tuple[Callable[[str], bool], Callable[[str], bool], Callable[[str], bool]]:
     from stdnum import iban, luhn
+    from stdnum.us import ssn
 
-    return luhn.is_valid, iban.is_valid
+    return luhn.is_valid, iban.is_valid, ssn.is_valid
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,7 +290,13 @@ def _urls_and_emails(text: str, out: list[Span]) -> None:
 
 
 def _numbers(text: str, lower: str, out: list[Span]) -> None:
-    luhn_valid, iban_valid = _checksums()
+    luhn_valid, iban_valid, ssn_valid = _checksums()
+    for m in _SSN.finditer(text):
+        if ssn_valid(m.group().replace(" ", "-")):  # stdnum reads dashes, not spaces
+            out.append((*m.span(), "ssn"))
+    for m in _SSN_BARE.finditer(text):
+        if ssn_valid(m.group(1)):
+            out.append((*m.span(1), "ssn"))
     if _CARD_GATE.search(text):
         for m in _CARD.finditer(text):
             if luhn_valid(_NON_DIGIT.sub("", m.group())):

@@ -34,14 +34,17 @@ def _ids(pattern: re.Pattern[str], text: str) -> list[str]:
 
 
 # -- intake: one row of access_requests, as the sensor read it -----------------------------------------
+MAX_TEXT_CHARS = 100_000  # a request over this is recorded as rejected_input with the reason
+
+
 class AccessRequestIntake(StepModel):
     seq: int
-    request_id: str
+    request_id: str = Field(min_length=1, max_length=2048)
     version: int = 1
-    requester: str = ""
-    text: str = ""
-    user_id: str | None = None  # from the form; None when the requester did not fill it in
-    offboarding_ref: str | None = None  # from the form
+    requester: str = Field("", max_length=320)
+    text: str = Field("", max_length=MAX_TEXT_CHARS)
+    user_id: str | None = Field(None, max_length=64)  # from the form; None when the requester did not fill it in
+    offboarding_ref: str | None = Field(None, max_length=64)  # from the form
     submitted_at: datetime | None = None
 
     @property

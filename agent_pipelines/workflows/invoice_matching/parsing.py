@@ -13,6 +13,12 @@ Conventions worth knowing:
   digits is read the US way ("1,234" is 1234, "1.234" is 1.234). Cents round half up.
 - Dates NN/NN/YYYY: day/month when the first number is > 12, otherwise month/day (US style), so
   "03/11/2026" is March 11. Dotted dates (03.11.2026) are always day.month.year.
+- Limits (hostile input ends as a ParseError, never another exception or a stall): every amount and
+  quantity goes through one checked conversion (`_number`: finite, at most 18 significant digits, below
+  10**15; amounts at most MAX_CENTS, quantities at most MAX_QUANTITY); every text field has a length
+  limit (ids 64, vendor 200, descriptions 500, dates/currency 100, numbers written as text 64; the memo
+  is cut to 4000 with a warning); at most MAX_LINES line items. No regular expression backtracks over
+  a run of spaces, so parsing time is linear in the file size.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from email.utils import parsedate_to_datetime
 from pathlib import PurePath
 from typing import Any, Literal
@@ -36,6 +43,13 @@ MAX_BYTES = 256 * 1024
 MAX_MEMO_CHARS = 4000
 MAX_ID_CHARS = 64  # staged_invoices.invoice_number is String(64); longer is not an identifier
 MAX_CENTS = 10**14  # one trillion: anything above is a misread, not an invoice
+MAX_DIGITS = 18  # significant digits of any number read (amounts in cents stay far inside int64)
+MAX_NUMBER_CHARS = 64  # an amount or quantity written as text ("EUR 1.234.567,89 ") is never longer
+MAX_QUANTITY = 10**9
+MAX_DESCRIPTION_CHARS = 500
+MAX_VENDOR_CHARS = 200
+MAX_LINES = 5000  # line items per invoice
+MAX_FIELD_CHARS = 100  # dates, currency codes, a labelled total written with words around it
 
 Format = Literal["json", "csv", "text"]
 _EXTENSIONS: dict[str, Format] = {".json": "json", ".csv": "csv", ".txt": "text"}
@@ -158,6 +172,9 @@ def parse_invoice(name: str, content: bytes) -> InvoiceIntake:
         return _build(name, fmt, draft)
     except _Reject as exc:
         raise ParseError(f"{name}: {exc}", source_name=name, reason=str(exc)) from None
+    except RecursionError:  # a structure nested just under json's own limit, met deeper in the stack
+        reason = "nested too deeply to read"
+        raise ParseError(f"{name}: {reason}", source_name=name, reason=reason) from None
 
 
 def _format_of(name: str) -> Format:
@@ -194,7 +211,7 @@ def _decode(content: bytes) -> str:
 # -- JSON ----------------------------------------------------------------------------------------------
 def _from_json(text: str) -> _Draft:
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise _Reject(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except RecursionError:
@@ -214,6 +231,11 @@ def _from_json(text: str) -> _Draft:
             draft.lines.append((f"line {i}", _collect(item.items(), _LINE_FIELDS)))
         break
     return draft
+
+
+def _json_int(digits: str) -> int | str:
+    """A JSON integer; one too long for int() stays its digits (rejected or kept as text later)."""
+    return int(digits) if len(digits) <= 40 else digits
 
 
 def _unwrap(data: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +383,8 @@ def _csv_table(rows: list[list[str]], header_at: int, draft: _Draft, *, invoice_
         draft.fields.setdefault(name, values[0])
         if len(set(values)) > 1:
             draft.warnings.append(
-                f"column '{rows[header_at][col]}' has different values on different rows; using '{values[0]}'"
+                f"column '{_clip(rows[header_at][col])}' has different values on different rows; "
+                f"using '{_clip(values[0])}'"
             )
 
     for rownum, row in items:
@@ -384,29 +407,25 @@ def _claim(taken: dict[str, int], name: str, col: int, header: list[str],
 # -- plain text ----------------------------------------------------------------------------------------
 # A label is a short run of words ending in ':' at the start of a line or after a wide gap
 # ("Date: Nov 3, 2026     Due: 2026-12-03"); only known labels count.
-_LABEL = re.compile(r"(?P<label>[^\W\d_][\w .#/'-]{0,40}?)\s*:\s*")
+_LABEL = re.compile(r"(?P<label>[^\W\d_][\w .#/'-]{0,40}?)\s*+:\s*+")
 _LABEL_GAP = re.compile(r"\s{2,}|\t|\s*\|\s*")
 _TOTAL_NO_COLON = re.compile(
-    r"^\s*(?P<label>(?:grand\s+)?total(?:\s+(?:due|amount))?|amount\s+due|balance\s+due)\b[\s.]*(?P<value>.*\d.*)$",
+    r"^\s*(?P<label>(?:grand\s+)?total(?:\s+(?:due|amount))?|amount\s+due|balance\s+due)\b[\s.]*+(?P<value>.*\d.*)$",
     re.I,
 )
-_X_ITEM = re.compile(
-    r"""^\s*(?:[-*•]\s+)?
-        (?P<qty>\d[\d.,]*)\s*(?:x|×)\s+
-        (?P<desc>.+?)\s*
-        @\s*(?P<price>[^=]+?)
-        (?:\s*=\s*(?P<amount>.+?))?\s*$""",
-    re.I | re.X,
-)
+# "10 x Steel bracket @ $4.00 = $40.00": the head is matched, the rest split at the first '@' and '='
+# (string operations, so a long run of spaces in a line item costs linear time).
+_X_ITEM_HEAD = re.compile(r"\s*+(?:[-*•]\s+)?(?P<qty>\d[\d.,]*+)\s*+[x×]\s", re.I)
 _SKU_IN_DESC = re.compile(
-    r"[(\[]\s*(?:sku|part(?:\s*(?:no|number|\#))?|item\s*code|code|p/n)\s*[:#.]?\s*(?P<sku>[^)\]\s][^)\]]*?)\s*[)\]]",
+    r"[(\[]\s*+(?:sku|part(?:\s*+(?:no|number|\#))?|item\s*+code|code|p/n)\s*+[:#.]?\s*+"
+    r"(?P<sku>[^)\](\[\s][^)\](\[]*+)[)\]]",
     re.I,
 )
-_PER_UNIT = re.compile(r"\s*(?:/\s*)?(?:each|ea\.?|per\s+\w+|/\s*unit|/\s*hr|/\s*h)\s*$", re.I)
+_PER_UNIT = re.compile(r"(?:/\s*+)?(?:each|ea\.?|per\s++\w++|/\s*+unit|/\s*+hr|/\s*+h)\s*+$", re.I)
 _AMOUNT_IN_TEXT = re.compile(
     r"(?:(?:\b[A-Z]{3}|[$€£])\s*)?[-−]?\s*(?:[$€£]\s*)?\d(?:[\d.,'\u00a0\u202f]|\s(?=\d))*(?:\s*(?:[$€£]|[A-Z]{3}\b))?"
 )
-_NUMBER_CELL = re.compile(r"^\s*\d[\d.,]*\s*(?:[a-z]{1,5}\.?)?\s*$", re.I)
+_NUMBER_CELL = re.compile(r"^\s*+\d[\d.,]*+\s*+(?:[a-z]{1,5}\.?)?\s*+$", re.I)
 
 
 def _find_labels(line: str) -> list[tuple[str, int, int]]:
@@ -453,13 +472,14 @@ def _from_text(text: str) -> _Draft:
         if (m := _TOTAL_NO_COLON.match(line)) and _AMOUNT_IN_TEXT.fullmatch(m.group("value").strip()):
             pairs.append((m.group("label"), m.group("value")))  # "TOTAL DUE  $65.00" without a colon
             continue
-        if (m := _X_ITEM.match(line)) and re.search(r"\d", m.group("price")):
-            desc, sku = _split_sku(m.group("desc"))
-            item = {"description": desc, "quantity": m.group("qty"), "unit_price": _PER_UNIT.sub("", m.group("price"))}
+        if (x := _x_item(line)) and re.search(r"\d", x[2]):
+            qty, raw_desc, price, amount = x
+            desc, sku = _split_sku(raw_desc)
+            item = {"description": desc, "quantity": qty, "unit_price": _PER_UNIT.sub("", price).rstrip()}
             if sku:
                 item["sku"] = sku
-            if m.group("amount"):
-                item["amount"] = m.group("amount")
+            if amount:
+                item["amount"] = amount
             draft.lines.append((f"item '{line.strip()[:60]}'", item))
             continue
         if "|" in line:
@@ -469,16 +489,36 @@ def _from_text(text: str) -> _Draft:
     if memo:
         draft.fields["memo"] = "\n".join(memo).strip()
     if isinstance(draft.fields.get("total"), str):
+        _check_length(draft.fields["total"], "total", MAX_FIELD_CHARS)
         # A labelled total may carry words around it ("$65.00 USD (incl. VAT)"): keep the amount.
         if m := _AMOUNT_IN_TEXT.search(draft.fields["total"]):
+            if re.match(r"[eE][-+]?\d", draft.fields["total"][m.end():]):  # "1e300": not an amount we read
+                raise _Reject(f"cannot read total {_show(draft.fields['total'])} as an amount")
             draft.fields["total"] = m.group(0)
     return draft
 
 
+def _x_item(line: str) -> tuple[str, str, str, str | None] | None:
+    """'QTY x DESCRIPTION @ PRICE [= AMOUNT]' -> (qty, description, price, amount), else None."""
+    m = _X_ITEM_HEAD.match(line)
+    if not m:
+        return None
+    desc, at, tail = line[m.end():].partition("@")
+    if not at or not desc.strip():
+        return None
+    price, eq, amount = tail.partition("=")
+    price, amount = price.strip(), amount.strip()
+    if not price or (eq and not amount):
+        return None
+    return m.group("qty"), desc, price, amount or None
+
+
 def _split_sku(desc: str) -> tuple[str, str | None]:
+    desc = desc.strip()
+    _check_length(desc, "line item description", MAX_DESCRIPTION_CHARS)
     m = _SKU_IN_DESC.search(desc)
     if not m:
-        return desc.strip(), None
+        return desc, None
     return (desc[: m.start()] + desc[m.end():]).strip(" -,"), m.group("sku").strip()
 
 
@@ -522,6 +562,62 @@ def _pipe_row(line: str, header: dict[str, int] | None, draft: _Draft,
 
 
 # -- values --------------------------------------------------------------------------------------------
+def _clip(value: Any, limit: int = 60) -> str:
+    """A value for a message: its text, cut short (a reason must not carry a whole hostile field)."""
+    s = value if isinstance(value, str) else repr(value)
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s):,} characters)"
+
+
+def _show(value: Any) -> str:
+    """repr() of a value for a message, cut short."""
+    return repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(_clip(value))
+
+
+def _check_length(value: Any, what: str, limit: int) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        raise _Reject(f"{what} is {len(value):,} characters long; the limit is {limit:,}")
+
+
+def _number(value: Any, what: str, *, noun: str = "an amount") -> Decimal:
+    """THE checked conversion every amount and quantity goes through: a JSON number or a plain numeric
+    text (no currency, no sign) -> a finite Decimal with at most MAX_DIGITS significant digits and a
+    magnitude below 10**15. Anything else is a _Reject that says what is wrong."""
+    if isinstance(value, bool):
+        raise _Reject(f"{what} must be {noun}, not true/false")
+    if isinstance(value, int):
+        if abs(value) >= 10**MAX_DIGITS:
+            raise _Reject(f"{what} has more than {MAX_DIGITS} digits; it is not {noun}")
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Reject(f"{what} {value!r} is not a finite number")
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        _check_length(value.strip(), what, MAX_NUMBER_CHARS)
+        try:
+            number = _decimal(value)
+        except (ValueError, ArithmeticError):
+            raise _Reject(f"cannot read {what} {_show(value)} as {noun}") from None
+    else:
+        raise _Reject(f"{what} must be {noun}, not {_json_type(value)}")
+    if not number.is_finite():
+        raise _Reject(f"{what} {_show(value)} is not a finite number")
+    if number and len(number.normalize().as_tuple().digits) > MAX_DIGITS:
+        raise _Reject(f"{what} {_show(value)} has more than {MAX_DIGITS} significant digits")
+    if number and number.adjusted() >= 15:
+        raise _Reject(f"{what} {_show(value)} is too large to be {noun}")
+    if number and number.adjusted() < -MAX_DIGITS:
+        number = Decimal(0)  # 1e-300: below any cent or fraction of a unit we keep
+    return number
+
+
+def _cents(value: Decimal, what: str) -> int:
+    """A computed amount in cents (half up), checked against MAX_CENTS before it becomes an int."""
+    if not value.is_finite() or abs(value) > MAX_CENTS:
+        raise _Reject(f"{what} comes to more than {_fmt(MAX_CENTS)}; the file is misread or not an invoice")
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def _decimal(text: str) -> Decimal:
     """A plain number with thousands/decimal separators (see the module docstring)."""
     s = re.sub(r"[\s\u00a0\u202f']", "", text)
@@ -558,31 +654,25 @@ def _money(value: Any, what: str) -> _Money:
         raise _Reject(f"{what} must be an amount, not {_json_type(value)}")
     if isinstance(value, dict):
         inner = _collect(value.items(), {"amount": ("amount", "value"), "currency": ("currency", "ccy")})
-        if "amount" not in inner:
+        if "amount" not in inner or isinstance(inner["amount"], (dict, list)):
             raise _Reject(f"{what} must be an amount, not an object")
         money = _money(inner["amount"], what)
         code = _currency_code(inner.get("currency"))
         return _Money(money.cents, code or money.currency)
-    if isinstance(value, int):
-        amount = Decimal(value)
-    elif isinstance(value, float):
-        amount = Decimal(repr(value))
-    elif isinstance(value, str):
+    if isinstance(value, str):
         amount, currency = _money_text(value, what)
     else:
-        raise _Reject(f"{what} must be an amount, not {_json_type(value)}")
-    if not amount.is_finite():
-        raise _Reject(f"{what} {value!r} is not a finite number")
+        amount = _number(value, what)
     if amount < 0:
-        raise _Reject(f"{what} is negative ({value!r}); credit notes and negative lines are not accepted")
-    cents = int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    if cents > MAX_CENTS:
-        raise _Reject(f"{what} {value!r} is implausibly large")
-    return _Money(cents, currency)
+        raise _Reject(f"{what} is negative ({_show(value)}); credit notes and negative lines are not accepted")
+    if amount * 100 > MAX_CENTS:
+        raise _Reject(f"{what} {_show(value)} is implausibly large (the limit is {_fmt(MAX_CENTS)})")
+    return _Money(_cents(amount * 100, what), currency)
 
 
 def _money_text(value: str, what: str) -> tuple[Decimal, str | None]:
     s = value.strip()
+    _check_length(s, what, MAX_NUMBER_CHARS)
     negative = False
     if s.startswith("(") and s.endswith(")"):  # accounting notation
         negative, s = True, s[1:-1]
@@ -596,49 +686,40 @@ def _money_text(value: str, what: str) -> tuple[Decimal, str | None]:
     s = re.sub(r"US\$|[$€£]|(?<![A-Za-z])[A-Za-z]{3}(?![A-Za-z])", take, s)
     unknown = {c for c in codes if c not in _AMOUNT_CODES}
     if unknown:
-        raise _Reject(f"cannot read {what} {value!r} as an amount")
+        raise _Reject(f"cannot read {what} {_show(value)} as an amount")
     if len(codes) > 1:
-        raise _Reject(f"{what} {value!r} names more than one currency ({', '.join(sorted(codes))})")
+        raise _Reject(f"{what} {_show(value)} names more than one currency ({', '.join(sorted(codes))})")
     s = s.strip()
     if s[:1] in "-−":
         negative, s = True, s[1:].strip()
     elif s[:1] == "+":
         s = s[1:].strip()
-    try:
-        amount = _decimal(s)
-    except (ValueError, InvalidOperation):
-        raise _Reject(f"cannot read {what} {value!r} as an amount") from None
+    if not re.fullmatch(r"[\d.,\s\u00a0\u202f']+", s):
+        raise _Reject(f"cannot read {what} {_show(value)} as an amount")
+    amount = _number(s, what)
     return (-amount if negative else amount), (codes.pop() if codes else None)
 
 
 def _quantity(value: Any, what: str) -> Decimal:
-    if isinstance(value, bool):
-        raise _Reject(f"{what} must be a number, not true/false")
-    if isinstance(value, int):
-        qty = Decimal(value)
-    elif isinstance(value, float):
-        qty = Decimal(repr(value))
-    elif isinstance(value, str):
+    if isinstance(value, str):
         # "10 pcs", "7.5 h", "x3": the unit words carry no information we use.
-        s = re.sub(r"(?i)\s*(?:pcs?|ea|each|units?|hrs?|hours?|h|days?|boxes|box)\.?\s*$", "", value.strip())
+        s = value.strip()
+        _check_length(s, what, MAX_NUMBER_CHARS)
+        s = re.sub(r"(?i)(?:pcs?|ea|each|units?|hrs?|hours?|h|days?|boxes|box)\.?$", "", s).strip()
         s = s.lstrip("xX×").strip()
         negative = s[:1] in "-−"
-        try:
-            qty = _decimal(s[1:].strip() if negative else s)
-        except (ValueError, InvalidOperation):
-            raise _Reject(f"cannot read {what} {value!r} as a number") from None
+        body = s[1:].strip() if negative else s
+        if not re.fullmatch(r"[\d.,\s\u00a0\u202f']+", body):
+            raise _Reject(f"cannot read {what} {_show(value)} as a number")
+        qty = _number(body, what, noun="a quantity")
         qty = -qty if negative else qty
     else:
-        raise _Reject(f"{what} must be a number, not {_json_type(value)}")
-    if not qty.is_finite():
-        raise _Reject(f"{what} {value!r} is not a finite number")
+        qty = _number(value, what, noun="a quantity")
     if qty < 0:
-        raise _Reject(f"{what} is negative ({value!r}); credit notes and negative lines are not accepted")
+        raise _Reject(f"{what} is negative ({_show(value)}); credit notes and negative lines are not accepted")
+    if qty > MAX_QUANTITY:
+        raise _Reject(f"{what} {_show(value)} is too large (the limit is {MAX_QUANTITY:,})")
     return qty
-
-
-def _half_up(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _parse_date(value: Any) -> date:
@@ -689,13 +770,15 @@ def _text(value: Any, what: str, *, limit: int | None = MAX_ID_CHARS) -> str | N
         return None
     if isinstance(value, bool) or isinstance(value, (list, dict)):
         raise _Reject(f"{what} must be a single value, not {_json_type(value)}")
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
         value = int(value)
+    if isinstance(value, str) and limit is not None and len(value) > 4 * limit:
+        raise _Reject(f"{what} is {len(value):,} characters long; the limit is {limit:,}")
     s = " ".join(str(value).split())
     if not s:
         return None
     if limit is not None and len(s) > limit:
-        raise _Reject(f"{what} is {len(s)} characters long; expected at most {limit}")
+        raise _Reject(f"{what} is {len(s):,} characters long; the limit is {limit:,}")
     return s
 
 
@@ -703,7 +786,7 @@ def _vendor(value: Any) -> str | None:
     if isinstance(value, dict):
         picked = _collect(value.items(), {"ref": ("vendorid", "id", "code", "number", "name", "vendorname")})
         value = picked.get("ref")
-    s = _text(value, "vendor", limit=200)
+    s = _text(value, "vendor", limit=MAX_VENDOR_CHARS)
     if s is None:
         return None
     # "Acme Industrial Supply (V-1001)": the id in brackets is the better reference.
@@ -723,6 +806,7 @@ def _build(name: str, fmt: Format, draft: _Draft) -> InvoiceIntake:
 
     currency = None
     if not _blank(f.get("currency")):
+        _check_length(f["currency"], "currency", MAX_FIELD_CHARS)
         currency = _currency_code(f["currency"])
         if currency is None:
             warnings.append(f"currency {f['currency']!r} is not a 3-letter code; ignored")
@@ -734,6 +818,8 @@ def _build(name: str, fmt: Format, draft: _Draft) -> InvoiceIntake:
         if money.currency:
             hints.append((money.currency, "the total"))
 
+    if len(draft.lines) > MAX_LINES:
+        raise _Reject(f"{len(draft.lines):,} line items; the limit is {MAX_LINES:,} per invoice")
     lines = [li for where, raw in draft.lines if (li := _line(where, raw, warnings, hints)) is not None]
     if total is None and not lines:
         raise _Reject("no invoice total or line items found")
@@ -751,6 +837,7 @@ def _build(name: str, fmt: Format, draft: _Draft) -> InvoiceIntake:
     for key, label in (("invoice_date", "invoice date"), ("due_date", "due date")):
         dates[key] = None
         if not _blank(f.get(key)):
+            _check_length(f[key], label, MAX_FIELD_CHARS)
             try:
                 dates[key] = _parse_date(f[key])
             except ValueError:
@@ -786,7 +873,7 @@ def _memo(value: Any) -> str:
 
 
 def _line(where: str, raw: dict[str, Any], warnings: list[str], hints: list[tuple[str, str]]) -> InvoiceLine | None:
-    description = _text(raw.get("description"), f"{where} description", limit=None)
+    description = _text(raw.get("description"), f"{where} description", limit=MAX_DESCRIPTION_CHARS)
     sku = _text(raw.get("sku"), f"{where} SKU")
     has = {k: not _blank(raw.get(k)) for k in ("quantity", "unit_price", "amount")}
     if not has["unit_price"] and not has["amount"]:
@@ -809,10 +896,10 @@ def _line(where: str, raw: dict[str, Any], warnings: list[str], hints: list[tupl
 
     if price is None:
         assert amount is not None
-        unit = _half_up(Decimal(amount.cents) / qty) if qty else amount.cents
+        unit = _cents(Decimal(amount.cents) / qty, f"{where} unit price") if qty else amount.cents
     else:
         unit = price.cents
-    computed = _half_up(qty * unit)
+    computed = _cents(qty * unit, f"{where} amount (quantity x unit price)")
     if amount is None:
         line_amount = computed
     else:

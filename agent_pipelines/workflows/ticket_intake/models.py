@@ -18,24 +18,60 @@ PRIORITIES: tuple[str, ...] = Priority.__args__  # type: ignore[attr-defined]
 
 
 # -- intake: one row of inbound_messages, as the sensor read it -----------------------------------------
+# Limits on what one row may carry: a row over them is recorded as rejected_input with the reason
+# (a validation error names the field), never triaged.
+MAX_BODY_CHARS = 100_000
+MAX_ATTACHMENTS = 100
+ATTACHMENT_SHAPE = "a list of objects {filename, content_type, size_bytes}"
+
+
 class Attachment(StepModel):
     """Metadata only: the workflow never opens attachment content."""
 
-    filename: str
-    content_type: str = "application/octet-stream"
-    size_bytes: int = 0
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field("application/octet-stream", max_length=255)
+    size_bytes: int = Field(0, ge=0, le=2**62)
+
+
+def kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
 
 
 class MessageIntake(StepModel):
     seq: int
-    message_id: str
+    message_id: str = Field(min_length=1, max_length=2048)
     version: int = 1
-    sender: str = ""  # as written by the mail gateway: "jane@acme.example" or "Jane <jane@acme.example>"
-    subject: str = ""
-    body: str = ""
+    sender: str = Field("", max_length=320)  # as written by the mail gateway: "jane@acme.example" or "Jane <...>"
+    subject: str = Field("", max_length=1000)
+    body: str = Field("", max_length=MAX_BODY_CHARS)
     attachments: tuple[Attachment, ...] = ()
-    product: str | None = None  # only when the message came through a form that asks for it
+    product: str | None = Field(None, max_length=200)  # only when the message came through a form that asks
     received_at: datetime | None = None
+
+    @field_validator("attachments", mode="before")
+    @classmethod
+    def _attachment_shape(cls, v: Any) -> Any:
+        """Say plainly what is wrong with an attachments column of the wrong shape."""
+        if v is None:
+            return ()
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"attachments must be {ATTACHMENT_SHAPE}, not {kind_of(v)}")
+        if len(v) > MAX_ATTACHMENTS:
+            raise ValueError(f"{len(v)} attachments; the limit is {MAX_ATTACHMENTS}")
+        for i, item in enumerate(v, start=1):
+            if not isinstance(item, (dict, Attachment)):
+                raise ValueError(f"attachments must be {ATTACHMENT_SHAPE}; item {i} is {kind_of(item)}")
+        return v
 
     @property
     def sender_email(self) -> str:
