@@ -293,7 +293,7 @@ def _nested_mapping(levels: int) -> str:
     (BASE + "constraints: {pay: {amount: {any_of: [{optional: true}]}}}\n", "any_of"),
     (BASE + "constraints: {pay: {amount: {any_of: [5]}}}\n", "any_of"),
     (BASE + "constraints: {pay: {amount: {max: 9" + "9" * 5000 + "}}}\n", None),
-    (BASE + "version: 2020-02-30\n", ""),                          # a timestamp the constructor rejects
+    (BASE + "version: 2020-02-30\n", "day is out of range"),       # a timestamp the constructor rejects
     (BASE + "x: !!python/object/apply:os.system ['true']\n", None),
     (BASE + "x: !!binary '@@@'\n", None),
     ("- just\n- a list\n", None),
