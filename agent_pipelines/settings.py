@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.llm import LLMConfig
 
 
@@ -15,7 +16,7 @@ class Settings(BaseModel, frozen=True):
     # A file modified this recently may still be being written: the inbox sensor leaves it for a later tick.
     inbox_settle_seconds: float = 1.0
     llm: LLMConfig = Field(default_factory=LLMConfig)
-    lease_seconds: float = Field(120.0, ge=0)
+    lease_seconds: float = Field(DEFAULT_LEASE_S, ge=0)
     recovery_backoff_s: float | None = None
 
     @classmethod
@@ -36,7 +37,7 @@ class Settings(BaseModel, frozen=True):
         settle = float(env.get("AGENT_PIPELINES_INBOX_SETTLE_SECONDS", "1.0"))
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
         return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
-                   lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or 120),
+                   lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
                    recovery_backoff_s=float(backoff) if backoff else None)
 
     @property

@@ -4,6 +4,7 @@ import functools
 
 import dagster as dg
 
+from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.llm import LLMConfig, Proposer
 
@@ -26,7 +27,7 @@ class AgentRuntime(dg.ConfigurableResource):
     llm_timeout_s: float = 60.0
     # How long a run's claim on an intent lasts without a heartbeat (each step renews it); past it the
     # recovery sweeper treats the run as dead. Recovery backoff overrides the policy packs' (tests).
-    lease_seconds: float = 120.0
+    lease_seconds: float = DEFAULT_LEASE_S
     recovery_backoff_s: float | None = None
 
     @property
@@ -42,7 +43,7 @@ class AgentRuntime(dg.ConfigurableResource):
         return Proposer(self.llm_config())
 
     @classmethod
-    def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = 120.0,
+    def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
                     recovery_backoff_s: float | None = None) -> "AgentRuntime":
         return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
