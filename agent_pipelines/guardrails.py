@@ -6,9 +6,10 @@
     gateway.write("refund", {...}, action="refund")
 
 The same enforcement the shipped workflows get: allowlist (deny by default), pydantic params plus the
-pack's constraints, per-run budgets and loop detection, the kill switch, rollout modes, exactly-once
-writes through the ledger, and a redacted trace of every call and decision. See README "Guardrails
-as a library"."""
+pack's constraints, the provenance rule over destinations (values from untrusted text or the model
+need a trusted read, else deny or approval), per-run budgets and loop detection, the kill switch,
+rollout modes, exactly-once writes through the ledger, and a redacted trace of every call and decision.
+See README "Guardrails as a library" (and its "Provenance" part)."""
 
 from agent_pipelines.framework.budgets import BudgetExceeded
 from agent_pipelines.framework.db import Database
@@ -26,12 +27,14 @@ from agent_pipelines.framework.gateway import (
 )
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome, WriteReceipt, WriteStatus
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyError, PolicyPack
+from agent_pipelines.framework.provenance import PROVENANCE_FACT, ProvenanceFinding, ProvenanceRule
 from agent_pipelines.framework.redaction import redact, redact_text
 from agent_pipelines.framework.untrusted import instruction_like, untrusted_block
 
 __all__ = [
-    "BudgetExceeded", "Database", "Decision", "Impact", "KillSwitchEngaged", "Mode", "PermanentToolError",
-    "PolicyDecision", "PolicyError", "PolicyPack", "PreconditionFailed", "RetryableToolError", "Tool", "ToolBlocked",
+    "BudgetExceeded", "Database", "Decision", "Impact", "KillSwitchEngaged", "Mode", "PROVENANCE_FACT",
+    "PermanentToolError", "PolicyDecision", "PolicyError", "PolicyPack", "PreconditionFailed", "ProvenanceFinding",
+    "ProvenanceRule", "RetryableToolError", "Tool", "ToolBlocked",
     "ToolGateway", "ToolHeld", "ToolKind", "ToolRegistry", "WriteOutcome", "WriteReceipt", "WriteStatus",
     "instruction_like", "redact", "redact_text", "untrusted_block",
 ]

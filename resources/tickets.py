@@ -40,7 +40,7 @@ inbound_messages = Table(
     "inbound_messages",
     metadata,
     Column("seq", Id, primary_key=True, autoincrement=True),  # the sensor's cursor
-    Column("message_id", String(200), nullable=False, unique=True),
+    Column("message_id", String(2048), nullable=False, unique=True),
     Column("version", Integer, nullable=False, server_default="1"),
     Column("sender", String(320), nullable=False, server_default=""),
     Column("subject", String(500), nullable=False, server_default=""),
@@ -73,7 +73,7 @@ ticket_messages = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), nullable=False, index=True),
-    Column("message_id", String(200), nullable=False, unique=True),
+    Column("message_id", String(2048), nullable=False, unique=True),
     Column("intent_id", String(80), unique=True),  # null for messages filed before automation
     Column("body", Text, nullable=False),
     Column("attachments", JSON),

@@ -11,7 +11,7 @@ import dagster as dg
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows
+from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows, shown_id
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.access_offboarding.models import AccessRequestIntake
 from resources.access import access_requests
@@ -44,7 +44,7 @@ def register_request(store: IntentStore, wf: Workflow, intake: AccessRequestInta
                   source_digest=digest(json.dumps(data, sort_keys=True)), intake=data)
     if not intake.text.strip() and not (intake.user_id or "").strip() and not (intake.offboarding_ref or "").strip():
         return store.register(**common, state=IntentState.REJECTED_INPUT,
-                              reason=f"request {intake.request_id} has no text, no user id and no HR reference: "
+                              reason=f"request {shown_id(intake.request_id)} has no text, no user id and no HR reference: "
                                      f"nothing to act on")
     return store.register(**common)
 

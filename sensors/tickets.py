@@ -11,7 +11,7 @@ import dagster as dg
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, record_intent_id
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows
+from agent_pipelines.framework.triggers import RECORD_BATCH, SeqCursor, build_record_sensor, read_rows, shown_id
 from agent_pipelines.framework.workflow import Workflow
 from agent_pipelines.workflows.ticket_intake.models import ATTACHMENT_SHAPE, MessageIntake, kind_of
 from agent_pipelines.workflows.ticket_intake.triage import normalize_subject
@@ -51,7 +51,7 @@ def register_message(store: IntentStore, wf: Workflow, intake: MessageIntake) ->
                   source_digest=digest(json.dumps(data, sort_keys=True)), intake=data)
     if not intake.sender.strip() and not intake.body.strip():
         return store.register(**common, state=IntentState.REJECTED_INPUT,
-                              reason=f"message {intake.message_id} has neither a sender nor a body: nothing to "
+                              reason=f"message {shown_id(intake.message_id)} has neither a sender nor a body: nothing to "
                                      f"triage and no one to ask")
     return store.register(**common)
 

@@ -13,12 +13,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from agent_pipelines.framework.runtime import database
 from agent_pipelines.project import Project
 from agent_pipelines.settings import Settings
 from resources.system_of_record import po_lines, purchase_orders, vendors
+
+# Property tests: `ci` (CI=true) runs 2,000 examples per target, derandomized so a CI run is reproducible;
+# `dev` 300. HYPOTHESIS_PROFILE picks one explicitly. A test's own @settings may lower max_examples.
+hypothesis_settings.register_profile("ci", max_examples=2000, deadline=None, database=None, derandomize=True)
+hypothesis_settings.register_profile("dev", max_examples=300, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                                "ci" if os.environ.get("CI") == "true" else "dev"))
 
 PG_URL = os.environ.get("AGENT_PIPELINES_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

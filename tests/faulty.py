@@ -11,6 +11,7 @@ import dagster as dg
 from agent_pipelines.framework.gateway import ToolRegistry
 from agent_pipelines.framework.jobs import build_job
 from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.step_store import StepStore
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 
 
@@ -50,6 +51,6 @@ def faulty_job() -> dg.JobDefinition:
     # Dagster caches reconstructable definitions per process, so the database comes from run config
     # (resources.runtime.config.db_url), not from whatever the environment held at first load.
     wf = FaultyInvoiceMatching()
-    defs = dg.Definitions(jobs=[build_job(wf)], resources={"runtime": AgentRuntime.configure_at_launch(),
-                                                           "io_manager": dg.FilesystemIOManager()})
+    runtime = AgentRuntime.configure_at_launch()
+    defs = dg.Definitions(jobs=[build_job(wf)], resources={"runtime": runtime, "io_manager": StepStore(runtime=runtime)})
     return defs.get_job_def(wf.name)

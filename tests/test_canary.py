@@ -1,13 +1,22 @@
 """Canaries: secrets and PII planted in inputs and in tool responses, the workflows run through their
-sensors, and not one canary may appear in the Dagster event log, our trace tables or the CLI output."""
+sensors (an approval's continuation included), and not one canary may appear in any sink of Dagster's
+(the event log, every byte under $DAGSTER_HOME: step outputs, compute logs, SQLite run and event
+storage with its compressed snapshots, schedules; each run's config and tags), in our trace tables or in
+the CLI output. Step outputs live in our database (table step_outputs), which holds the intake as
+received by design: the test checks the canaries went there instead."""
 
 import json
 import os
+import sqlite3
+import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import dagster as dg
 import pytest
 from dagster._serdes import serialize_value
-from sqlalchemy import select
+from sqlalchemy import create_engine, inspect, select
 from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
@@ -21,6 +30,7 @@ from agent_pipelines.framework.tables import (
     llm_calls,
     policy_decisions,
     shadow_writes,
+    step_outputs,
     tool_calls,
     writes,
 )
@@ -31,7 +41,9 @@ from resources import build_resources
 from resources.tickets import inbound_messages
 from sensors.tickets import MessageCursor, read_new_messages, register_message
 from tests.conftest import invoice_json
+from tests.daemon.harness import REPO, stack, wait_until
 from tests.llm_server import ScriptedLLM, serve
+from tests.support import SUMMARY
 from tests.test_ticket_workflow import add_message
 
 # Planted in the inputs (an invoice memo, a ticket body) ...
@@ -74,8 +86,60 @@ def leaks(text: str) -> dict[str, list[str]]:
             if any(v in text for v in variants)}
 
 
+# Bytes on disk: UTF-8 (also what pickle and JSON write for these ASCII values) and UTF-16 either way.
+BYTE_FORMS = {name: {v.encode(enc) for v in variants for enc in ("utf-8", "utf-16-le", "utf-16-be")}
+              for name, variants in CANARIES.items()}
+
+
+def byte_leaks(blob: bytes) -> dict[str, int]:
+    return {name: sum(f in blob for f in forms) for name, forms in BYTE_FORMS.items() if any(f in blob for f in forms)}
+
+
+def sqlite_values(path: Path) -> Iterator[bytes]:
+    """Every value of every table of a Dagster SQLite file, zlib blobs (run and job snapshots)
+    decompressed: a canary inside a compressed blob is not visible in the file's bytes."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - names from sqlite_master
+                for value in row:
+                    if isinstance(value, bytes):
+                        try:
+                            yield zlib.decompress(value)
+                        except zlib.error:
+                            yield value
+                    elif isinstance(value, str):
+                        yield value.encode()
+    finally:
+        conn.close()
+
+
+def dagster_home_scan(home: Path) -> dict[str, int | dict[str, int]]:
+    """A byte scan of every file under DAGSTER_HOME, and of every value of its SQLite databases."""
+    files, size, values, compute_files, compute_bytes, found = 0, 0, 0, 0, 0, {}
+    for path in sorted(p for p in home.rglob("*") if p.is_file()):
+        blob = path.read_bytes()
+        files, size = files + 1, size + len(blob)
+        if "compute_logs" in path.parts:
+            compute_files, compute_bytes = compute_files + 1, compute_bytes + len(blob)
+        parts = [blob]
+        if blob.startswith(b"SQLite format 3\x00"):
+            decoded = list(sqlite_values(path))
+            values += len(decoded)
+            parts += decoded
+        for part in parts:
+            for name, n in byte_leaks(part).items():
+                found[f"{path.relative_to(home)}:{name}"] = found.get(f"{path.relative_to(home)}:{name}", 0) + n
+    return {"files": files, "bytes": size, "sqlite_values": values, "compute_log_files": compute_files,
+            "compute_log_bytes": compute_bytes, "leaks": found}
+
+
 @pytest.fixture
-def planted(seeded, drop):  # type: ignore[no-untyped-def]
+def planted(seeded, drop, monkeypatch):  # type: ignore[no-untyped-def]
+    # Runs log to the console at Dagster's default level (DEBUG), as a daemon-launched run worker does,
+    # not `tick`'s quiet WARNING: every log line then also lands in the runs' compute logs.
+    monkeypatch.setattr("agent_pipelines.runner.QUIET", {})
     with seeded.db.begin() as conn:
         ticket_demo.seed_system_of_record(conn)
         conn.execute(inbound_messages.insert().values(
@@ -93,26 +157,14 @@ def planted(seeded, drop):  # type: ignore[no-untyped-def]
     return seeded
 
 
-def test_planted_secrets_and_pii_reach_no_log_no_trace_table_and_no_cli_output(planted, monkeypatch):
+def test_planted_secrets_and_pii_reach_no_dagster_sink_no_trace_table_and_no_cli_output(planted, monkeypatch):
     project = planted
+    assert "ssn" in CANARIES and PII["ssn"] in TEXT
     states = {i["source_ref"].rsplit("/", 1)[-1]: i["state"] for i in project.intents()}
     # the runs did real work with those inputs: a payment to the vendor's IBAN, a ticket, an approval
     assert "completed" in states.values() and "waiting_for_approval" in states.values(), states
 
-    # 1. the Dagster event log of every run (messages, metadata, errors), serialized as stored
-    instance = project.instance
-    run_ids = [r.run_id for r in instance.get_runs()]
-    event_log = "\n".join(serialize_value(e) for rid in run_ids for e in instance.all_logs(rid))
-    assert len(run_ids) >= 3 and "trace.tool_call" in event_log
-
-    # 2. our trace tables
-    with project.db.connect() as conn:
-        trace = "\n".join(json.dumps([dict(r) for r in conn.execute(select(t)).mappings()], default=str)
-                          for t in (tool_calls, llm_calls, policy_decisions, intent_transitions, escalations, writes,
-                                    shadow_writes, control_events))
-    assert "schedule_payment" in trace and "find_requester" in trace
-
-    # 3. what the CLI prints
+    # 1. what the CLI prints (approving the pending change, whose continuation then runs)
     monkeypatch.setenv("AGENT_PIPELINES_DB_URL", project.settings.db_url)
     runner = CliRunner()
     state_dir = ["--state-dir", str(project.settings.state_dir)]
@@ -128,14 +180,116 @@ def test_planted_secrets_and_pii_reach_no_log_no_trace_table_and_no_cli_output(p
                cli("killswitch", "status"), cli("mode", "show"), cli("shadow", "report")]
     outputs += [cli("approvals", "show", p["approval_id"], "--json") for p in pending]
     outputs += [cli("approvals", "show", p["approval_id"]) for p in pending]
+    for p in pending:
+        for approver in ("alice", "bob")[:p["approvals_needed"]]:
+            outputs.append(cli("approvals", "approve", p["approval_id"], "--as", approver))
     cli_text = "\n".join(outputs)
     assert "approval_id" in cli_text
+    continued = [r for t in project.tick() for r in t.runs]
+    assert [r.job for r in continued] == ["invoice_matching__after_approval"] * len(pending)
+    assert all(r.success for r in continued)
+    assert "waiting_for_approval" not in {i["state"] for i in project.intents()}
 
-    found = {"event log": leaks(event_log), "trace tables": leaks(trace), "CLI": leaks(cli_text)}
-    print(f"canary: {len(CANARIES)} canaries, {len(run_ids)} runs, "
-          f"{len(event_log)} chars of event log, {len(trace)} of trace, {len(cli_text)} of CLI output; "
-          f"leaks: {sum(len(v) for v in found.values())}")
-    assert found == {"event log": {}, "trace tables": {}, "CLI": {}}
+    # 2. the Dagster event log of every run (messages, metadata, errors), serialized as stored
+    instance = project.instance
+    runs = instance.get_runs()
+    event_log = "\n".join(serialize_value(e) for r in runs for e in instance.all_logs(r.run_id))
+    assert len(runs) >= 4 and "trace.tool_call" in event_log and "stored_in" in event_log
+
+    # 3. each run's config and tags, as Dagster stores and shows them
+    run_configs = "\n".join(json.dumps(r.run_config, default=str, sort_keys=True) for r in runs)
+    tags = "\n".join(json.dumps(dict(r.tags), sort_keys=True) for r in runs)
+    assert "intent_id" in run_configs and "approval_id" in run_configs and "agent_pipelines/intent_id" in tags
+
+    # 4. every byte Dagster keeps on disk: step outputs (none any more), compute logs, run, event and
+    # schedule storage (the instance in these tests keeps all of it in SQLite under DAGSTER_HOME)
+    home = dagster_home_scan(project.settings.dagster_home)
+    assert home["compute_log_files"] >= 3 * len(runs) and home["compute_log_bytes"] > 0  # logs were captured
+    assert home["sqlite_values"] > 0
+
+    # 5. our trace tables
+    with project.db.connect() as conn:
+        trace = "\n".join(json.dumps([dict(r) for r in conn.execute(select(t)).mappings()], default=str)
+                          for t in (tool_calls, llm_calls, policy_decisions, intent_transitions, escalations, writes,
+                                    shadow_writes, control_events))
+        stored = conn.execute(select(step_outputs.c.payload)).scalars().all()
+    assert "schedule_payment" in trace and "find_requester" in trace
+    # The step outputs went to our database, as received (the workflow acts on them): the canaries are
+    # there, which is where Dagster's filesystem pickles used to hold them.
+    assert "ssn" in byte_leaks(b"".join(stored)) and "card" in byte_leaks(b"".join(stored))
+
+    found = {"event log": leaks(event_log), "run config": leaks(run_configs), "tags": leaks(tags),
+             "DAGSTER_HOME": home["leaks"], "trace tables": leaks(trace), "CLI": leaks(cli_text)}
+    line = (f"canary: {len(CANARIES)} canaries (SSN included), {len(runs)} runs; sinks: "
+          f"event_log={len(event_log)} chars, dagster_home_files={home['files']} ({home['bytes']} bytes, "
+          f"{home['sqlite_values']} sqlite values decoded), compute_logs={home['compute_log_files']} files "
+          f"({home['compute_log_bytes']} bytes), step_outputs(db)={len(stored)} rows (ours, raw by design), "
+          f"run_config={len(run_configs)} chars, tags={len(tags)} chars, trace={len(trace)} chars, "
+          f"cli={len(cli_text)} chars; leaks: {sum(len(v) for v in found.values())}")
+    print(line)
+    SUMMARY.append(line)  # in pytest's terminal summary too, whatever the capture settings
+    assert found == {"event log": {}, "run config": {}, "tags": {}, "DAGSTER_HOME": {}, "trace tables": {},
+                     "CLI": {}}
+
+
+def postgres_values(url: str) -> Iterator[bytes]:
+    """Every value of every table of Dagster's PostgreSQL storage, compressed snapshots decompressed."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            for table in inspect(conn).get_table_names():
+                for row in conn.exec_driver_sql(f'SELECT * FROM "{table}"'):  # noqa: S608 - from the catalog
+                    for value in row:
+                        if isinstance(value, (bytes, memoryview)):
+                            try:
+                                yield zlib.decompress(bytes(value))
+                            except zlib.error:
+                                yield bytes(value)
+                        elif value is not None:
+                            yield (value if isinstance(value, str) else json.dumps(value, default=str)).encode()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.pg_leg
+def test_a_run_the_daemon_launches_leaves_no_canary_in_dagster_storage(tmp_path):
+    """The production path: the real daemon's sensor launches the run in a run worker (its console at
+    DEBUG into the compute logs), Dagster's storage is PostgreSQL, the step outputs go to our database."""
+    name = "canary-daemon.json"
+    with stack(REPO / "deploy" / "dagster.postgres.yaml", tmp_path / "state", n_pos=1) as s:
+        s.start_daemon()
+        s.drop(name, invoice_json(po_number="PO-B0000", memo=f"Thanks! {TEXT}"))
+
+        def finished() -> list[dg.DagsterRun] | None:
+            runs = s.project.instance.get_runs()
+            done = s.intents_by_file().get(name, {}).get("state") == "completed"
+            return runs if done and all(r.is_finished for r in runs) else None
+
+        runs = wait_until("the daemon's run to finish the canary invoice", finished, timeout_s=150, every_s=0.5)
+        s.stop("daemon")
+        assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        run_configs = "\n".join(json.dumps(r.run_config, default=str, sort_keys=True) for r in runs)
+        tags = "\n".join(json.dumps(dict(r.tags), sort_keys=True) for r in runs)
+        storage = list(postgres_values(s.dagster_pg_url))
+        home = dagster_home_scan(s.home)
+        daemon_log = (s.state / "daemon.log").read_bytes()
+        with s.project.db.connect() as conn:
+            stored = conn.execute(select(step_outputs.c.payload)).scalars().all()
+    assert "dagster/sensor_name" in tags and home["compute_log_bytes"] > 0
+    assert b"trace.tool_call" in b"\n".join(storage)  # the scan read the run's event log
+    assert "ssn" in byte_leaks(b"".join(stored))  # the intake went to our step_outputs, as received
+    found = {"run config": leaks(run_configs), "tags": leaks(tags), "DAGSTER_HOME": home["leaks"],
+             "dagster storage (PostgreSQL)": byte_leaks(b"\n".join(storage)), "daemon log": byte_leaks(daemon_log)}
+    line = (f"canary (daemon): {len(CANARIES)} canaries (SSN included), {len(runs)} runs; sinks: "
+            f"dagster_storage_pg={len(storage)} values, dagster_home_files={home['files']} ({home['bytes']} bytes), "
+            f"compute_logs={home['compute_log_files']} files ({home['compute_log_bytes']} bytes), "
+            f"step_outputs(db)={len(stored)} rows, run_config={len(run_configs)} chars, tags={len(tags)} chars, "
+            f"daemon_log={len(daemon_log)} bytes; leaks: {sum(len(v) for v in found.values())}")
+    print(line)
+    SUMMARY.append(line)
+    assert found == {"run config": {}, "tags": {}, "DAGSTER_HOME": {}, "dagster storage (PostgreSQL)": {},
+                     "daemon log": {}}
 
 
 def test_the_canaries_are_really_in_the_inputs_the_workflows_read(planted):

@@ -130,6 +130,14 @@ def test_nan_inside_a_model_instance_is_refused(project):
     assert_refused(project, gw, calls, "tree", Tree(items=[1.0, INF]), match="finite")
 
 
+@pytest.mark.parametrize("params", [{"value": 10**5000}, {"value": -(2**63) - 1}, {"inner": {"x": 2**64}},
+                                    {"items": [1.0], "inners": [{"x": 10**30}]}])
+def test_integers_outside_64_bits_are_refused_and_recorded(project, params):
+    """10**5000 cannot even be printed (str() stops at 4,300 digits): refused, recorded, never a ValueError."""
+    calls: list[Any] = []
+    assert_refused(project, make(project, calls), calls, "tree", params, match="outside the 64-bit range")
+
+
 def test_finite_values_in_range_pass(project):
     calls: list[Any] = []
     gw = make(project, calls)
@@ -303,12 +311,12 @@ def _nested_mapping(levels: int) -> str:
 @pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
 def test_a_hostile_pack_raises_policy_error_fast(monkeypatch, text, message, libyaml):
     monkeypatch.setattr(yaml, "__with_libyaml__", libyaml and yaml.__with_libyaml__)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: a loaded CI machine stretches wall time only
     with pytest.raises(PolicyError, match=message) as info:
         PolicyPack.from_yaml(text)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert type(info.value) is PolicyError
-    assert elapsed < 0.1, f"took {elapsed:.3f}s"
+    assert elapsed < 0.1, f"took {elapsed:.3f}s of CPU"
 
 
 def test_the_shipped_kinds_of_settings_still_load():
@@ -339,7 +347,7 @@ _params = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None,
+@settings(deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(params=_params, tool=st.sampled_from(["tree", "mail"]))
 def test_random_parameter_trees_give_a_result_or_tool_blocked_only(project, params, tool):
@@ -364,7 +372,7 @@ _yamlish = st.lists(st.sampled_from(list("&*[]{}:-!|>'\"#%@`,? \n\t\\") + [
     "0x", "2020-02-30", "\x00", "\ufeff", "pay", "  ", "- "]), max_size=60).map("".join)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(deadline=None, database=None)
 @given(text=st.one_of(st.text(max_size=200), _yamlish, _yamlish.map(lambda t: BASE + t),
                       _yamlish.map(lambda t: BASE + "constraints:\n  pay:\n    amount: " + t)))
 def test_random_yamlish_texts_give_a_pack_or_policy_error_only(text):
@@ -385,7 +393,7 @@ _pack_trees = st.recursive(_pack_scalars, lambda kids: st.one_of(
     max_leaves=25)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(deadline=None, database=None)
 @given(extra=st.dictionaries(_pack_keys, _pack_trees, max_size=4), dump=st.sampled_from(["yaml", "flow", "base"]))
 def test_random_pack_structures_give_a_pack_or_policy_error_only(extra, dump):
     data: dict[Any, Any] = {"workflow": "w", "version": "1", "allowed_tools": ["pay"]} if dump == "base" else {}

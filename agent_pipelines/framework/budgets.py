@@ -24,8 +24,22 @@ class BudgetExceeded(Exception):
 
 
 def call_digest(tool: str, params: dict[str, Any]) -> str:
-    canonical = json.dumps({"tool": tool, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        canonical = json.dumps({"tool": tool, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
+    except ValueError:  # an integer past Python's 4,300-digit str() limit: hex has no limit and stays exact
+        canonical = json.dumps({"tool": tool, "params": _hex_big_ints(params)}, sort_keys=True,
+                               separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _hex_big_ints(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4096:
+        return f"int:{value:x}"
+    if isinstance(value, dict):
+        return {k: _hex_big_ints(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hex_big_ints(v) for v in value]
+    return value
 
 
 class RunBudget:

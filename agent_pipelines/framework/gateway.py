@@ -11,7 +11,6 @@ through the ledger, so each (intent, action) lands once.
 Usable without Dagster: build a ToolRegistry and a PolicyPack, then `ToolGateway.open(...)`."""
 
 import json
-import math
 import random
 import time
 from collections.abc import Callable
@@ -26,10 +25,13 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
 
 from agent_pipelines.framework import approvals, controls
+from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
-from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyPack, printable_label as _label, tree_problem
+from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
+from agent_pipelines.framework.policy import (Decision, Mode, PolicyDecision, PolicyError, PolicyPack,
+                                              printable_label as _label, tree_problem)
 from agent_pipelines.framework.redaction import redact
 from agent_pipelines.framework.sql import insert_ignore
 from agent_pipelines.framework.tables import intents, shadow_writes
@@ -89,7 +91,9 @@ class Backoff:
 @dataclass(frozen=True)
 class Tool:
     """A typed tool. Read tools get a read connection; write tools get the ledger's transaction and
-    return a WriteOutcome (touched record with before/after)."""
+    return a WriteOutcome (touched record with before/after). A read tool whose output is text from
+    outside (an inbox, a fetched page, a shared document) says `untrusted_output=True`: its values are
+    never a trusted source for the pack's provenance rules."""
 
     name: str
     params: type[BaseModel]
@@ -100,6 +104,7 @@ class Tool:
     backoff: Backoff = field(default_factory=Backoff)
     retry_on: tuple[type[BaseException], ...] = (RetryableToolError, OperationalError)
     description: str = ""
+    untrusted_output: bool = False
 
 
 class ToolRegistry:
@@ -124,62 +129,6 @@ class ToolRegistry:
         return sorted(self._tools)
 
 
-MAX_PARAM_DEPTH = 32        # nesting levels a parameter tree may use
-MAX_PARAM_NODES = 50_000    # values in one call's parameter tree
-
-
-def _recordable(value: Any) -> Any:
-    """A bounded, JSON-safe copy of whatever a caller passed, fit for the trace and the call digest:
-    keys as strings, NaN/infinity as text, depth and size capped (a self-referencing tree ends)."""
-    budget = [MAX_PARAM_NODES]
-
-    def walk(v: Any, depth: int) -> Any:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return "<truncated>"
-        if depth > MAX_PARAM_DEPTH:
-            return "<too deep>"
-        if v is None or isinstance(v, (bool, int, str)):
-            return v
-        if isinstance(v, float):
-            return v if math.isfinite(v) else str(v)
-        if isinstance(v, BaseModel):
-            try:
-                v = v.model_dump()
-            except Exception:  # noqa: BLE001 - a model that cannot dump is still recorded, by its repr
-                return _label(v)
-        if isinstance(v, dict):
-            return {(k if isinstance(k, str) else repr(k)): walk(item, depth + 1) for k, item in list(v.items())}
-        if isinstance(v, (list, tuple, set, frozenset)):
-            return [walk(item, depth + 1) for item in list(v)]
-        return str(v)
-
-    return walk(value, 0)
-
-
-def _extra_keys(raw: Any, value: Any, path: str) -> list[str]:
-    """Keys in the raw parameters that the validated model dropped (pydantic ignores unknown keys of
-    nested models by default): each one is refused, so no hidden key rides along."""
-    if isinstance(value, BaseModel):
-        if not isinstance(raw, dict) or type(value).model_config.get("extra") == "allow":
-            return []
-        names: dict[str, str] = {}
-        for n, f in type(value).model_fields.items():
-            names[n] = n
-            if f.alias:
-                names[f.alias] = n
-        out = [f"{path}.{k}" for k in raw if k not in names]
-        for k, item in raw.items():
-            if k in names:
-                out += _extra_keys(item, getattr(value, names[k], None), f"{path}.{k}")
-        return out
-    if isinstance(value, (list, tuple)) and isinstance(raw, (list, tuple)) and len(raw) == len(value):
-        return [x for i, (r, v) in enumerate(zip(raw, value, strict=True)) for x in _extra_keys(r, v, f"{path}[{i}]")]
-    if isinstance(value, dict) and isinstance(raw, dict):
-        return [x for k, r in raw.items() if k in value for x in _extra_keys(r, value[k], f"{path}.{k}")]
-    return []
-
-
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 
 
@@ -192,6 +141,29 @@ class ToolGateway:
         self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        problems = self._provenance_problems()
+        if problems:
+            raise PolicyError(f"policy pack {policy.workflow}: " + "; ".join(problems))
+
+    def _provenance_problems(self) -> list[str]:
+        """The pack's provenance rules against the registered tools: a rule guards a write tool's real
+        parameter, and its sources are reads whose output is trusted."""
+        out: list[str] = []
+        known = set(self.registry.names())
+        for tool, rules in self.policy.provenance.items():
+            if tool not in known or self.registry.get(tool).kind != ToolKind.WRITE:
+                out.append(f"provenance: {tool!r} is not a registered write tool")
+                continue
+            for path, rule in rules.items():
+                problem = prov.path_problem(self.registry.get(tool).params, path)
+                out += [f"provenance {tool}: {problem}"] if problem else []
+                for s in rule.sources:
+                    if s.startswith(prov.DECLARED):
+                        continue
+                    src = self.registry.get(s) if s in known else None
+                    if src is None or src.kind != ToolKind.READ or src.untrusted_output:
+                        out.append(f"provenance {tool}.{path}: source {s!r} is not a read tool with trusted output")
+        return out
 
     @classmethod
     def open(cls, registry: ToolRegistry, policy: PolicyPack, db: Database, *, intent_id: str | None = None,
@@ -213,7 +185,39 @@ class ToolGateway:
             with self.db.connect() as conn:
                 return tool.fn(conn, p)
 
-        return self._run(tool, p, call, digest)
+        result = self._run(tool, p, call, digest)
+        self._keep_source(tool.name, result, trusted=not tool.untrusted_output)
+        return result
+
+    def trust(self, value: Any, *, source: str) -> None:
+        """Declare values trusted for this intent's provenance rules (e.g. the operator's own request,
+        authenticated upstream): a rule accepts them if it names `declared:<source>` or no sources."""
+        self._keep_source(prov.DECLARED + source, value, trusted=True, always=True)
+
+    def provenance_findings(self, writes: list[tuple[str, BaseModel | dict[str, Any]]]) -> list[prov.ProvenanceFinding]:
+        """The provenance rule over planned writes (tool, params), before any of them runs: what VALIDATE
+        hands to the policy (`provenance_facts`), the same check the gateway repeats at the write."""
+        guarded = [(t, recordable(p)) for t, p in writes if self.policy.provenance.get(t)]
+        if not guarded or self.tracer.intent_id is None:
+            return []
+        with self.db.connect() as conn:
+            sources = prov.load_sources(conn, self.tracer.intent_id)
+        return [f for t, p in guarded if isinstance(p, dict)
+                for f in prov.check(t, self.policy.provenance[t], p, sources)]
+
+    def provenance_facts(self, writes: list[tuple[str, BaseModel | dict[str, Any]]]) -> dict[str, Any]:
+        """`{"provenance": [finding, ...]}` for a workflow's validate facts; PolicyPack.decide turns each
+        finding into a deny or needs_approval with the rule `provenance:<tool>.<param>`."""
+        return {prov.PROVENANCE_FACT: [f.model_dump() for f in self.provenance_findings(writes)]}
+
+    def _keep_source(self, source: str, value: Any, *, trusted: bool, always: bool = False) -> None:
+        tr = self.tracer
+        # Only packs that guard something pay for the bookkeeping; writes need an intent anyway.
+        if tr.intent_id is None or not (self.policy.provenance or always):
+            return
+        shown = recordable(value)
+        self.db.transaction(lambda conn: prov.record_source(conn, intent_id=tr.intent_id or "", run_id=tr.run_id,
+                                                            source=source, trusted=trusted, value=shown))
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
               approval_id: str | None = None) -> WriteReceipt:
@@ -221,7 +225,9 @@ class ToolGateway:
         if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
             return self.dry_run([(name, params, action)])[0]
         tool, p, digest = self._admit_write(name, params)
+        # An approval the pack requires is asked for first; a provenance deny then holds even under one.
         self._approval_gate(tool, p, digest, action, approval_id)
+        self._provenance_gate(tool, p, digest, action, approval_id)
         tr = self.tracer
         assert tr.intent_id is not None
 
@@ -240,6 +246,8 @@ class ToolGateway:
         what each would have done: a `shadow_writes` row and a trace entry per write. Nothing lands."""
         tr = self.tracer
         admitted = [(self._admit_write(name, params), action) for name, params, action in writes]
+        for (tool, p, digest), action in admitted:  # a denied destination is denied in every mode
+            self._provenance_gate(tool, p, digest, action, None, deny_only=True)
         assert tr.intent_id is not None
         outcomes: list[tuple[WriteOutcome, float]] = []
         with self.db.engine.connect() as conn:
@@ -298,10 +306,10 @@ class ToolGateway:
             try:
                 raw: Any = params.model_dump(mode="json")
             except Exception as exc:  # noqa: BLE001 - e.g. a value that does not serialise
-                raw, hostile = _recordable(params), hostile or f"parameters do not serialise: {type(exc).__name__}"
+                raw, hostile = recordable(params), hostile or f"parameters do not serialise: {type(exc).__name__}"
         else:
             raw = params
-        shown = _recordable(raw)  # what the trace records and the digest hashes, whatever raw holds
+        shown = recordable(raw)  # what the trace records and the digest hashes, whatever raw holds
         digest = call_digest(_label(name), shown if isinstance(shown, dict) else {"value": shown})
         if not isinstance(name, str) or not self.policy.allows_tool(name):
             self._block(name, shown, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools", digest)
@@ -321,7 +329,7 @@ class ToolGateway:
         except (ValidationError, ValueError, TypeError, RecursionError) as exc:
             self._block(name, shown, "invalid_params", str(exc), digest)
             raise AssertionError("unreachable") from None
-        extra = _extra_keys(raw, p, "$")
+        extra = extra_keys(raw, p, "$")
         if extra:  # nested models ignore unknown keys by default: refuse them here
             self._block(name, shown, "invalid_params", f"unknown nested parameters {extra}", digest)
         validated = p.model_dump(mode="json")
@@ -350,26 +358,65 @@ class ToolGateway:
         if approval_id is None:
             self._block(tool.name, params, "approval_required", f"{tool.name!r} needs an approval ({why})", digest,
                         exc=ToolHeld)
+        problem = self._approval_problem(tool, params, action, approval_id)
+        if problem:
+            self._block(tool.name, params, "approval_invalid", f"approval {approval_id!r} does not cover this "
+                        f"write: {problem}", digest, exc=ToolHeld)
+
+    def _approval_problem(self, tool: Tool, params: dict[str, Any], action: str, approval_id: str) -> str | None:
+        """Why `approval_id` does not cover exactly this write (None: it does)."""
         with self.db.connect() as conn:
             approved, problem = approvals.approved_write(conn, approval_id, intent_id=self.tracer.intent_id or "",
                                                          action=action, tool=tool.name)
         if approved is not None and tool.params.model_validate(approved).model_dump(mode="json") != params:
             problem = "the parameters differ from the approved ones"
-        if problem:
-            self._block(tool.name, params, "approval_invalid", f"approval {approval_id!r} does not cover this "
-                        f"write: {problem}", digest, exc=ToolHeld)
+        return problem
 
-    def _record_block(self, name: Any, raw: Any, rule: str, reason: str, digest: str) -> None:
+    def _provenance_gate(self, tool: Tool, p: BaseModel, digest: str, action: str, approval_id: str | None,
+                         *, deny_only: bool = False) -> None:
+        """The pack's provenance rules on this write: a guarded value no trusted source of the intent
+        vouches for is denied (`otherwise: deny`), or runs only under an approval that lists exactly this
+        write (`otherwise: approval`). Each outcome is a recorded decision with its rule."""
+        rules = self.policy.provenance.get(tool.name)
+        if not rules or self.tracer.intent_id is None:
+            return
+        params = p.model_dump(mode="json")
+        with self.db.connect() as conn:
+            sources = prov.load_sources(conn, self.tracer.intent_id)
+        findings = prov.check(tool.name, rules, params, sources)
+        denied = [f for f in findings if f.otherwise == "deny"]
+        if not findings or (deny_only and not denied):
+            return
+        first = (denied or findings)[0]
+        reason = "; ".join(f.reason for f in (denied or findings))
+        observed = {"params": params, "provenance": [f.model_dump() for f in findings]}
+        if denied:
+            self._block(tool.name, params, first.rule, reason, digest, observed=observed)
+        if approval_id is None:
+            self._block(tool.name, params, first.rule, f"needs an approval: {reason}", digest, exc=ToolHeld,
+                        decision=Decision.NEEDS_APPROVAL, observed=observed)
+        problem = self._approval_problem(tool, params, action, approval_id)
+        if problem:
+            self._block(tool.name, params, first.rule, f"approval {approval_id!r} does not cover this write: "
+                        f"{problem}; {reason}", digest, exc=ToolHeld, observed=observed)
+        self.tracer.policy(tool.name, PolicyDecision(
+            decision=Decision.ALLOW, rule=first.rule, reasons=(f"approved in {approval_id}: {reason}",),
+            observed=observed, policy_digest=self.policy.digest))
+
+    def _record_block(self, name: Any, raw: Any, rule: str, reason: str, digest: str,
+                      decision: Decision = Decision.DENY, observed: dict[str, Any] | None = None) -> None:
         label = _label(name)
-        decision = PolicyDecision(decision=Decision.DENY, rule=rule, reasons=(reason,), observed={"params": raw},
-                                  policy_digest=self.policy.digest)
-        self.tracer.policy(label, decision)
+        raw = clipped(raw)  # a refused call is recorded, not kept whole: 600 KB of hostile text stays out
+        recorded = PolicyDecision(decision=decision, rule=rule, reasons=(reason,),
+                                  observed=observed or {"params": raw}, policy_digest=self.policy.digest)
+        self.tracer.policy(label, recorded)
         self.tracer.tool_call(tool=label, kind="?", impact="?", params=raw, result=None, status="blocked",
                               error=reason, attempts=0, latency_ms=0.0, call_digest=digest)
 
     def _block(self, name: Any, raw: Any, rule: str, reason: str, digest: str,
-               exc: type[ToolBlocked] = ToolBlocked) -> None:
-        self._record_block(name, raw, rule, reason, digest)
+               exc: type[ToolBlocked] = ToolBlocked, decision: Decision = Decision.DENY,
+               observed: dict[str, Any] | None = None) -> None:
+        self._record_block(name, raw, rule, reason, digest, decision, observed)
         raise exc(f"{_label(name)}: {reason}")
 
     def _run(self, tool: Tool, params: BaseModel, call: Callable[[], Any], digest: str, status: str = "ok") -> Any:

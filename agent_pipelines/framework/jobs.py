@@ -241,11 +241,14 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             if problems:
                 run.park(S.REJECTED_INPUT, "; ".join(problems)[:2000])
                 return
-            planned = [(a.tool, run.gateway.is_high_impact(a.tool))
-                        for a in wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)]
-            decision = wf.policy.decide(v.facts, planned=planned, mode=run.mode)
+            plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
+            planned = [(a.tool, run.gateway.is_high_impact(a.tool)) for a in plan]
+            # Where each destination of the planned writes came from (the pack's provenance rules): a
+            # value only untrusted text supplied is denied or sent for approval here, before commit.
+            facts = {**v.facts, **run.gateway.provenance_facts([(a.tool, a.params) for a in plan])}
+            decision = wf.policy.decide(facts, planned=planned, mode=run.mode)
             run.tracer.policy("proposal", decision)
-            yield run.output(carry.model_copy(update={"decision": decision, "facts": v.facts}),
+            yield run.output(carry.model_copy(update={"decision": decision, "facts": facts}),
                              decision=str(decision.decision), rule=decision.rule)
 
     @dg.op(name=f"{name}__approve_gate", out=opt)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent_pipelines.framework import provenance as prov
+
 
 class Decision(StrEnum):
     ALLOW = "allow"
@@ -109,7 +111,7 @@ _LINE_BREAKS = frozenset("\r\n\u2028\u2029")
 
 def tree_problem(value: Any, *, max_depth: int = MAX_PACK_DEPTH, max_nodes: int = 100_000) -> str | None:
     """The first thing that makes a data tree hostile (a loaded pack, a tool call's parameters): NaN or
-    an infinity (float or Decimal) at any depth, a non-string mapping key, nesting deeper than
+    an infinity (float or Decimal) or an integer outside 64 bits at any depth, a non-string mapping key, nesting deeper than
     `max_depth`, or more than `max_nodes` values (which also stops a tree that contains itself).
     Iterative (no recursion), so a hostile tree cannot exhaust the stack."""
     stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
@@ -123,6 +125,9 @@ def tree_problem(value: Any, *, max_depth: int = MAX_PACK_DEPTH, max_nodes: int 
             return f"{path}: nested deeper than {max_depth} levels"
         if (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, Decimal) and not v.is_finite()):
             return f"{path}: {v} is not a finite number"
+        if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+            # No column or system of record holds it; and its decimal text may be too long to print.
+            return f"{path}: an integer of {v.bit_length():,} bits is outside the 64-bit range"
         if isinstance(v, BaseModel):
             v = v.model_dump()
         if isinstance(v, dict):
@@ -373,6 +378,8 @@ class PolicyPack(BaseModel):
     rollout: Rollout = Field(default_factory=Rollout)
     recovery: Recovery = Field(default_factory=Recovery)
     input_ttl_hours: float = Field(72.0, gt=0, description="how long an intent waits for a missing input")
+    provenance: prov.Provenance = Field(default_factory=dict, description="tool -> parameter -> where its "
+                                        "values must come from (framework/provenance.py)")
 
     @model_validator(mode="before")
     @classmethod
@@ -391,6 +398,9 @@ class PolicyPack(BaseModel):
         if unknown:
             raise ValueError(f"constraints/high_impact_tools/required_for_tools name tools that are not "
                              f"in allowed_tools: {unknown}")
+        problems = prov.section_problems(self.provenance, self.allowed_tools)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @classmethod
@@ -425,7 +435,10 @@ class PolicyPack(BaseModel):
 
     @property
     def digest(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data["provenance"]:  # packs without the section keep the digest they had before it existed
+            del data["provenance"]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def allows_tool(self, tool: str) -> bool:
@@ -484,10 +497,15 @@ class PolicyPack(BaseModel):
         if gated:
             fired.append(("tool_requires_approval", Decision.NEEDS_APPROVAL,
                           f"every change made with {gated} needs a human approver"))
+        # Findings of the provenance rule over the planned writes (ToolGateway.provenance_facts).
+        fired += [(rule, Decision.DENY if otherwise == "deny" else Decision.NEEDS_APPROVAL, why)
+                  for rule, otherwise, why in prov.fired(facts)]
         held = sorted({t for t, high in planned if high or t in self.high_impact_tools})
         if mode == Mode.LIMITED and held:
             fired.append(("limited_mode_holds_high_impact", Decision.NEEDS_APPROVAL,
                           f"limited mode: high-impact writes {held} are held for a human"))
+        if facts.get(prov.PROVENANCE_FACT):
+            observed[prov.PROVENANCE_FACT] = facts[prov.PROVENANCE_FACT]
         if planned:
             observed["planned_tools"] = [t for t, _ in planned]
         if not fired:

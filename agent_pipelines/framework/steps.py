@@ -31,7 +31,9 @@ TAG = "agent_pipelines"
 
 
 class Carry(BaseModel):
-    """What flows from step to step (pickled by the IO manager, so re-execution resumes from it)."""
+    """What flows from step to step. It holds the intake as received, so the IO manager (StepStore)
+    pickles it into our database's step_outputs, never into Dagster's storage; re-execution from
+    failure resumes from it there."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     intent_id: str

@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -75,7 +76,7 @@ writes = Table(
     Column("workflow", String(64), nullable=False),
     Column("action", String(64), nullable=False),
     Column("tool", String(64), nullable=False),
-    Column("target", String(200), nullable=False),  # table:primary key of the record written
+    Column("target", Text, nullable=False),  # table:primary key of the record written
     Column("status", String(16), nullable=False),  # committed | would_write
     Column("before", JSON),
     Column("after", JSON),
@@ -276,7 +277,7 @@ shadow_writes = Table(
     Column("mode", String(16), nullable=False),
     Column("tool", String(64), nullable=False),
     Column("target_table", String(64), nullable=False),
-    Column("record_key", String(200), nullable=False),
+    Column("record_key", Text, nullable=False),
     Column("params", JSON),
     Column("before", JSON),
     Column("after", JSON),
@@ -313,4 +314,23 @@ sensor_cursors = Table(
     Column("sensor", String(120), primary_key=True),
     Column("cursor", Text, nullable=False),
     Column("updated_at", Ts, nullable=False),
+)
+
+
+# Dagster step outputs (what one op hands the next, e.g. a Carry with the raw intake), written and read
+# by our IO manager (framework/step_store.py) instead of pickles under $DAGSTER_HOME: Dagster's storage
+# holds no intake. Keyed like Dagster's own output identifier (run, step, output), so re-execution from
+# failure loads a skipped step's output from the parent run. Pruned once the intent is terminal and
+# the row is older than the store's retention; rows of a non-terminal intent stay for re-execution.
+step_outputs = Table(
+    "step_outputs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("step_key", String(255), nullable=False),
+    Column("output_name", String(255), nullable=False),  # "<output>[:<mapping key>]", or an asset partition
+    Column("intent_id", String(80), index=True),  # when the output carries one (a Carry): retention
+    Column("payload", LargeBinary, nullable=False),  # pickled value
+    Column("created_at", Ts, nullable=False, index=True),
+    UniqueConstraint("run_id", "step_key", "output_name"),
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel
-from sqlalchemy import Table, select
+from sqlalchemy import Table, Text, cast, select
 
 from agent_pipelines.framework import controls, inputs
 from agent_pipelines.framework.db import Database, is_transient, utcnow
@@ -51,7 +51,7 @@ def register_oversized(store: IntentStore, wf: Workflow, path: Path, size: int, 
     ident = oversized_digest(path.name, size, mtime_ns)
     # Too big to read: the file stays where it is, and the intent says what to do about it.
     return store.register(
-        intent_id=f"{wf.name}:{ident[:24]}", workflow=wf.name, correlation_id=path.name,
+        intent_id=f"{wf.name}:{ident[:24]}", workflow=wf.name, correlation_id=path.name[:200],
         source_ref=str(path), source_digest=ident, intake={"source_name": path.name, "size": size},
         state=IntentState.REJECTED_INPUT,
         reason=f"{path.name} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}. Split or shrink it and re-drop it.")
@@ -72,7 +72,7 @@ def register_content(store: IntentStore, wf: Workflow, path: Path, content: byte
             raise
         preview = content[:2000].decode("utf-8", errors="replace")
         return store.register(
-            intent_id=intent_id, workflow=wf.name, correlation_id=path.name, source_ref=str(path),
+            intent_id=intent_id, workflow=wf.name, correlation_id=path.name[:200], source_ref=str(path),
             source_digest=digest(content), intake={"source_name": path.name, "preview": preview},
             state=IntentState.REJECTED_INPUT, reason=parse_failure(exc))
     data: Any = json.loads(intake.model_dump_json())
@@ -90,8 +90,11 @@ def register_content(store: IntentStore, wf: Workflow, path: Path, content: byte
 
 def parse_failure(exc: Exception) -> str:
     """A parser's ValueError is a reason written for people; anything else is named by its type."""
+    source, reason = getattr(exc, "source_name", ""), getattr(exc, "reason", "")
+    if isinstance(exc, ValueError) and source and reason:  # a ParseError: a long file name is cut
+        return f"unreadable input: {shown_id(source)}: {reason}"[:1000]
     if isinstance(exc, ValueError):
-        return f"unreadable input: {exc}"
+        return f"unreadable input: {exc}"[:1000]
     return f"unreadable input: the parser raised {type(exc).__name__}: {exc}"[:1000]
 
 
@@ -177,12 +180,52 @@ class SeqCursor(BaseModel):
         return cls.model_validate_json(raw) if raw else cls()
 
 
+UNREADABLE = "__unreadable__"  # set in a row read as text because a column would not decode: the reason
+
+
+class UnreadableRow(ValueError):
+    """A row whose stored values cannot be decoded (JSON with a 5,000-digit number or nested 100,000
+    deep, a date SQLite holds as arbitrary text)."""
+
+
 def read_rows(db: Database, table: Table, after_seq: int, limit: int = RECORD_BATCH) -> list[dict[str, Any]]:
     """Raw rows after `after_seq`, oldest first: building the intake is left to the caller, per row, so
-    one row that cannot be built does not take the others with it."""
+    one row that cannot be built does not take the others with it. A row whose columns cannot even be
+    decoded is read again as text and marked (UNREADABLE): it is rejected, it never stops the batch."""
+    where = table.c.seq > after_seq
     with db.connect() as conn:
-        rows = conn.execute(select(table).where(table.c.seq > after_seq).order_by(table.c.seq).limit(limit))
-        return [dict(r) for r in rows.mappings()]
+        try:
+            rows = conn.execute(select(table).where(where).order_by(table.c.seq).limit(limit)).mappings().all()
+            return [dict(r) for r in rows]
+        except Exception as exc:  # noqa: BLE001 - decoding failed for some row: read them one by one
+            if is_transient(exc):
+                raise
+        seqs = conn.execute(select(table.c.seq).where(where).order_by(table.c.seq).limit(limit)).scalars().all()
+        return [_read_one(conn, table, seq) for seq in seqs]
+
+
+def _read_one(conn: Any, table: Table, seq: int) -> dict[str, Any]:
+    try:
+        return dict(conn.execute(select(table).where(table.c.seq == seq)).mappings().one())
+    except Exception as exc:  # noqa: BLE001 - this row's values do not decode: keep them as text
+        if is_transient(exc):
+            raise
+        as_text = [cast(c, Text).label(c.name) for c in table.columns]
+        raw = dict(conn.execute(select(*as_text).where(table.c.seq == seq)).mappings().one())
+        problem = f"{type(exc).__name__}: {exc}"[:300]
+        return raw | {"seq": seq, UNREADABLE: f"a stored value cannot be decoded ({problem})"}
+
+
+SHOWN_ID_CHARS = 80
+
+
+def shown_id(record_id: Any) -> str:
+    """A record id as reasons and logs show it: a long one (a 2 KB Message-ID) is cut, so the reason
+    after it is still read."""
+    text = str(record_id)
+    if len(text) <= SHOWN_ID_CHARS:
+        return text
+    return f"{text[:SHOWN_ID_CHARS - 20]}...({len(text):,} chars)"
 
 
 def reject_row(store: IntentStore, wf: Workflow, table: Table, id_column: str, row: Mapping[str, Any],
@@ -196,7 +239,8 @@ def reject_row(store: IntentStore, wf: Workflow, table: Table, id_column: str, r
         correlation_id=str(record_id)[:200], source_ref=f"{table.name}:{record_id}@{version}",
         source_digest=digest(json.dumps(raw, sort_keys=True)), intake={"raw": raw},
         state=IntentState.REJECTED_INPUT,
-        reason=f"unreadable {table.name} row {record_id}@{version}: {type(exc).__name__}: {exc}"[:1000])
+        reason=f"unreadable {table.name} row {shown_id(record_id)}@{shown_id(version)}: "
+               f"{type(exc).__name__}: {exc}"[:1000])
 
 
 def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun: str, table: Table, id_column: str,
@@ -208,6 +252,9 @@ def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun:
     the same way. Sensors only read the system of record and write intents."""
 
     def register_row(store: IntentStore, row: Mapping[str, Any]) -> Intent:
+        if UNREADABLE in row:
+            evidence = {k: v for k, v in row.items() if k != UNREADABLE}
+            return reject_row(store, wf, table, id_column, evidence, UnreadableRow(row[UNREADABLE]))[0]
         try:
             return register(store, wf, to_intake(row))[0]
         except Exception as exc:  # noqa: BLE001 - one bad row is recorded; the next rows still run
@@ -230,7 +277,7 @@ def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun:
         requests: dict[str, dg.RunRequest] = {}
         rejected, last_seq = 0, cursor.last_seq
         for row in rows:
-            ref = f"{row.get(id_column)}@{row.get('version', 1)}"
+            ref = f"{shown_id(row.get(id_column))}@{shown_id(row.get('version', 1))}"
             try:
                 intent = register_row(store, row)
             except Exception as exc:  # noqa: BLE001 - transient: retry the row; else move past it

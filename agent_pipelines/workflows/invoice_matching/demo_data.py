@@ -516,7 +516,6 @@ def _csv_rows_alt(inv: Invoice) -> bytes:
 
     rows = [["Invoice #", "Supplier", "PO #", "Ccy", "Date", "Part", "Item", "Quantity", "Rate", "Line Total", "Notes"]]
     for k, li in enumerate(inv.lines):
-        first = k == 0
         head = [inv.number or "", _vendor_ref(inv, "id"), inv.po_number or "", inv.ccy, when(inv.issued)]
         rows.append([*(head if k == 0 else [""] * len(head)), li.sku, li.description, _qty(li.quantity),
                      _us(li.unit_price_cents), _us(li.amount_cents), inv.memo if k == 0 else ""])

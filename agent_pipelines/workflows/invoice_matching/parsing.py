@@ -19,6 +19,9 @@ Conventions worth knowing:
   limit (ids 64, vendor 200, descriptions 500, dates/currency 100, numbers written as text 64; the memo
   is cut to 4000 with a warning); at most MAX_LINES line items. No regular expression backtracks over
   a run of spaces, so parsing time is linear in the file size.
+- Time budget: a file may use at most PARSE_BUDGET_S seconds of CPU (the thread's, so a busy machine does
+  not count against it); the sensor parses inside its tick, so a file that somehow takes longer ends as a
+  ParseError instead of holding up the files behind it. Linear parsing of a maximal file takes ~0.2 s.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import io
 import json
 import math
 import re
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -50,6 +55,7 @@ MAX_DESCRIPTION_CHARS = 500
 MAX_VENDOR_CHARS = 200
 MAX_LINES = 5000  # line items per invoice
 MAX_FIELD_CHARS = 100  # dates, currency codes, a labelled total written with words around it
+PARSE_BUDGET_S = 2.0  # CPU seconds per file (see the module docstring)
 
 Format = Literal["json", "csv", "text"]
 _EXTENSIONS: dict[str, Format] = {".json": "json", ".csv": "csv", ".txt": "text"}
@@ -150,6 +156,24 @@ class _Draft:
     lines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (where, field -> raw value)
     warnings: list[str] = field(default_factory=list)
 
+    def add_line(self, where: str, raw: dict[str, Any]) -> None:
+        """One line item; stops at MAX_LINES + 1 so an oversized file is refused before all of it is read."""
+        if len(self.lines) >= MAX_LINES:
+            raise _Reject(f"more than {MAX_LINES:,} line items; the limit is {MAX_LINES:,} per invoice")
+        _spend()
+        self.lines.append((where, raw))
+
+
+# (CPU deadline on time.thread_time, budget) of the parse in progress; checked once per line read.
+_deadline: ContextVar[tuple[float, float]] = ContextVar("invoice_parse_deadline", default=(math.inf, math.inf))
+
+
+def _spend() -> None:
+    deadline, budget = _deadline.get()
+    if time.thread_time() > deadline:
+        raise _Reject(f"reading it took more than {budget:g} s of CPU; the file is too complex to read as "
+                      "an invoice")
+
 
 @dataclass(frozen=True)
 class _Money:
@@ -158,8 +182,10 @@ class _Money:
 
 
 # -- public entry point --------------------------------------------------------------------------------
-def parse_invoice(name: str, content: bytes) -> InvoiceIntake:
-    """Read one invoice file. Raises ParseError with a reason a person can act on."""
+def parse_invoice(name: str, content: bytes, *, budget_s: float = PARSE_BUDGET_S) -> InvoiceIntake:
+    """Read one invoice file within `budget_s` seconds of CPU. Raises ParseError with a reason a person
+    can act on."""
+    token = _deadline.set((time.thread_time() + budget_s, budget_s))
     try:
         fmt = _format_of(name)
         text = _decode(content)
@@ -175,6 +201,8 @@ def parse_invoice(name: str, content: bytes) -> InvoiceIntake:
     except RecursionError:  # a structure nested just under json's own limit, met deeper in the stack
         reason = "nested too deeply to read"
         raise ParseError(f"{name}: {reason}", source_name=name, reason=reason) from None
+    finally:
+        _deadline.reset(token)
 
 
 def _format_of(name: str) -> Format:
@@ -228,7 +256,7 @@ def _from_json(text: str) -> _Draft:
         for i, item in enumerate(value, start=1):
             if not isinstance(item, dict):
                 raise _Reject(f"line {i} must be an object, not {_json_type(item)}")
-            draft.lines.append((f"line {i}", _collect(item.items(), _LINE_FIELDS)))
+            draft.add_line(f"line {i}", _collect(item.items(), _LINE_FIELDS))
         break
     return draft
 
@@ -365,6 +393,7 @@ def _csv_table(rows: list[list[str]], header_at: int, draft: _Draft, *, invoice_
 
     items: list[tuple[int, list[str]]] = []
     for rownum, row in data:
+        _spend()
         first = next((c for c in row if c), "")
         label = _norm(first)
         priced = any(cell(row, line_cols[k]) for k in ("quantity", "unit_price") if k in line_cols)
@@ -390,7 +419,7 @@ def _csv_table(rows: list[list[str]], header_at: int, draft: _Draft, *, invoice_
     for rownum, row in items:
         raw = {name: cell(row, col) for name, col in line_cols.items() if cell(row, col)}
         if raw:
-            draft.lines.append((f"row {rownum}", raw))
+            draft.add_line(f"row {rownum}", raw)
 
 
 def _claim(taken: dict[str, int], name: str, col: int, header: list[str],
@@ -451,6 +480,7 @@ def _from_text(text: str) -> _Draft:
     pipe_header: dict[str, int] | None = None
 
     for raw_line in text.splitlines():
+        _spend()
         line = raw_line.rstrip()
         labels = _find_labels(line)
         if labels:
@@ -480,7 +510,7 @@ def _from_text(text: str) -> _Draft:
                 item["sku"] = sku
             if amount:
                 item["amount"] = amount
-            draft.lines.append((f"item '{line.strip()[:60]}'", item))
+            draft.add_line(f"item '{line.strip()[:60]}'", item)
             continue
         if "|" in line:
             pipe_header = _pipe_row(line, pipe_header, draft, pairs)
@@ -557,7 +587,7 @@ def _pipe_row(line: str, header: dict[str, int] | None, draft: _Draft,
             raw["description"], sku = _split_sku(raw["description"])
             if sku and "sku" not in raw:
                 raw["sku"] = sku
-        draft.lines.append((f"table row '{line.strip()[:60]}'", raw))
+        draft.add_line(f"table row '{line.strip()[:60]}'", raw)
     return header
 
 
@@ -818,8 +848,6 @@ def _build(name: str, fmt: Format, draft: _Draft) -> InvoiceIntake:
         if money.currency:
             hints.append((money.currency, "the total"))
 
-    if len(draft.lines) > MAX_LINES:
-        raise _Reject(f"{len(draft.lines):,} line items; the limit is {MAX_LINES:,} per invoice")
     lines = [li for where, raw in draft.lines if (li := _line(where, raw, warnings, hints)) is not None]
     if total is None and not lines:
         raise _Reject("no invoice total or line items found")
@@ -873,6 +901,7 @@ def _memo(value: Any) -> str:
 
 
 def _line(where: str, raw: dict[str, Any], warnings: list[str], hints: list[tuple[str, str]]) -> InvoiceLine | None:
+    _spend()
     description = _text(raw.get("description"), f"{where} description", limit=MAX_DESCRIPTION_CHARS)
     sku = _text(raw.get("sku"), f"{where} SKU")
     has = {k: not _blank(raw.get(k)) for k in ("quantity", "unit_price", "amount")}

@@ -22,6 +22,10 @@ PRIORITIES: tuple[str, ...] = Priority.__args__  # type: ignore[attr-defined]
 # (a validation error names the field), never triaged.
 MAX_BODY_CHARS = 100_000
 MAX_ATTACHMENTS = 100
+# RFC 5322 Message-IDs are printable ASCII and may run to a line (998 characters). inbound_messages and
+# ticket_messages keep up to 2048 under a unique index: ASCII keeps that index row under PostgreSQL's
+# btree limit (about 2,700 bytes), so an id that is not printable ASCII or is longer is rejected here.
+MAX_MESSAGE_ID_CHARS = 2048
 ATTACHMENT_SHAPE = "a list of objects {filename, content_type, size_bytes}"
 
 
@@ -49,7 +53,7 @@ def kind_of(value: Any) -> str:
 
 class MessageIntake(StepModel):
     seq: int
-    message_id: str = Field(min_length=1, max_length=2048)
+    message_id: str = Field(min_length=1, max_length=MAX_MESSAGE_ID_CHARS)
     version: int = 1
     sender: str = Field("", max_length=320)  # as written by the mail gateway: "jane@acme.example" or "Jane <...>"
     subject: str = Field("", max_length=1000)
@@ -57,6 +61,17 @@ class MessageIntake(StepModel):
     attachments: tuple[Attachment, ...] = ()
     product: str | None = Field(None, max_length=200)  # only when the message came through a form that asks
     received_at: datetime | None = None
+
+    @field_validator("message_id")
+    @classmethod
+    def _printable_ascii(cls, v: str) -> str:
+        """A Message-ID is printable ASCII (RFC 5322); say which character is not, without echoing the id."""
+        if v.isascii() and v.isprintable():
+            return v
+        for i, ch in enumerate(v, start=1):
+            if not " " <= ch <= "~":
+                raise ValueError(f"message_id must be printable ASCII (RFC 5322); character {i} is {ascii(ch)}")
+        return v
 
     @field_validator("attachments", mode="before")
     @classmethod
