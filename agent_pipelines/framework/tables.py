@@ -314,3 +314,50 @@ sensor_cursors = Table(
     Column("cursor", Text, nullable=False),
     Column("updated_at", Ts, nullable=False),
 )
+
+
+# -- trusted approvals (migration 0009) ------------------------------------------------------------------
+# The columns below extend approval_requests and approval_decisions; they are appended here rather than
+# in those definitions so that this whole block (and its migration) stays one self-contained change.
+approval_requests.append_column(Column("policy_digest", String(64)))  # the policy pack pinned for the request
+approval_decisions.append_column(Column("reviewer_token_id", String(32)))  # the token that authenticated it
+approval_decisions.append_column(Column("signature", String(64)))  # HMAC by the server key (signing.py)
+
+# A person who may decide approvals: a personal token whose scrypt hash only is stored. Whether they may
+# decide a workflow's requests is the workflow's policy pack's word (approvers by name), never this row's.
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("token_id", String(32), primary_key=True),  # the public part of the token: lookup by id
+    Column("name", String(128), nullable=False, index=True),
+    Column("roles", JSON, nullable=False),
+    Column("token_hash", Text, nullable=False),  # scrypt$n$r$p$salt$hash
+    Column("seal", String(64), nullable=False),  # HMAC over the row: a row inserted in SQL is refused
+    Column("created_at", Ts, nullable=False),
+    Column("revoked_at", Ts),
+)
+
+# Append-only, hash-chained record of every approval event: hash = sha256(prev_hash + the row's canonical
+# JSON). `audit verify` walks it and cross-checks the approval tables against it.
+approval_events = Table(
+    "approval_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("approval_id", String(80), index=True),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("at", String(40), nullable=False),  # ISO-8601 UTC text: hashed exactly as stored
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# The chain's head, one row locked by every append (so appends serialize) and HMAC-sealed, so that
+# dropping the newest events is detected too.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("chain", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("seal", String(64), nullable=False),
+)
