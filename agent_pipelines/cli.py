@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agent_pipelines.cli_reviewers import audit_app, reviewers_app
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
 
@@ -147,7 +149,9 @@ def ui(state_dir: StateDir = None, port: int = 3000) -> None:
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Decide approval requests (exact change, bound to its digest).")
 app.add_typer(approvals_app, name="approvals")
-Actor = Annotated[str, typer.Option("--as", help="your identity (must be an approver in the workflow's policy)")]
+# Who decides comes from the reviewer token (AGENT_PIPELINES_REVIEWER_TOKEN or a hidden prompt); --as only
+# cross-checks it. See cli_reviewers.py.
+Actor = Annotated[str | None, typer.Option("--as", help="cross-check: must name the token's reviewer")]
 
 
 def _refused(message: str) -> None:
@@ -206,7 +210,7 @@ def approvals_show(approval_id: str, state_dir: StateDir = None, as_json: AsJson
     project = _open(state_dir)
     req, taken = _request(project, approval_id)
     payload = {k: req[k] for k in ("approval_id", "workflow", "intent_id", "status", "digest", "requested_by",
-                                   "required_approvals", "rationale", "created_at", "expires_at", "payload",
+                                   "required_approvals", "rationale", "created_at", "expires_at", "payload", "policy_digest",
                                    "evidence", "final_decision_id")}
     payload["decisions"] = taken
     # What a terminal shows is redacted like the trace; the stored change (and its digest) is not.
@@ -218,16 +222,18 @@ def approvals_show(approval_id: str, state_dir: StateDir = None, as_json: AsJson
     console.print_json(json.dumps(payload, default=str))
 
 
-def _decide(approval_id: str, actor: str, kind: str, note: str | None, state_dir: Path | None,
+def _decide(approval_id: str, actor: str | None, kind: str, note: str | None, state_dir: Path | None,
             changes: dict[str, Any] | None = None) -> None:
+    from agent_pipelines.cli_reviewers import authenticated
     from agent_pipelines.framework import approvals, review
 
     project = _open(state_dir)
+    reviewer = authenticated(project, actor)
     req, _ = _request(project, approval_id)
     wf = _workflow(req["workflow"])
     try:
         edited = review.revise(wf, project.db, approval_id, changes) if changes is not None else None
-        after = approvals.decide(project.db, wf.policy.approval, approval_id, actor=actor,
+        after = approvals.decide(project.db, wf.policy, approval_id, reviewer=reviewer, key=project.approval_key,
                                  kind=approvals.DecisionKind(kind), note=note, edited_payload=edited)
     except approvals.DecisionRefused as exc:
         _refused(str(exc))
@@ -242,23 +248,24 @@ def _decide(approval_id: str, actor: str, kind: str, note: str | None, state_dir
 
 
 @approvals_app.command("approve")
-def approvals_approve(approval_id: str, actor: Actor, note: Annotated[str | None, typer.Option("--note")] = None,
+def approvals_approve(approval_id: str, actor: Actor = None, note: Annotated[str | None, typer.Option("--note")] = None,
                       state_dir: StateDir = None) -> None:
     """Approve the change as it stands."""
     _decide(approval_id, actor, "approve", note, state_dir)
 
 
 @approvals_app.command("deny")
-def approvals_deny(approval_id: str, actor: Actor, reason: Annotated[str, typer.Option("--reason")],
+def approvals_deny(approval_id: str, reason: Annotated[str, typer.Option("--reason")], actor: Actor = None,
                    state_dir: StateDir = None) -> None:
     """Deny: nothing is written; the reason is recorded."""
     _decide(approval_id, actor, "deny", reason, state_dir)
 
 
 @approvals_app.command("edit")
-def approvals_edit(approval_id: str, actor: Actor,
+def approvals_edit(approval_id: str,
                    sets: Annotated[list[str], typer.Option("--set", help="field=value (value parsed as JSON if it can be)")],
-                   note: Annotated[str | None, typer.Option("--note")] = None, state_dir: StateDir = None) -> None:
+                   actor: Actor = None, note: Annotated[str | None, typer.Option("--note")] = None,
+                   state_dir: StateDir = None) -> None:
     """Edit the proposal and approve the edited change (re-validated by the same rules and policy)."""
     changes: dict[str, Any] = {}
     for item in sets:
@@ -271,6 +278,9 @@ def approvals_edit(approval_id: str, actor: Actor,
             changes[field.strip()] = raw
     _decide(approval_id, actor, "edit", note, state_dir, changes)
 
+
+app.add_typer(reviewers_app, name="reviewers")
+app.add_typer(audit_app, name="audit")
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")
@@ -470,3 +480,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.ledger import count_writes, duplicate_ledger_writes
 from agent_pipelines.framework.recovery import partial_commits, stalled_continuations, stranded
 from agent_pipelines.framework.runtime import database
+from agent_pipelines.framework.signing import ApprovalKey, load_key
 from agent_pipelines.runner import SensorTick, tick
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows import all_workflows
@@ -62,6 +63,11 @@ class Project:
         from agent_pipelines.definitions import build_definitions
 
         return build_definitions(self.settings)
+
+    @property
+    def approval_key(self) -> ApprovalKey:
+        """The key that signs approval decisions (env AGENT_PIPELINES_APPROVAL_KEY, else a 0600 file here)."""
+        return load_key(self.settings.state_dir)
 
     @cached_property
     def instance(self) -> dg.DagsterInstance:

@@ -15,7 +15,7 @@ PENDING_QUEUE = dg.AssetKey(["approvals", "pending_queue"])
           description="Pending approval requests (exact change, digest, age, expiry). Overdue approval "
                       "requests and input questions are expired and escalated when this refreshes.")
 def pending_queue(context: dg.AssetExecutionContext, runtime: AgentRuntime) -> dg.MaterializeResult:
-    expired = approvals.expire_overdue(runtime.db)
+    expired = approvals.expire_overdue(runtime.db, runtime.approval_key())
     for req in expired:
         context.log.warning(f"ESCALATION: approval {req['approval_id']} ({req['workflow']}, intent "
                             f"{req['intent_id']}) expired unanswered")

@@ -56,3 +56,23 @@ def run_in_process(db_url: str, state_dir: str, intent_id: str, barrier: Any) ->
     os.environ["DAGSTER_HOME"] = str(project.settings.dagster_home)
     barrier.wait(timeout=60)
     return run_intent(project, intent_id).success
+
+
+def reviewer(project: Project, name: str) -> Any:
+    """An authenticated reviewer `name` (registered with a token on first use in this project)."""
+    from agent_pipelines.framework import reviewers
+
+    known = project.__dict__.setdefault("_test_reviewers", {})
+    name = name.strip()  # registration strips the name too: " alice " is alice
+    if name not in known:
+        _, token = reviewers.add(project.db, project.approval_key, name)
+        known[name] = reviewers.authenticate(project.db, project.approval_key, token)
+    return known[name]
+
+
+def decide_as(project: Project, pack: Any, approval_id: str, name: str, kind: str = "approve", **kw: Any) -> Any:
+    """`approvals.decide` as reviewer `name`, under `pack` (a workflow's PolicyPack), signed with the project's key."""
+    from agent_pipelines.framework import approvals
+
+    return approvals.decide(project.db, pack, approval_id, reviewer=reviewer(project, name), key=project.approval_key,
+                            kind=approvals.DecisionKind(kind), **kw)

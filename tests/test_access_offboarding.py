@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from agent_pipelines.framework import approvals, inputs
 from agent_pipelines.framework.approvals import DecisionKind, DecisionRefused
+from agent_pipelines.framework.reviewers import ReviewerRefused
 from agent_pipelines.framework.gateway import Impact, Tool, ToolBlocked, ToolGateway, ToolKind, ToolRegistry
 from agent_pipelines.framework.intents import IntentStore, record_intent_id
 from agent_pipelines.framework.jobs import approved_run_config, build_jobs, run_config, run_tags
@@ -33,6 +34,7 @@ from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboard
 from resources import build_resources
 from resources.access import access_requests, directory_accounts, role_grants
 from sensors.access import build_access_sensor
+from tests.helpers import decide_as
 
 WF = AccessOffboarding()
 SENSOR = "access_offboarding__on_new_request"
@@ -98,8 +100,7 @@ def approval_of(project: Project, intent_id: str) -> dict[str, Any]:
 
 
 def approve(project: Project, approval_id: str, actor: str = "omar", **kw: Any) -> dict[str, Any]:
-    return approvals.decide(project.db, WF.policy.approval, approval_id, actor=actor, kind=DecisionKind.APPROVE,
-                            note="HR confirmed, leaver", **kw)
+    return decide_as(project, WF.policy, approval_id, actor, DecisionKind.APPROVE, note="HR confirmed, leaver", **kw)
 
 
 def duplicates(project: Project) -> int:
@@ -176,7 +177,7 @@ def test_every_change_waits_for_approval_with_the_exact_planned_writes(directory
     # who may not decide: the helpdesk, an agent identity, a stranger
     for actor, why in (("hank", "may not decide"), ("agent:agent_pipelines", "agent identity"),
                        ("mallory", "may not decide")):
-        with pytest.raises(DecisionRefused, match=why):
+        with pytest.raises((DecisionRefused, ReviewerRefused), match=why):  # an agent cannot even get a token
             approve(directory, req["approval_id"], actor)
     assert tick(directory)["approvals__on_decision"].runs == []
     assert count(directory, writes) == 0

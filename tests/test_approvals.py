@@ -13,9 +13,8 @@ from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.tables import approval_requests, escalations, writes
 from resources.system_of_record import purchase_orders, scheduled_payments, staged_invoices
-from tests.helpers import WF, intake, register, run_intent, state
-
-POLICY = WF.policy.approval
+from agent_pipelines.framework.reviewers import ReviewerRefused
+from tests.helpers import WF, decide_as, intake, register, run_intent, state
 
 
 def waiting(project, **overrides):  # type: ignore[no-untyped-def]
@@ -30,7 +29,7 @@ def waiting(project, **overrides):  # type: ignore[no-untyped-def]
 
 
 def decide(project, approval_id, actor, kind=DecisionKind.APPROVE, note=None, **kw):  # type: ignore[no-untyped-def]
-    return approvals.decide(project.db, POLICY, approval_id, actor=actor, kind=kind, note=note, **kw)
+    return decide_as(project, WF.policy, approval_id, actor, kind, note=note, **kw)
 
 
 def n(project, table) -> int:  # type: ignore[no-untyped-def]
@@ -102,9 +101,7 @@ def test_deny_writes_nothing_and_records_the_reason(seeded):
     assert n(seeded, writes) == 0
 
 
-@pytest.mark.parametrize("actor, why", [
-    ("agent:agent_pipelines", "agent identity"), ("agent:anything", "agent identity"),
-    ("dave", "may not decide"), ("mallory", "may not decide"), ("", "agent identity")])
+@pytest.mark.parametrize("actor, why", [("dave", "may not decide"), ("mallory", "may not decide")])
 def test_who_may_not_decide_is_refused_and_nothing_changes(seeded, actor, why):
     _, approval_id = waiting(seeded)
     with pytest.raises(DecisionRefused, match=why):
@@ -114,10 +111,23 @@ def test_who_may_not_decide_is_refused_and_nothing_changes(seeded, actor, why):
         assert approvals.decisions(conn, approval_id) == []
 
 
+@pytest.mark.parametrize("actor, why", [
+    ("agent:agent_pipelines", "agent identity"), ("agent:anything", "agent identity"),
+    ("Agent:ops", "agent identity"), ("", "empty identity"), ("alice\u200b", "not a valid reviewer name")])
+def test_agents_and_malformed_names_cannot_even_become_reviewers(seeded, actor, why):
+    _, approval_id = waiting(seeded)
+    with pytest.raises(ReviewerRefused, match=why):
+        decide(seeded, approval_id, actor)
+    with seeded.db.connect() as conn:
+        assert approvals.get(conn, approval_id)["status"] == "pending"
+        assert approvals.decisions(conn, approval_id) == []
+
+
 def test_the_requester_cannot_approve_their_own_request(seeded):
     intent_id = register(seeded, intake(total_cents=120_000))
-    req = approvals.request_approval(seeded.db, intent_id=intent_id, workflow=WF.name, payload={"writes": []},
-                                     evidence={}, rationale="", ttl_hours=1, run_id=None, requested_by="alice")
+    req = approvals.request_approval(seeded.db, seeded.approval_key, intent_id=intent_id, workflow=WF.name,
+                                     policy_digest=WF.policy.digest, payload={"writes": []}, evidence={},
+                                     rationale="", ttl_hours=1, run_id=None, requested_by="alice")
     with pytest.raises(DecisionRefused, match="second person"):
         decide(seeded, req["approval_id"], "alice")
 
@@ -150,9 +160,9 @@ def test_a_change_altered_after_the_decision_is_not_committed(seeded):
     intent = IntentStore(seeded.db).get(intent_id)
     assert intent.state == "needs_attention" and "not the one that was approved" in intent.reason
     assert n(seeded, writes) == 0
-    with seeded.db.connect() as conn:  # the failed run is escalated by the failure sensor on the next tick
+    with seeded.db.connect() as conn:  # escalated at once, and the failed run by the failure sensor on the next tick
         seeded.tick()
-        assert conn.execute(select(escalations.c.kind)).scalars().all() == ["run_failed"]
+        assert sorted(conn.execute(select(escalations.c.kind)).scalars().all()) == ["approval_refused", "run_failed"]
 
 
 def test_a_record_changed_between_proposal_and_approval_is_not_committed_blindly(seeded):

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, inspect, select
 from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
+from agent_pipelines.framework import reviewers
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.jobs import build_job, run_config, run_tags
 from agent_pipelines.framework.states import IntentState
@@ -180,9 +181,11 @@ def test_planted_secrets_and_pii_reach_no_dagster_sink_no_trace_table_and_no_cli
                cli("killswitch", "status"), cli("mode", "show"), cli("shadow", "report")]
     outputs += [cli("approvals", "show", p["approval_id"], "--json") for p in pending]
     outputs += [cli("approvals", "show", p["approval_id"]) for p in pending]
+    tokens = {name: reviewers.add(project.db, project.approval_key, name)[1] for name in ("alice", "bob")}
     for p in pending:
         for approver in ("alice", "bob")[:p["approvals_needed"]]:
-            outputs.append(cli("approvals", "approve", p["approval_id"], "--as", approver))
+            monkeypatch.setenv("AGENT_PIPELINES_REVIEWER_TOKEN", tokens[approver])
+            outputs.append(cli("approvals", "approve", p["approval_id"]))
     cli_text = "\n".join(outputs)
     assert "approval_id" in cli_text
     continued = [r for t in project.tick() for r in t.runs]

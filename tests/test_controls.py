@@ -13,7 +13,7 @@ from agent_pipelines.framework.policy import Mode
 from agent_pipelines.framework.tables import parked_intents, shadow_writes, tool_calls, writes
 from resources.system_of_record import purchase_orders, scheduled_payments, staged_invoices
 from tests.conftest import invoice_json
-from tests.helpers import WF, intake, register, state
+from tests.helpers import WF, decide_as, intake, register, state
 
 
 def n(project, table, *where) -> int:  # type: ignore[no-untyped-def]
@@ -105,8 +105,7 @@ def test_kill_switch_holds_an_approved_continuation_until_released(seeded):
     intent_id = register(seeded, intake(total_cents=120_000))
     assert run_in_mode(seeded, intent_id, Mode.FULL).success
     [req] = approvals.pending(seeded.db)
-    approvals.decide(seeded.db, WF.policy.approval, req["approval_id"], actor="alice",
-                     kind=approvals.DecisionKind.APPROVE)
+    decide_as(seeded, WF.policy, req["approval_id"], "alice")
     controls.set_kill_switch(seeded.db, on=True, actor="oncall", reason="audit freeze")
     [tick] = ticks_of(seeded, "approvals__on_decision")
     assert tick.runs == [] and "audit freeze" in (tick.skip_reason or "")

@@ -31,7 +31,7 @@ def test_reexecution_from_failure_after_a_crash_writes_once(seeded, faults, faul
     intent_id = register(seeded, intake())
     faults.write_text(fault)
     recon = dg.reconstructable(_faulty_job)
-    config = {**run_config(WF, intent_id), "resources": {"runtime": {"config": {"db_url": seeded.settings.db_url}}}}
+    config = {**run_config(WF, intent_id), "resources": {"runtime": {"config": {"db_url": seeded.settings.db_url, "state_dir": str(seeded.settings.state_dir)}}}}
     first = dg.execute_job(recon, instance=seeded.instance, run_config=config,
                            tags=run_tags(WF, intent_id, model="offline-rules"), raise_on_error=False)
     assert not first.success

@@ -26,7 +26,7 @@ def fast(seeded: Project) -> Project:
 def crash_between_writes(project: Project, faults, intent_id: str) -> None:  # type: ignore[no-untyped-def]
     """The payment tool crashes after the invoice and PO writes landed: 2 of 3 writes, intent failed."""
     faults.write_text("schedule_payment")
-    config = {**run_config(WF, intent_id), "resources": {"runtime": {"config": {"db_url": project.settings.db_url}}}}
+    config = {**run_config(WF, intent_id), "resources": {"runtime": {"config": {"db_url": project.settings.db_url, "state_dir": str(project.settings.state_dir)}}}}
     first = dg.execute_job(dg.reconstructable(_faulty_job), instance=project.instance, run_config=config,
                            tags=run_tags(WF, intent_id, model="offline-rules"), raise_on_error=False)
     assert not first.success

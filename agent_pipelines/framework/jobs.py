@@ -122,6 +122,17 @@ def stored_decision(wf: Workflow, run: StepRun, intent: Intent) -> Carry | None:
     landed = landed_writes(run.db, intent.intent_id)
     if not landed and carry.approval_id is None:
         return None
+    if carry.approval_id is not None:  # resuming an approved plan: it must still verify, as at load_approved
+        key = run.runtime.approval_key()
+        try:
+            with run.db.connect() as conn:
+                req = approvals.verify_approved(conn, key, wf.policy, carry.approval_id)
+        except approvals.ApprovalTampered as exc:
+            with run.db.connect() as conn:
+                approvals.refuse(run.db, key, approvals.get(conn, carry.approval_id), str(exc))
+            raise StepFailed(S.NEEDS_ATTENTION, f"approval refused: {exc}") from exc
+        if [a.model_dump(mode="json") for a in carry.plan or ()] != req["approved_payload"]["writes"]:
+            raise StepFailed(S.NEEDS_ATTENTION, f"the stored plan is not the change {carry.approval_id} approved")
     run.tracer.note("recover_from_commit", {"planned": len(carry.plan or ()), "landed": landed,
                                             "approval_id": carry.approval_id, "decided_by_run": saved["run_id"]})
     run.ctx.log.info(f"intent {intent.intent_id}: resuming at commit with the plan decided by run "
@@ -271,7 +282,8 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             elif decision.decision == Decision.NEEDS_APPROVAL:
                 plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
                 req = approvals.request_approval(
-                    run.db, intent_id=carry.intent_id, workflow=wf.name, run_id=run.run_id,
+                    run.db, runtime.approval_key(), intent_id=carry.intent_id, workflow=wf.name,
+                    policy_digest=wf.policy.digest, run_id=run.run_id,
                     ttl_hours=wf.policy.approval.ttl_hours,
                     required_approvals=wf.policy.approval.required_approvals(carry.facts),
                     payload={"writes": [a.model_dump(mode="json") for a in plan],
@@ -324,6 +336,9 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                     metadata={"intent_id": carry.intent_id, "record": receipt.key, "status": str(receipt.status),
                               "idempotency_key": receipt.idempotency_key,
                               "before": run.md(receipt.before or {}), "after": run.md(receipt.after or {})}))
+            if carry.approval_id is not None:  # the approval's chain records what its continuation wrote
+                approvals.record_committed(run.db, runtime.approval_key(), carry.approval_id,
+                                           [f"{r.table}:{r.key}" for r in receipts])
             yield run.output(carry.model_copy(update={"receipts": tuple(receipts)}),
                              writes=len(receipts),
                              already_committed=sum(r.status == "already_committed" for r in receipts))
@@ -368,7 +383,6 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         """APPROVED: load the decided change; go on only if it is exactly what was approved."""
         with runtime.db.connect() as conn:
             req = approvals.get(conn, config.approval_id)
-            taken = approvals.decisions(conn, config.approval_id)
         run = StepRun(wf, context, runtime, req["intent_id"], approval_id=config.approval_id)
         state = run.intent().state
         if state == S.PARKED and parked_continuation(run.db, req["intent_id"]) == config.approval_id:
@@ -378,14 +392,14 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
             return
         with run.guard("load_approved"):
             run.checkpoint()
-            if req["status"] != approvals.ApprovalStatus.APPROVED:
-                raise StepFailed(S.NEEDS_ATTENTION, f"{config.approval_id} is {req['status']}, not approved")
-            final = next(d for d in taken if d["decision_id"] == req["final_decision_id"])
-            approved_digest = final["edited_digest"] or final["digest_seen"]
-            actual = approvals.change_digest(req["approved_payload"])
-            if not (actual == req["approved_digest"] == approved_digest):
-                raise StepFailed(S.NEEDS_ATTENTION, f"the change stored for {config.approval_id} is not the one "
-                                 f"that was approved (digest {actual[:12]} != {approved_digest[:12]}): not committed")
+            key = runtime.approval_key()
+            try:
+                with run.db.connect() as conn:
+                    req = approvals.verify_approved(conn, key, wf.policy, config.approval_id)
+            except approvals.ApprovalTampered as exc:
+                approvals.refuse(run.db, key, req, str(exc))
+                raise StepFailed(S.NEEDS_ATTENTION, f"approval refused: {exc}") from exc
+            taken = req["decisions"]
             for d in taken:
                 run.tracer.note("approval_decision", {k: d[k] for k in ("decision_id", "decided_by", "decision",
                                                                          "note", "at", "digest_seen", "edited_digest")})

@@ -7,6 +7,7 @@ import dagster as dg
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.llm import LLMConfig, Proposer
+from agent_pipelines.framework.signing import ApprovalKey, load_key
 
 
 @functools.cache
@@ -29,10 +30,15 @@ class AgentRuntime(dg.ConfigurableResource):
     # recovery sweeper treats the run as dead. Recovery backoff overrides the policy packs' (tests).
     lease_seconds: float = DEFAULT_LEASE_S
     recovery_backoff_s: float | None = None
+    # Where the approval signing key file lives unless AGENT_PIPELINES_APPROVAL_KEY is set (signing.py).
+    state_dir: str = ".agent_pipelines"
 
     @property
     def db(self) -> Database:
         return database(self.db_url)
+
+    def approval_key(self) -> ApprovalKey:
+        return load_key(self.state_dir)
 
     def llm_config(self) -> LLMConfig:
         return LLMConfig(provider=self.llm_provider, model=self.llm_model, base_url=self.llm_base_url,
@@ -44,7 +50,8 @@ class AgentRuntime(dg.ConfigurableResource):
 
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
-                    recovery_backoff_s: float | None = None) -> "AgentRuntime":
+                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines") -> "AgentRuntime":
         return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
-                   llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s)
+                   llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
+                   state_dir=state_dir)

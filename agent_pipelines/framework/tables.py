@@ -162,6 +162,7 @@ approval_requests = Table(
     Column("approved_digest", String(64)),
     Column("final_decision_id", String(80)),
     Column("decided_at", Ts),
+    Column("policy_digest", String(64)),  # the policy pack pinned for the request (migration 0009)
     UniqueConstraint("intent_id", "digest"),
 )
 
@@ -178,6 +179,8 @@ approval_decisions = Table(
     Column("edited_payload", JSON),
     Column("edited_digest", String(64)),
     Column("at", Ts, nullable=False),
+    Column("reviewer_token_id", String(32)),  # the token that authenticated the reviewer (migration 0009)
+    Column("signature", String(64)),  # HMAC by the server key over the decision (framework/signing.py)
     UniqueConstraint("approval_id", "decided_by"),
 )
 
@@ -333,4 +336,45 @@ step_outputs = Table(
     Column("payload", LargeBinary, nullable=False),  # pickled value
     Column("created_at", Ts, nullable=False, index=True),
     UniqueConstraint("run_id", "step_key", "output_name"),
+)
+
+
+# -- trusted approvals (migration 0009) ------------------------------------------------------------------
+# A person who may decide approvals: a personal token whose scrypt hash only is stored. Whether they may
+# decide a workflow's requests is the workflow's policy pack's word (approvers by name), never this row's.
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("token_id", String(32), primary_key=True),  # the public part of the token: lookup by id
+    Column("name", String(128), nullable=False, index=True),
+    Column("roles", JSON, nullable=False),
+    Column("token_hash", Text, nullable=False),  # scrypt$n$r$p$salt$hash
+    Column("seal", String(64), nullable=False),  # HMAC over the row: a row inserted in SQL is refused
+    Column("created_at", Ts, nullable=False),
+    Column("revoked_at", Ts),
+)
+
+# Append-only, hash-chained record of every approval event: hash = sha256(prev_hash + the row's canonical
+# JSON). `audit verify` walks it and cross-checks the approval tables against it.
+approval_events = Table(
+    "approval_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("approval_id", String(80), index=True),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("at", String(40), nullable=False),  # ISO-8601 UTC text: hashed exactly as stored
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# The chain's head, one row locked by every append (so appends serialize) and HMAC-sealed, so that
+# dropping the newest events is detected too.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("chain", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("seal", String(64), nullable=False),
 )

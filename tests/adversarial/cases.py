@@ -843,7 +843,7 @@ def approval_cases() -> list[ApprovalCase]:
         A("apr-role-intern", "adv", "mallory", refused_with=who),
         A("apr-unknown-eve", "adv", "eve", refused_with=who),
         A("apr-unknown-case", "adv", "ALICE", refused_with=who),
-        A("apr-unknown-zwsp", "adv", f"alice{ZWSP}", refused_with=who),
+        A("apr-unknown-zwsp", "adv", f"alice{ZWSP}", refused_with="not a valid reviewer name"),
         A("apr-unknown-root", "adv", "root", refused_with=who),
         A("apr-unknown-admin", "adv", "admin", refused_with=who),
         A("apr-twice-same-approver", "adv", "alice", amount_cents=250_000, setup=(("alice", "approve"),),

@@ -16,12 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy import func, inspect, select
 
 from agent_pipelines.framework import approvals
-from agent_pipelines.framework.approvals import DecisionKind, DecisionRefused
+from agent_pipelines.framework.approvals import DecisionRefused
 from agent_pipelines.framework.budgets import BudgetExceeded
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolBlocked, ToolGateway, ToolHeld
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.policy import Decision
+from agent_pipelines.framework.reviewers import ReviewerRefused
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.tables import approval_decisions, policy_decisions, shadow_writes, tool_calls, writes
 from agent_pipelines.framework.untrusted import FENCE, instruction_like, untrusted_block
@@ -38,6 +39,8 @@ from resources.system_of_record import (
     vendors,
 )
 from resources.tickets import ticket_messages, tickets
+
+from tests.helpers import decide_as
 
 from . import cases as C
 from .cases import RESULTS, Env, Result, record
@@ -118,8 +121,8 @@ def test_hostile_call_is_refused_and_writes_nothing(adv: Env, case: C.GatewayCas
         register_intent(adv, intent_id, pack.workflow, IntentState(case.intent_state))
     c = case.call
     if case.approval_state == "pending":
-        req = approvals.request_approval(adv.db, intent_id=intent_id, workflow=pack.workflow,
-                                         payload={"case": case.id}, evidence={}, rationale="pending, undecided",
+        req = approvals.request_approval(adv.db, adv.project.approval_key, intent_id=intent_id,
+                                         workflow=pack.workflow, policy_digest=pack.digest, payload={"case": case.id}, evidence={}, rationale="pending, undecided",
                                          ttl_hours=1, run_id=run_id)
         c = C.Call(c.op, c.tool, c.params, c.action, approval_id=req["approval_id"])
     gw = ToolGateway.open(adv.registries[case.pack], pack, adv.db, intent_id=intent_id, run_id=run_id, mode=case.mode)
@@ -215,7 +218,8 @@ def stored_request(env: Env, case_id: str, pack_name: str, amount: int, requeste
     payload = {"case": case_id, "writes": [{"tool": "pay_vendor", "params": C.pay(amount_cents=amount)}],
                "amount_cents": amount}
     req = approvals.request_approval(
-        env.db, intent_id=intent_id, workflow=pack.workflow, payload=payload, evidence={"facts": {"amount_cents": amount}},
+        env.db, env.project.approval_key, intent_id=intent_id, workflow=pack.workflow, policy_digest=pack.digest,
+        payload=payload, evidence={"facts": {"amount_cents": amount}},
         rationale="adversarial", ttl_hours=ttl_hours or pack.approval.ttl_hours, run_id=run_id,
         required_approvals=pack.approval.required_approvals({"amount_cents": amount}), requested_by=requested_by)
     return req, payload
@@ -232,30 +236,30 @@ def status_of(db: Database, approval_id: str) -> str:
 
 @pytest.mark.parametrize("case", APPROVAL_CASES, ids=[c.id for c in APPROVAL_CASES])
 def test_approval_attack_is_refused(adv: Env, case: C.ApprovalCase) -> None:
-    policy = adv.packs[case.policy].approval
+    pack = adv.packs[case.policy]
     req, payload = stored_request(adv, case.id, case.policy, case.amount_cents, case.requested_by,
                                   ttl_hours=0.0001 if case.sweep_expired else None)
     aid = req["approval_id"]
     bigger = payload | {"amount_cents": case.amount_cents * 10, "payee_iban": "NL91ABNA0417164300"}
     for actor, kind in case.setup:
-        approvals.decide(adv.db, policy, aid, actor=actor, kind=DecisionKind(kind), note="setup decision",
-                         edited_payload=bigger if kind == "edit" else None)
+        decide_as(adv.project, pack, aid, actor, kind, note="setup decision",
+                  edited_payload=bigger if kind == "edit" else None)
     if case.sweep_expired:
-        swept = approvals.expire_overdue(adv.db, now=utcnow() + timedelta(seconds=5))
+        swept = approvals.expire_overdue(adv.db, adv.project.approval_key, now=utcnow() + timedelta(seconds=5))
         assert [r["approval_id"] for r in swept] == [aid]
     status_before, n_before = status_of(adv.db, aid), n_decisions(adv.db, aid)
     now = utcnow() + timedelta(hours=case.now_offset_hours) if case.now_offset_hours else None
     exc: BaseException | None = None
     try:
-        approvals.decide(adv.db, policy, case.approval_id or aid, actor=case.actor, kind=DecisionKind(case.kind),
-                         note="adversarial decision", now=now,
-                         edited_payload=payload | {"amount_cents": case.amount_cents * 100} if case.kind == "edit" else None)
+        # The attacker must first hold a token: an agent or malformed name cannot even be registered.
+        decide_as(adv.project, pack, case.approval_id or aid, case.actor, case.kind, note="adversarial decision",
+                  now=now, edited_payload=payload | {"amount_cents": case.amount_cents * 100} if case.kind == "edit" else None)
     except Exception as e:  # noqa: BLE001
         exc = e
     status_after = status_of(adv.db, aid)
     if status_after == "approved" and status_before != "approved":
         outcome = "executed"
-    elif isinstance(exc, DecisionRefused) or (exc is None and status_after == "pending"):
+    elif isinstance(exc, (DecisionRefused, ReviewerRefused)) or (exc is None and status_after == "pending"):
         outcome = "blocked"
     elif exc is None:
         outcome = "executed"  # a decision by the attacker was taken (e.g. a deny or an edit)
@@ -268,7 +272,7 @@ def test_approval_attack_is_refused(adv: Env, case: C.ApprovalCase) -> None:
     if case.refused_with is None:
         assert exc is None and status_after == "pending", "one approver's edit must not complete a two-signature change"
         return
-    assert isinstance(exc, DecisionRefused) and case.refused_with in str(exc), describe(exc)
+    assert isinstance(exc, (DecisionRefused, ReviewerRefused)) and case.refused_with in str(exc), describe(exc)
     assert status_after == status_before and n_decisions(adv.db, aid) == n_before
 
 
@@ -437,8 +441,7 @@ def test_benign_proposal_validates(adv: Env, case: C.ProposalCase) -> None:
 def test_benign_approval_completes(adv: Env, case: C.BenignApproval) -> None:
     req, _ = stored_request(adv, case.id, "adv", case.amount_cents, "agent:agent_pipelines")
     for actor in case.approvers:
-        approvals.decide(adv.db, adv.packs["adv"].approval, req["approval_id"], actor=actor, kind=DecisionKind.APPROVE,
-                         note="looks right")
+        decide_as(adv.project, adv.packs["adv"], req["approval_id"], actor, note="looks right")
     ok = status_of(adv.db, req["approval_id"]) == "approved" and req["required_approvals"] == len(case.approvers)
     record(Result(case.id, C.BENIGN, False, "executed", str(case.approvers), as_expected=ok))
     assert ok
