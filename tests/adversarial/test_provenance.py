@@ -18,7 +18,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Table, func, select
 
-from agent_pipelines.framework import approvals
+from agent_pipelines.framework import approvals, reviewers
 from agent_pipelines.framework.approvals import DecisionKind
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.gateway import (Impact, PermanentToolError, Tool, ToolBlocked, ToolGateway, ToolHeld,
@@ -27,6 +27,8 @@ from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.ledger import WriteOutcome
 from agent_pipelines.framework.policy import Decision, PolicyPack
 from agent_pipelines.framework.provenance import PROVENANCE_FACT
+from agent_pipelines.framework.reviewers import Reviewer
+from agent_pipelines.framework.signing import ApprovalKey
 from agent_pipelines.framework.tables import policy_decisions, writes
 from tests.conftest import fresh_database
 from tests.support import SUMMARY
@@ -433,11 +435,27 @@ def _approval(db: Database, pack: PolicyPack, intent_id: str, case: Case) -> str
     params = dict(case.params)
     if case.approval == "other":
         params = {**params, "recipient_iban": GOOD_IBAN}
-    req = approvals.request_approval(db, intent_id=intent_id, workflow=pack.workflow, run_id="r",
+    req = approvals.request_approval(db, KEY, intent_id=intent_id, workflow=pack.workflow, run_id="r",
+                                     policy_digest=pack.digest,
                                      payload={"writes": [{"action": "act", "tool": case.tool, "params": params}]},
                                      evidence={}, rationale="test", ttl_hours=1)
-    approvals.decide(db, pack.approval, req["approval_id"], actor="treasurer", kind=DecisionKind.APPROVE)
+    approvals.decide(db, pack, req["approval_id"], reviewer=_treasurer(db), key=KEY, kind=DecisionKind.APPROVE)
     return req["approval_id"]
+
+
+KEY = ApprovalKey(b"provenance-suite-signing-key-0123456789")
+
+
+def _treasurer(db: Database) -> Reviewer:
+    """The pack's approver, authenticated by a token registered once per database."""
+    known = _REVIEWERS.get(db.url)
+    if known is None:
+        _, token = reviewers.add(db, KEY, "treasurer")
+        known = _REVIEWERS[db.url] = reviewers.authenticate(db, KEY, token)
+    return known
+
+
+_REVIEWERS: dict[str, Reviewer] = {}  # by database URL
 
 
 def run_case(ws: tuple[Database, PolicyPack, ToolRegistry], case: Case) -> tuple[Outcome, BaseException | None]:
