@@ -15,7 +15,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._serdes import serialize_value
 from sqlalchemy import create_engine, inspect, select
 from typer.testing import CliRunner
 
@@ -23,6 +22,7 @@ from agent_pipelines.cli import app
 from agent_pipelines.framework import reviewers
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.jobs import build_job, run_config, run_tags
+from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.tables import (
     control_events,
@@ -196,7 +196,7 @@ def test_planted_secrets_and_pii_reach_no_dagster_sink_no_trace_table_and_no_cli
     # 2. the Dagster event log of every run (messages, metadata, errors), serialized as stored
     instance = project.instance
     runs = instance.get_runs()
-    event_log = "\n".join(serialize_value(e) for r in runs for e in instance.all_logs(r.run_id))
+    event_log = "\n".join(dg.serialize_value(e) for r in runs for e in instance.all_logs(r.run_id))
     assert len(runs) >= 4 and "trace.tool_call" in event_log and "stored_in" in event_log
 
     # 3. each run's config and tags, as Dagster stores and shows them
@@ -332,3 +332,31 @@ def test_where_the_policy_says_so_the_model_sees_no_canary(seeded):
     assert "BEGIN UNTRUSTED" in sent and "billing portal" in sent  # the message did reach the model ...
     assert leaks(sent) == {}  # ... without a secret or a piece of PII
     assert IntentStore(seeded.db).get(intent_id).state != IntentState.FAILED
+
+
+def test_secrets_given_by_environment_reach_the_run_but_not_dagsters_storage(tmp_path, monkeypatch):
+    """A value a resource gets in code is stored in Dagster's job snapshot; the LLM API key and a database
+    password from the environment are passed as `EnvVar`, so the run reads them and Dagster stores names."""
+    key, password = "sk-canary-llm-key-4f1d9a7c2b", "canary-db-password-9e2b"
+    monkeypatch.setenv("AGENT_PIPELINES_LLM_API_KEY", key)
+    monkeypatch.setenv("AGENT_PIPELINES_DB_URL", f"postgresql://postgres:{password}@127.0.0.1:5432/never_opened")
+    resources = build_resources(Settings.from_env(tmp_path / "state"))
+    seen: dict[str, str | None] = {}
+
+    @dg.op
+    def reads_its_secrets(runtime: AgentRuntime) -> None:  # opens no connection: only reads the settings
+        seen.update(key=runtime.llm_api_key, url=runtime.db_url)
+
+    @dg.job
+    def secrets() -> None:
+        reads_its_secrets()
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        result = dg.Definitions(jobs=[secrets], resources={"runtime": resources["runtime"]}).get_job_def(
+            "secrets").execute_in_process(instance=instance)
+    assert result.success and seen == {"key": key, "url": os.environ["AGENT_PIPELINES_DB_URL"]}
+    blobs = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
+    blobs += [v for p in home.rglob("*.db") for v in sqlite_values(p)]
+    assert blobs and not [b for b in blobs if key.encode() in b or password.encode() in b]

@@ -1,8 +1,10 @@
 """The Dagster resource every agent job uses: our database and the LLM configuration."""
 
 import functools
+import os
 
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
@@ -51,7 +53,21 @@ class AgentRuntime(dg.ConfigurableResource):
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
                     recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines") -> "AgentRuntime":
-        return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
-                   llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
+        password = make_url(db_url).password if "://" in db_url else None
+        return cls(db_url=_from_env(db_url, "AGENT_PIPELINES_DB_URL") if password else db_url,  # type: ignore[arg-type]
+                   llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
+                   llm_api_key=_from_env(llm.api_key, "AGENT_PIPELINES_LLM_API_KEY", "OPENAI_API_KEY"),  # type: ignore[arg-type]
+                   llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
                    llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
                    state_dir=state_dir)
+
+
+def _from_env(value: str | None, *names: str) -> str | dg.EnvVar | None:
+    """A secret as Dagster should hold it: a value given to a resource in code is stored in the job
+    snapshot in Dagster's storage (an API key, a database password, in clear), an `EnvVar` only by its
+    name and read in the run's process. So a value that came from one of these environment variables is
+    passed as that variable; the run worker (tick's process, or the daemon's child) inherits it."""
+    for name in names:
+        if value is not None and os.environ.get(name) == value:
+            return dg.EnvVar(name)
+    return value
