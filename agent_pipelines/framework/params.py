@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent_pipelines.framework.policy import printable_label
+from agent_pipelines.framework.safe_data import printable_label
 
 MAX_PARAM_DEPTH = 32        # nesting levels a parameter tree may use
 MAX_PARAM_NODES = 50_000    # values in one call's parameter tree
