@@ -3,10 +3,12 @@
 import functools
 
 import dagster as dg
+from pydantic import Field
 
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.llm import LLMConfig, Proposer
+from agent_pipelines.framework.notifications import NotifySettings
 from agent_pipelines.framework.signing import ApprovalKey, load_key
 
 
@@ -32,6 +34,8 @@ class AgentRuntime(dg.ConfigurableResource):
     recovery_backoff_s: float | None = None
     # Where the approval signing key file lives unless AGENT_PIPELINES_APPROVAL_KEY is set (signing.py).
     state_dir: str = ".agent_pipelines"
+    # Approval notification channels: runs queue a new request's notifications, the sensor delivers them.
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @property
     def db(self) -> Database:
@@ -50,8 +54,9 @@ class AgentRuntime(dg.ConfigurableResource):
 
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
-                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines") -> "AgentRuntime":
+                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines",
+                    notify: NotifySettings | None = None) -> "AgentRuntime":
         return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
                    llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
-                   state_dir=state_dir)
+                   state_dir=state_dir, notify=notify or NotifySettings())
