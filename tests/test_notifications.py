@@ -276,12 +276,13 @@ def test_nothing_is_sent_or_failed_when_no_channel_is_configured(seeded, webhook
     assert state(seeded, intent_id) == "waiting_for_approval"
 
 
-def test_a_pack_without_the_section_queues_nothing_even_with_channels_configured(hook_only, webhook):
-    from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
-
-    assert TicketIntake().policy.notifications is None
-    out = Outbox(policy=None, settings=hook_only.settings.notify)
-    assert out.targets() == []
+def test_only_channels_both_in_the_pack_and_configured_are_queued():
+    hook = NotifySettings(webhook_url="http://h")
+    mail = NotificationsPolicy(channels=("email",), email_to=("ops@corp.example",))
+    assert Outbox(policy=None, settings=hook).targets() == []  # a pack without the section
+    assert Outbox(policy=mail, settings=hook).targets() == []  # e-mail in the pack, no SMTP server here
+    both = NotificationsPolicy(channels=("webhook", "email"), email_to=("ops@corp.example",))
+    assert Outbox(policy=both, settings=hook).targets() == [("webhook", "")]
 
 
 def test_the_message_holds_only_included_fields_redacted():
