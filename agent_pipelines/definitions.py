@@ -16,6 +16,7 @@ from sensors.approvals import build_approval_sensors, build_failure_sensor
 from sensors.controls import build_release_sensor
 from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
+from sensors.notifications import build_notify_sensor
 from sensors.recovery import build_recovery_sensor
 from sensors.tickets import build_ticket_sensor
 
@@ -45,6 +46,7 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_release_sensor(shipped),
             build_recovery_sensor(shipped),
             build_failure_sensor(agent_jobs),
+            build_notify_sensor(),
         ],
         schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule],
         assets=[*SPECS, pending_queue],

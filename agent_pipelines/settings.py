@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.llm import LLMConfig
+from agent_pipelines.framework.notifications import NotifySettings
 
 
 class Settings(BaseModel, frozen=True):
@@ -18,6 +19,8 @@ class Settings(BaseModel, frozen=True):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     lease_seconds: float = Field(DEFAULT_LEASE_S, ge=0)
     recovery_backoff_s: float | None = None
+    # Approval notification channels (webhook, SMTP) and the console link; none configured by default.
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -38,7 +41,7 @@ class Settings(BaseModel, frozen=True):
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
         return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
                    lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
-                   recovery_backoff_s=float(backoff) if backoff else None)
+                   recovery_backoff_s=float(backoff) if backoff else None, notify=NotifySettings.from_env(env))
 
     @property
     def dagster_home(self) -> Path:

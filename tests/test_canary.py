@@ -335,17 +335,22 @@ def test_where_the_policy_says_so_the_model_sees_no_canary(seeded):
 
 
 def test_secrets_given_by_environment_reach_the_run_but_not_dagsters_storage(tmp_path, monkeypatch):
-    """A value a resource gets in code is stored in Dagster's job snapshot; the LLM API key and a database
-    password from the environment are passed as `EnvVar`, so the run reads them and Dagster stores names."""
+    """A value a resource gets in code is stored in Dagster's job snapshot; the LLM API key, a database
+    password, the notification webhook URL and the SMTP password from the environment are passed as
+    `EnvVar`, so the run reads them and Dagster stores only their names."""
     key, password = "sk-canary-llm-key-4f1d9a7c2b", "canary-db-password-9e2b"
+    hook, smtp_password = "https://hooks.example/services/T0/B0/canaryhook5d3e", "canary-smtp-password-71c0"
     monkeypatch.setenv("AGENT_PIPELINES_LLM_API_KEY", key)
     monkeypatch.setenv("AGENT_PIPELINES_DB_URL", f"postgresql://postgres:{password}@127.0.0.1:5432/never_opened")
+    monkeypatch.setenv("AGENT_PIPELINES_NOTIFY_WEBHOOK_URL", hook)
+    monkeypatch.setenv("AGENT_PIPELINES_SMTP_PASSWORD", smtp_password)
     resources = build_resources(Settings.from_env(tmp_path / "state"))
     seen: dict[str, str | None] = {}
 
     @dg.op
     def reads_its_secrets(runtime: AgentRuntime) -> None:  # opens no connection: only reads the settings
-        seen.update(key=runtime.llm_api_key, url=runtime.db_url)
+        seen.update(key=runtime.llm_api_key, url=runtime.db_url, hook=runtime.notify.webhook_url,
+                    smtp=runtime.notify.smtp_password)
 
     @dg.job
     def secrets() -> None:
@@ -356,7 +361,9 @@ def test_secrets_given_by_environment_reach_the_run_but_not_dagsters_storage(tmp
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         result = dg.Definitions(jobs=[secrets], resources={"runtime": resources["runtime"]}).get_job_def(
             "secrets").execute_in_process(instance=instance)
-    assert result.success and seen == {"key": key, "url": os.environ["AGENT_PIPELINES_DB_URL"]}
+    assert result.success and seen == {"key": key, "url": os.environ["AGENT_PIPELINES_DB_URL"], "hook": hook,
+                                       "smtp": smtp_password}
     blobs = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
     blobs += [v for p in home.rglob("*.db") for v in sqlite_values(p)]
-    assert blobs and not [b for b in blobs if key.encode() in b or password.encode() in b]
+    secrets = [s.encode() for s in (key, password, hook, smtp_password)]
+    assert blobs and not [b for b in blobs if any(s in b for s in secrets)]

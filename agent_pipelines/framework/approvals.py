@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select, update
 from agent_pipelines.framework import audit, reviewers
 from agent_pipelines.framework.db import Database, aware, utcnow  # noqa: F401 - aware is re-exported
 from agent_pipelines.framework.intents import transition
+from agent_pipelines.framework.notifications import Outbox
 from agent_pipelines.framework.policy import ApprovalPolicy, PolicyPack
 from agent_pipelines.framework.redaction import redact
 from agent_pipelines.framework.reviewers import Reviewer
@@ -90,8 +91,10 @@ def decision_problem(key: ApprovalKey, policy: ApprovalPolicy, req: dict[str, An
 def request_approval(db: Database, key: ApprovalKey, *, intent_id: str, workflow: str, policy_digest: str,
                      payload: dict[str, Any], evidence: dict[str, Any], rationale: str, ttl_hours: float,
                      run_id: str | None, required_approvals: int = 1,
-                     requested_by: str = AGENT_IDENTITY) -> dict[str, Any]:
-    """Store (once per intent and change) the request a human decides on; returns the stored row."""
+                     requested_by: str = AGENT_IDENTITY, notify: Outbox | None = None) -> dict[str, Any]:
+    """Store (once per intent and change) the request a human decides on; returns the stored row. A new
+    request's notifications (`notify`: the pack's channels that are configured) are queued with it, in
+    the same transaction, for the approvals__notify sensor to deliver."""
     now = utcnow()
     # The digest is over the evidence as stored (redacted, JSON round-tripped): what is re-hashed later.
     row = dict(intent_id=intent_id, workflow=workflow, policy_digest=policy_digest, payload=payload,
@@ -106,6 +109,8 @@ def request_approval(db: Database, key: ApprovalKey, *, intent_id: str, workflow
             audit.append(conn, key, audit.EventKind.REQUESTED, approval_id, dict(
                 intent_id=intent_id, workflow=workflow, policy_digest=policy_digest, digest=digest,
                 required_approvals=required_approvals, requested_by=requested_by))
+            if notify is not None:
+                notify.enqueue(conn, get(conn, approval_id))
         return get(conn, approval_id)
 
 

@@ -32,6 +32,8 @@ class EventKind(StrEnum):
     REFUSED = "refused"
     REVIEWER_ADDED = "reviewer_added"
     REVIEWER_REVOKED = "reviewer_revoked"
+    NOTIFIED = "notified"            # an approver was told of a request (notify_delivery.py)
+    NOTIFY_FAILED = "notify_failed"  # a notification gave up; an escalation follows
 
 
 def event_hash(prev_hash: str, row: dict[str, Any]) -> str:

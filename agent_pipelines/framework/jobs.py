@@ -13,6 +13,7 @@ from agent_pipelines.framework.gateway import ToolBlocked
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
 from agent_pipelines.framework.llm import ProposalFailed
+from agent_pipelines.framework.notifications import Outbox
 from agent_pipelines.framework.policy import Decision, Mode
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState as S
@@ -292,7 +293,9 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                               "context": carry.context.model_dump(mode="json"),
                               "policy": decision.model_dump(mode="json"), "facts": carry.facts,
                               "source": run.intent().source_ref},
-                    rationale=wf.rationale(carry.intake, carry.context, carry.proposal))
+                    rationale=wf.rationale(carry.intake, carry.context, carry.proposal),
+                    notify=Outbox(policy=wf.policy.notifications, settings=runtime.notify,
+                                  redact_fields=wf.policy.data_handling.redact_fields))
                 run.park(S.WAITING_FOR_APPROVAL,
                          f"approval {req['approval_id']} requested: " + "; ".join(decision.reasons))
                 return

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent_pipelines.framework import provenance as prov
+from agent_pipelines.framework.notifications import NotificationsPolicy
 from agent_pipelines.framework.safe_data import MAX_PACK_CHARS, load_yaml, tree_problem
 
 
@@ -287,6 +288,8 @@ class PolicyPack(BaseModel):
     input_ttl_hours: float = Field(72.0, gt=0, description="how long an intent waits for a missing input")
     provenance: prov.Provenance = Field(default_factory=dict, description="tool -> parameter -> where its "
                                         "values must come from (framework/provenance.py)")
+    notifications: NotificationsPolicy | None = Field(None, description="who is told of a new approval "
+                                                      "request, how, and what it may say (framework/notifications.py)")
 
     @model_validator(mode="before")
     @classmethod
@@ -306,6 +309,7 @@ class PolicyPack(BaseModel):
             raise ValueError(f"constraints/high_impact_tools/required_for_tools name tools that are not "
                              f"in allowed_tools: {unknown}")
         problems = prov.section_problems(self.provenance, self.allowed_tools)
+        problems += self.notifications.problems(self.approval.approvers) if self.notifications else []
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -343,8 +347,9 @@ class PolicyPack(BaseModel):
     @property
     def digest(self) -> str:
         data = self.model_dump(mode="json")
-        if not data["provenance"]:  # packs without the section keep the digest they had before it existed
-            del data["provenance"]
+        for section in ("provenance", "notifications"):
+            if not data[section]:  # packs without the section keep the digest they had before it existed
+                del data[section]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

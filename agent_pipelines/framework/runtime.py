@@ -4,11 +4,13 @@ import functools
 import os
 
 import dagster as dg
+from pydantic import Field
 from sqlalchemy.engine import make_url
 
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.llm import LLMConfig, Proposer
+from agent_pipelines.framework.notifications import NotifySettings
 from agent_pipelines.framework.signing import ApprovalKey, load_key
 
 
@@ -34,6 +36,8 @@ class AgentRuntime(dg.ConfigurableResource):
     recovery_backoff_s: float | None = None
     # Where the approval signing key file lives unless AGENT_PIPELINES_APPROVAL_KEY is set (signing.py).
     state_dir: str = ".agent_pipelines"
+    # Approval notification channels: runs queue a new request's notifications, the sensor delivers them.
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @property
     def db(self) -> Database:
@@ -52,14 +56,20 @@ class AgentRuntime(dg.ConfigurableResource):
 
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
-                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines") -> "AgentRuntime":
+                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines",
+                    notify: NotifySettings | None = None) -> "AgentRuntime":
         password = make_url(db_url).password if "://" in db_url else None
+        notify = notify or NotifySettings()
+        notify = NotifySettings(**{  # the webhook URL is itself a credential; so is the SMTP password
+            **notify.model_dump(),
+            "webhook_url": _from_env(notify.webhook_url, "AGENT_PIPELINES_NOTIFY_WEBHOOK_URL"),
+            "smtp_password": _from_env(notify.smtp_password, "AGENT_PIPELINES_SMTP_PASSWORD")})
         return cls(db_url=_from_env(db_url, "AGENT_PIPELINES_DB_URL") if password else db_url,  # type: ignore[arg-type]
                    llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=_from_env(llm.api_key, "AGENT_PIPELINES_LLM_API_KEY", "OPENAI_API_KEY"),  # type: ignore[arg-type]
                    llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
                    llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
-                   state_dir=state_dir)
+                   state_dir=state_dir, notify=notify)
 
 
 def _from_env(value: str | None, *names: str) -> str | dg.EnvVar | None:

@@ -378,3 +378,27 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
     Column("seal", String(64), nullable=False),
 )
+
+# -- notifications (migration 0010) ------------------------------------------------------------------------
+# The outbox of approval notifications: rows are inserted in the transaction that stores the request, one
+# per configured channel and recipient (the id is derived from the three, so a row is never doubled), and
+# the approvals__notify sensor delivers them. `message` is the content as the pack allowed it (already
+# filtered and redacted), so delivery needs neither the pack nor the evidence. A row is claimed by moving next_attempt_at forward (a lease) with a compare-and-set on
+# (status, attempts): two deliverers never send the same attempt; a process that dies mid-send leaves the
+# row due again after the lease (at-least-once).
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", String(40), primary_key=True),
+    Column("approval_id", String(80), nullable=False, index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),  # webhook | email
+    Column("recipient", String(320), nullable=False),  # the e-mail address; "" for the webhook
+    Column("message", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Ts, nullable=False, index=True),
+    Column("last_error", Text),
+    Column("sent_at", Ts),
+    Column("created_at", Ts, nullable=False),
+)
