@@ -18,6 +18,9 @@ class Settings(BaseModel, frozen=True):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     lease_seconds: float = Field(DEFAULT_LEASE_S, ge=0)
     recovery_backoff_s: float | None = None
+    # Where reviewers open a request (`agent-pipelines console`) and a run (Dagster's UI): links only.
+    console_url: str = "http://127.0.0.1:3200"
+    dagster_url: str = "http://127.0.0.1:3000"
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -38,7 +41,9 @@ class Settings(BaseModel, frozen=True):
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
         return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
                    lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
-                   recovery_backoff_s=float(backoff) if backoff else None)
+                   recovery_backoff_s=float(backoff) if backoff else None,
+                   console_url=(env.get("AGENT_PIPELINES_CONSOLE_URL") or "http://127.0.0.1:3200").rstrip("/"),
+                   dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"))
 
     @property
     def dagster_home(self) -> Path:

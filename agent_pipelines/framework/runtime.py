@@ -32,6 +32,8 @@ class AgentRuntime(dg.ConfigurableResource):
     recovery_backoff_s: float | None = None
     # Where the approval signing key file lives unless AGENT_PIPELINES_APPROVAL_KEY is set (signing.py).
     state_dir: str = ".agent_pipelines"
+    # The reviewer console's base URL: each approval request's link (run tags and asset metadata).
+    console_url: str = "http://127.0.0.1:3200"
 
     @property
     def db(self) -> Database:
@@ -50,8 +52,9 @@ class AgentRuntime(dg.ConfigurableResource):
 
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
-                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines") -> "AgentRuntime":
+                    recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines",
+                    console_url: str = "http://127.0.0.1:3200") -> "AgentRuntime":
         return cls(db_url=db_url, llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=llm.api_key, llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
                    llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
-                   state_dir=state_dir)
+                   state_dir=state_dir, console_url=console_url)
