@@ -51,7 +51,8 @@ def revise(wf: Workflow, db: Database, approval_id: str, changes: dict[str, Any]
     return {"writes": [a.model_dump(mode="json") for a in plan], "proposal": proposal.model_dump(mode="json")}
 
 
-def workflow_of(db: Database, workflows: Mapping[str, Workflow], approval_id: str) -> tuple[Workflow, dict[str, Any]]:
+def workflow_of(db: Database, workflows: Mapping[str, Workflow],
+                approval_id: str) -> tuple[Workflow, dict[str, Any]]:
     """The workflow (hence the policy pack) that decides a request, and the request; DecisionRefused if
     the id is unknown or its workflow is not deployed here."""
     with db.connect() as conn:

@@ -182,7 +182,8 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
             return RecordPreview(table="staged_invoices", key=p["invoice_id"],
                                  before=staged.model_dump(mode="json") if staged else None,
                                  after={k: v for k, v in p.items() if k != "lines"} | {"lines": len(lines)},
-                                 basis=read if staged else "a new record: READ found no staged invoice with this number")
+                                 basis=read if staged else
+                                 "a new record: READ found no staged invoice with this number")
         if write.tool == "schedule_payment":
             return RecordPreview(table="scheduled_payments", key=f"PAY-{p['invoice_id']}", after=dict(p),
                                  basis="a new record; the payee account comes from the vendor master at commit")
