@@ -155,3 +155,59 @@ def test_the_request_carries_its_console_link(case: Case, monkeypatch: pytest.Mo
     out = CliRunner().invoke(app, ["approvals", "list", "--json", "--state-dir", str(case.project.settings.state_dir)])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["pending"][0]["console_url"] == link
+
+
+def test_decided_expired_and_escalated_requests_show_who_and_when(case: Case) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from agent_pipelines.framework.db import utcnow
+    from agent_pipelines.framework.tables import approval_requests
+
+    with case.project.db.begin() as conn:
+        conn.execute(update(approval_requests).values(expires_at=utcnow() - timedelta(minutes=1)))
+    assert [r["approval_id"] for r in approvals.expire_overdue(case.project.db, case.project.approval_key)] == [
+        case.approval_id]
+    client = client_for(case)
+    login(client, case.tokens["alice"])
+    queue = client.get("/").text
+    assert "Pending approval requests (0)" in queue
+    closed = queue[queue.index('id="closed"'):]
+    assert case.approval_id in closed and "expired unanswered at" in closed and "approval_expired at" in closed
+    page = client.get(f"/requests/{case.approval_id}").text
+    assert 'id="status">expired<' in page and "approval_expired" in page and 'id="approve"' not in page
+
+
+def test_the_console_command_serves_the_app(case: Case, tmp_path: Any) -> None:
+    """`agent-pipelines console --port N` starts and answers (its process is ours: stopped by its id)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "AGENT_PIPELINES_DB_URL": case.project.settings.db_url}
+    proc = subprocess.Popen([sys.executable, "-m", "agent_pipelines.cli", "console", "--port", str(port),
+                             "--state-dir", str(case.project.settings.state_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # readiness: poll the health endpoint within a deadline
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the console did not start"
+            time.sleep(0.1)
+        r = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
