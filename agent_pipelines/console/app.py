@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -94,6 +95,7 @@ class Console:
         if found is None or found.name != session.name:  # revoked since login: the session ends here
             session.token_id = session.name = None
             session.fresh = True
+            return None
         return found
 
     def to_login(self, request: Request, session: Session) -> Response:
@@ -112,7 +114,9 @@ class Console:
         return Response((TEMPLATES / "console.css").read_text(), media_type="text/css",
                         headers={"X-Content-Type-Options": "nosniff"})
 
-    async def login_page(self, request: Request) -> Response:
+    # Handlers that touch the database or hash a token are plain functions or hand their work to the
+    # thread pool: scrypt and queries must not stall the event loop for other reviewers.
+    def login_page(self, request: Request) -> Response:
         session = self.sessions.load(request)
         if self.reviewer(request, session) is not None:
             return self.finish(request, RedirectResponse("/", status_code=303), session)
@@ -124,6 +128,9 @@ class Console:
         form = await request.form()
         if not csrf_ok(session, form.get(CSRF_FIELD)):
             return self.refused_csrf(request, session)
+        return await run_in_threadpool(self._login, request, session, form)
+
+    def _login(self, request: Request, session: Session, form: Any) -> Response:
         token = str(form.get("token") or "")
         client = request.client.host if request.client else "unknown"
         keys = [f"addr:{client}"] + ([f"token:{tid}"] if (tid := reviewers.token_id_of(token)) else [])
@@ -147,14 +154,14 @@ class Console:
             return self.refused_csrf(request, session)
         return self.finish(request, RedirectResponse("/login", status_code=303), Session(fresh=True))
 
-    async def queue(self, request: Request) -> Response:
+    def queue(self, request: Request) -> Response:
         session = self.sessions.load(request)
         if (who := self.reviewer(request, session)) is None:
             return self.to_login(request, session)
         return self.render(request, session, "queue.html", reviewer=who, pending=views.queue(self.project.db),
                            closed=views.closed(self.project.db))
 
-    async def request_page(self, request: Request) -> Response:
+    def request_page(self, request: Request) -> Response:
         session = self.sessions.load(request)
         if (who := self.reviewer(request, session)) is None:
             return self.to_login(request, session)
@@ -176,6 +183,9 @@ class Console:
         form = await request.form()
         if not csrf_ok(session, form.get(CSRF_FIELD)):
             return self.refused_csrf(request, session)
+        return await run_in_threadpool(self._decide, request, session, form)
+
+    def _decide(self, request: Request, session: Session, form: Any) -> Response:
         if (who := self.reviewer(request, session)) is None:
             return self.to_login(request, session)
         approval_id, action = request.path_params["approval_id"], request.path_params["action"]

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
 from agent_pipelines.framework import approvals
@@ -93,10 +94,15 @@ def detail(db: Database, wf: Workflow, settings: Settings, approval_id: str) -> 
         esc = _escalations(conn, approval_id)
     evidence = redact(json.loads(json.dumps(req["evidence"], default=str)), fields=fields)
     change, digest = approvals.current_change(req, taken)
-    context = wf.context_model.model_validate(req["evidence"]["context"])
+    try:
+        context = wf.context_model.model_validate(req["evidence"]["context"])
+    except ValidationError:  # stored redacted: a masked value may no longer fit its type
+        context = None
     previews = []
     for w in change["writes"]:
-        p = wf.preview_write(context, WriteAction.model_validate(w))
+        action = WriteAction.model_validate(w)
+        # Without the context only the planned values can be shown (the base hook, labelled so).
+        p = wf.preview_write(context, action) if context is not None else Workflow.preview_write(wf, context, action)
         rows = _rows(redact(p.before, fields=fields), redact(p.after, fields=fields))
         previews.append({"action": w["action"], "tool": w["tool"], "table": p.table, "key": show(p.key),
                          "basis": p.basis, "rows": rows})

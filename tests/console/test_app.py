@@ -211,3 +211,19 @@ def test_the_console_command_serves_the_app(case: Case, tmp_path: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_dropped_invoices_page_shows_its_source_excerpt_with_secrets_and_pii_masked(seeded: Any, drop: Any) -> None:
+    from tests.conftest import invoice_json
+    from tests.test_canary import TEXT, leaks
+
+    drop("secret.json", invoice_json(invoice_number="INV-101", total="1,200.00", memo=f"<b>hi</b> {TEXT}"))
+    assert all(r.success for t in seeded.tick() for r in t.runs)
+    [req] = approvals.pending(seeded.db)
+    _, token = reviewers.add(seeded.db, seeded.approval_key, "alice")
+    client = TestClient(create_app(seeded, env={}), follow_redirects=False)
+    login(client, token)
+    page = client.get(f"/requests/{req['approval_id']}").text
+    excerpt = page[page.index('id="source-excerpt"'):]
+    assert "INV-101" in excerpt and "&lt;b&gt;hi&lt;/b&gt;" in excerpt and "[REDACTED:" in excerpt
+    assert leaks(page) == {}, leaks(page)
