@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agent_pipelines.cli_console import register as register_console
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -189,7 +190,9 @@ def approvals_list(state_dir: StateDir = None, as_json: AsJson = False) -> None:
              "source": Path(r["evidence"].get("source", "")).name, "rule": r["evidence"]["policy"]["rule"],
              "approvals_needed": r["required_approvals"],
              "age_hours": round((now - aware(r["created_at"])).total_seconds() / 3600, 2),
-             "expires_at": aware(r["expires_at"]).isoformat()} for r in approvals.pending(project.db)]
+             "expires_at": aware(r["expires_at"]).isoformat(),
+             "console_url": approvals.console_link(project.settings.console_url, r["approval_id"])}
+            for r in approvals.pending(project.db)]
     if as_json:
         _emit({"pending": rows})
         return
@@ -200,11 +203,14 @@ def approvals_list(state_dir: StateDir = None, as_json: AsJson = False) -> None:
         t.add_row(r["approval_id"], r["workflow"], r["source"], r["rule"], str(r["approvals_needed"]),
                   str(r["age_hours"]))
     console.print(t)
+    if rows:
+        console.print(f"reviewer console: {project.settings.console_url} (`agent-pipelines console`)")
 
 
 @approvals_app.command("show")
 def approvals_show(approval_id: str, state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """The exact change, its digest, the evidence, the rationale and the decisions so far."""
+    from agent_pipelines.framework import approvals
     from agent_pipelines.framework.redaction import redact
 
     project = _open(state_dir)
@@ -213,6 +219,7 @@ def approvals_show(approval_id: str, state_dir: StateDir = None, as_json: AsJson
                                    "required_approvals", "rationale", "created_at", "expires_at", "payload", "policy_digest",
                                    "evidence", "final_decision_id")}
     payload["decisions"] = taken
+    payload["console_url"] = approvals.console_link(project.settings.console_url, approval_id)
     # What a terminal shows is redacted like the trace; the stored change (and its digest) is not.
     payload = redact(json.loads(json.dumps(payload, default=str)),
                      fields=_workflow(req["workflow"]).policy.data_handling.redact_fields)
@@ -227,14 +234,14 @@ def _decide(approval_id: str, actor: str | None, kind: str, note: str | None, st
     from agent_pipelines.cli_reviewers import authenticated
     from agent_pipelines.framework import approvals, review
 
+    from agent_pipelines.workflows import all_workflows
+
     project = _open(state_dir)
     reviewer = authenticated(project, actor)
-    req, _ = _request(project, approval_id)
-    wf = _workflow(req["workflow"])
     try:
-        edited = review.revise(wf, project.db, approval_id, changes) if changes is not None else None
-        after = approvals.decide(project.db, wf.policy, approval_id, reviewer=reviewer, key=project.approval_key,
-                                 kind=approvals.DecisionKind(kind), note=note, edited_payload=edited)
+        after = review.decide_request(project.db, project.approval_key, {wf.name: wf for wf in all_workflows()},
+                                      approval_id, reviewer=reviewer, kind=approvals.DecisionKind(kind), note=note,
+                                      changes=changes)
     except approvals.DecisionRefused as exc:
         _refused(str(exc))
     if after["status"] == "approved":
@@ -281,6 +288,7 @@ def approvals_edit(approval_id: str,
 
 app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(audit_app, name="audit")
+register_console(app)
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")

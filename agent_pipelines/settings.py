@@ -21,6 +21,9 @@ class Settings(BaseModel, frozen=True):
     recovery_backoff_s: float | None = None
     # Approval notification channels (webhook, SMTP) and the console link; none configured by default.
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    # Where reviewers open a request (`agent-pipelines console`) and a run (Dagster's UI): links only.
+    console_url: str = "http://127.0.0.1:3200"
+    dagster_url: str = "http://127.0.0.1:3000"
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -41,7 +44,9 @@ class Settings(BaseModel, frozen=True):
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
         return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
                    lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
-                   recovery_backoff_s=float(backoff) if backoff else None, notify=NotifySettings.from_env(env))
+                   recovery_backoff_s=float(backoff) if backoff else None, notify=NotifySettings.from_env(env),
+                   console_url=(env.get("AGENT_PIPELINES_CONSOLE_URL") or "http://127.0.0.1:3200").rstrip("/"),
+                   dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"))
 
     @property
     def dagster_home(self) -> Path:

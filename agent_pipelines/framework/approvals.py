@@ -53,6 +53,11 @@ class ApprovalTampered(Exception):
     """What the database says was approved does not verify: the continuation must not commit it."""
 
 
+def console_link(base_url: str, approval_id: str) -> str:
+    """The reviewer console's page of one request (`agent-pipelines console`; base AGENT_PIPELINES_CONSOLE_URL)."""
+    return f"{base_url.rstrip('/')}/requests/{approval_id}"
+
+
 def change_digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 

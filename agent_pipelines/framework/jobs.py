@@ -100,6 +100,16 @@ def continuation_request(db: Database, w: WorkflowJobs, intent_id: str, approval
                                **(extra_tags or {})})
 
 
+def announce_request(context: dg.OpExecutionContext, req: dict[str, Any], console_url: str) -> None:
+    """The request's console link where an operator looks: the run's tags and an observation of the
+    approvals/pending_queue asset (the step parks, so there is no output to carry metadata)."""
+    link = approvals.console_link(console_url, req["approval_id"])
+    context.instance.add_run_tags(context.run_id, {f"{TAG}/approval_id": req["approval_id"],
+                                                   f"{TAG}/console_url": link})
+    context.log_event(dg.AssetObservation(asset_key=dg.AssetKey(["approvals", "pending_queue"]), metadata={
+        "approval_id": req["approval_id"], "intent_id": req["intent_id"], "console_url": dg.MetadataValue.url(link)}))
+
+
 def not_startable(intent: Intent, recovery: bool) -> str | None:
     """Why a run of the main job must not act on this intent now (None: it may)."""
     if intent.is_terminal:
@@ -298,6 +308,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                                   redact_fields=wf.policy.data_handling.redact_fields))
                 run.park(S.WAITING_FOR_APPROVAL,
                          f"approval {req['approval_id']} requested: " + "; ".join(decision.reasons))
+                announce_request(context, req, runtime.console_url)
                 return
             yield run.output(carry, decision=str(decision.decision))
 

@@ -1,6 +1,8 @@
-"""Edit-and-approve: an approver changes the proposal; the edited change goes through the same
-validation rules, pre-write suites and policy as the original, and gets a new digest."""
+"""A person's decision on a request, the one path the CLI and the reviewer console both take
+(`decide_request`), and edit-and-approve: an approver changes the proposal; the edited change goes
+through the same validation rules, pre-write suites and policy as the original, and gets a new digest."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,6 +13,8 @@ from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.gateway import ToolGateway
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.policy import Decision
+from agent_pipelines.framework.reviewers import Reviewer
+from agent_pipelines.framework.signing import ApprovalKey
 from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.framework.workflow import Step, Workflow
 
@@ -45,3 +49,31 @@ def revise(wf: Workflow, db: Database, approval_id: str, changes: dict[str, Any]
         raise DecisionRefused("policy denies the edited proposal: " + "; ".join(decision.reasons))
     plan = wf.plan_writes(req["intent_id"], intake, context, proposal)
     return {"writes": [a.model_dump(mode="json") for a in plan], "proposal": proposal.model_dump(mode="json")}
+
+
+def workflow_of(db: Database, workflows: Mapping[str, Workflow],
+                approval_id: str) -> tuple[Workflow, dict[str, Any]]:
+    """The workflow (hence the policy pack) that decides a request, and the request; DecisionRefused if
+    the id is unknown or its workflow is not deployed here."""
+    with db.connect() as conn:
+        req = approvals.get(conn, approval_id)
+    wf = workflows.get(req["workflow"])
+    if wf is None:
+        raise DecisionRefused(f"{approval_id} is a {req['workflow']} request; that workflow is not deployed here")
+    return wf, req
+
+
+def decide_request(db: Database, key: ApprovalKey, workflows: Mapping[str, Workflow], approval_id: str, *,
+                   reviewer: Reviewer, kind: approvals.DecisionKind, note: str | None = None,
+                   changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Take an authenticated reviewer's decision under the request's workflow's policy pack: an edit
+    (`changes` applied to the change on the table) is re-validated first. Returns the request after
+    it; DecisionRefused (nothing changed) otherwise."""
+    wf, _ = workflow_of(db, workflows, approval_id)
+    edited = None
+    if kind == approvals.DecisionKind.EDIT:
+        if not changes:
+            raise DecisionRefused("an edit needs at least one changed field")
+        edited = revise(wf, db, approval_id, changes)
+    return approvals.decide(db, wf.policy, approval_id, reviewer=reviewer, key=key, kind=kind, note=note,
+                            edited_payload=edited)

@@ -109,6 +109,30 @@ def still_active(conn: Connection, key: ApprovalKey, reviewer: Reviewer) -> bool
                            row["token_hash"]))
 
 
+def active(db: Database, key: ApprovalKey, *, token_id: str | None = None, name: str | None = None) -> Reviewer | None:
+    """The reviewer of an active (sealed, not revoked) token, found by token id or by name; None otherwise.
+    The console re-checks its session with this on every request, so a revoked token ends it at once."""
+    stmt = select(reviewers).where(reviewers.c.revoked_at.is_(None))
+    if token_id is not None:
+        stmt = stmt.where(reviewers.c.token_id == token_id)
+    elif name is not None:
+        stmt = stmt.where(reviewers.c.name == name.strip())
+    else:
+        return None
+    with db.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    if row is None or not key.verify(row["seal"], "reviewer", row["token_id"], row["name"], list(row["roles"]),
+                                     row["token_hash"]):
+        return None
+    return Reviewer(name=row["name"], roles=tuple(row["roles"]), token_id=row["token_id"])
+
+
+def token_id_of(token: str | None) -> str | None:
+    """The id part of a well-formed token (what login rate limiting counts failures against)."""
+    m = _TOKEN.fullmatch((token or "").strip())
+    return m.group(1) if m else None
+
+
 def revoke(db: Database, key: ApprovalKey, name: str, now: datetime | None = None) -> int:
     """Revoke every active token of `name`; returns how many."""
     now = now or utcnow()

@@ -38,6 +38,8 @@ class AgentRuntime(dg.ConfigurableResource):
     state_dir: str = ".agent_pipelines"
     # Approval notification channels: runs queue a new request's notifications, the sensor delivers them.
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    # The reviewer console's base URL: each approval request's link (run tags and asset metadata).
+    console_url: str = "http://127.0.0.1:3200"
 
     @property
     def db(self) -> Database:
@@ -57,7 +59,8 @@ class AgentRuntime(dg.ConfigurableResource):
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
                     recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines",
-                    notify: NotifySettings | None = None) -> "AgentRuntime":
+                    notify: NotifySettings | None = None,
+                    console_url: str = "http://127.0.0.1:3200") -> "AgentRuntime":
         password = make_url(db_url).password if "://" in db_url else None
         notify = notify or NotifySettings()
         notify = NotifySettings(**{  # the webhook URL is itself a credential; so is the SMTP password
@@ -69,7 +72,7 @@ class AgentRuntime(dg.ConfigurableResource):
                    llm_api_key=_from_env(llm.api_key, "AGENT_PIPELINES_LLM_API_KEY", "OPENAI_API_KEY"),  # type: ignore[arg-type]
                    llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
                    llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
-                   state_dir=state_dir, notify=notify)
+                   state_dir=state_dir, notify=notify, console_url=console_url)
 
 
 def _from_env(value: str | None, *names: str) -> str | dg.EnvVar | None:

@@ -55,6 +55,18 @@ class WriteAction(StepModel):
     params: dict[str, Any]
 
 
+class RecordPreview(StepModel):
+    """What one planned write would do to one record, shown to a reviewer before they decide. `before`
+    is the record as the agent read it (the stored context), None for a record the write creates or
+    when the workflow cannot tell; `after` is what the write sets; `basis` says which of these it is."""
+
+    table: str
+    key: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any]
+    basis: str
+
+
 class Verification(StepModel):
     passed: bool
     problems: tuple[str, ...] = ()
@@ -125,6 +137,12 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
 
     def rationale(self, intake: IntakeT, context: ContextT, proposal: ProposalT) -> str:
         return str(getattr(proposal, "rationale", ""))
+
+    def preview_write(self, context: ContextT, write: WriteAction) -> RecordPreview:
+        """The record-level before/after of one planned write, for the reviewer console. The default
+        knows only the write's parameters; a workflow that can derive the record from its context says so."""
+        return RecordPreview(table=write.tool, after=dict(write.params),
+                             basis="the write's planned parameters; earlier values are not derived for this tool")
 
     def duplicate_writes(self, conn: Connection) -> int:
         """Records in this workflow's system of record that exist more than once for one intent or

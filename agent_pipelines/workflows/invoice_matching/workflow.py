@@ -16,6 +16,7 @@ from agent_pipelines.framework.ledger import WriteReceipt, excess
 from agent_pipelines.framework.untrusted import instruction_like
 from agent_pipelines.framework.workflow import (
     NeedInput,
+    RecordPreview,
     Step,
     Validation,
     Verification,
@@ -162,6 +163,31 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
             WriteAction(action="schedule_payment", tool="schedule_payment", params=common | {
                 "intent_id": intent_id, "amount_cents": proposal.payable_cents, "pay_on": due}),
         ]
+
+    def preview_write(self, context: MatchContext, write: WriteAction) -> RecordPreview:
+        """Each write against the record READ saw: the PO's invoiced amount and version move; the
+        staged invoice and the payment are new records (the context's already_staged says otherwise)."""
+        p = write.params
+        read = "before: the record as READ saw it (stored context); after: what the write sets"
+        if write.tool == "record_po_invoiced":
+            po = next((c for c in context.candidates if c.po_number == p["po_number"]), None)
+            if po is not None:
+                before = {"invoiced_cents": po.invoiced_cents, "version": po.version, "total_cents": po.total_cents}
+                return RecordPreview(table="purchase_orders", key=p["po_number"], before=before, after={
+                    "invoiced_cents": po.invoiced_cents + p["add_cents"], "version": po.version + 1,
+                    "total_cents": po.total_cents}, basis=read)
+        if write.tool == "stage_invoice":
+            lines = p.get("lines") or []
+            staged = context.already_staged
+            return RecordPreview(table="staged_invoices", key=p["invoice_id"],
+                                 before=staged.model_dump(mode="json") if staged else None,
+                                 after={k: v for k, v in p.items() if k != "lines"} | {"lines": len(lines)},
+                                 basis=read if staged else
+                                 "a new record: READ found no staged invoice with this number")
+        if write.tool == "schedule_payment":
+            return RecordPreview(table="scheduled_payments", key=f"PAY-{p['invoice_id']}", after=dict(p),
+                                 basis="a new record; the payee account comes from the vendor master at commit")
+        return super().preview_write(context, write)
 
     # 5. VERIFY: read back independently and run the post-write suite --------------------------------
     def verify(self, step: Step, intake: InvoiceIntake, context: MatchContext, proposal: MatchProposal,
