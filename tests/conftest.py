@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from agent_pipelines.framework.runtime import database
 from agent_pipelines.project import Project
 from agent_pipelines.settings import Settings
+from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 from resources.system_of_record import po_lines, purchase_orders, vendors
 
 # Property tests: `ci` (CI=true) runs 2,000 examples per target, derandomized so a CI run is reproducible;
@@ -105,6 +106,15 @@ def project(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     yield p
     if "instance" in p.__dict__:
         p.instance.dispose()
+
+
+@pytest.fixture
+def desk(project: Project) -> Project:
+    """The demo support desk: teams, products, 15 requesters, tickets T-1001..T-1007 (T-1006 closed)."""
+    with project.db.begin() as conn:
+        ticket_demo.seed_system_of_record(conn)
+        ticket_demo.seed_system_of_record(conn)  # idempotent
+    return project
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from agent_pipelines.framework.intents import INTENT_ID_CHARS
 from agent_pipelines.framework.tables import intents, sensor_cursors
 from agent_pipelines.project import Project
-from agent_pipelines.workflows.ticket_intake import demo_data
 from resources.tickets import inbound_messages
 from tests.test_ticket_workflow import ALICE, SENSOR, add_message, intent, make_defs, tick
 
@@ -83,13 +82,6 @@ def test_any_access_request_row_becomes_an_intent_that_fits_or_a_rejection_with_
 
 
 # -- a real sensor on the selected backend -----------------------------------------------------------------
-@pytest.fixture
-def desk(project: Project) -> Project:
-    with project.db.begin() as conn:
-        demo_data.seed_system_of_record(conn)
-    return project
-
-
 @pytest.fixture
 def defs(desk: Project) -> Any:
     return make_defs(desk)

@@ -15,7 +15,6 @@ from agent_pipelines.framework.intents import IntentStore, record_intent_id
 from agent_pipelines.project import Project
 from agent_pipelines.workflows.invoice_matching.models import InvoiceIntake
 from agent_pipelines.workflows.invoice_matching.parsing import ParseError, parse_invoice
-from agent_pipelines.workflows.ticket_intake import demo_data
 from agent_pipelines.workflows.ticket_intake.models import MessageIntake
 from sensors.access import request_intake
 from sensors.tickets import message_intake, register_message
@@ -26,14 +25,6 @@ from tests.test_ticket_workflow import ALICE, WF, add_message, intent, make_defs
 # CPU seconds of the parsing thread: a loaded CI machine stretches wall time, not this. Catastrophic
 # backtracking took 13-200 s here; linear parsing of a 256 KiB file takes about 0.2 s.
 FAST_S = 1.0
-
-
-@pytest.fixture
-def desk(project: Project) -> Project:
-    """The demo support desk (as in tests/test_ticket_workflow.py)."""
-    with project.db.begin() as conn:
-        demo_data.seed_system_of_record(conn)
-    return project
 
 
 @pytest.fixture

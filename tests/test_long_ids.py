@@ -18,7 +18,6 @@ from agent_pipelines.framework.intents import INTENT_ID_CHARS, IntentStore, reco
 from agent_pipelines.framework.tables import approval_requests, escalations, input_requests, intents, writes
 from agent_pipelines.framework.triggers import reject_row
 from agent_pipelines.project import Project
-from agent_pipelines.workflows.ticket_intake import demo_data
 from agent_pipelines.workflows.ticket_intake.models import MAX_MESSAGE_ID_CHARS
 from resources.tickets import inbound_messages, ticket_messages
 from sensors.tickets import message_intake
@@ -34,13 +33,6 @@ def rfc_id(length: int, tag: str = "k") -> str:
     domain = "mail.gmail.example"
     local = (tag + "0123456789abcdefghijklmnopqrstuvwxyz.") * (length // 38 + 1)
     return f"<{local[:length - len(domain) - 3]}@{domain}>"
-
-
-@pytest.fixture
-def desk(project: Project) -> Project:
-    with project.db.begin() as conn:
-        demo_data.seed_system_of_record(conn)
-    return project
 
 
 @pytest.fixture

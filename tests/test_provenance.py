@@ -17,7 +17,7 @@ from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
-from tests.test_ticket_workflow import ALICE, add_message, count, desk, intent, make_defs, run, tick  # noqa: F401
+from tests.test_ticket_workflow import ALICE, add_message, count, intent, make_defs, run, tick
 
 
 class Payee(BaseModel):

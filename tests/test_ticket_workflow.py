@@ -47,15 +47,6 @@ ALICE = "alice.chen@acme.example"
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------------
-@pytest.fixture
-def desk(project: Project) -> Project:
-    """The demo support desk: teams, products, 15 requesters, tickets T-1001..T-1007 (T-1006 closed)."""
-    with project.db.begin() as conn:
-        demo_data.seed_system_of_record(conn)
-        demo_data.seed_system_of_record(conn)  # idempotent
-    return project
-
-
 def make_defs(project: Project, wf: TicketIntake = WF) -> dg.Definitions:
     job = build_job(wf)
     return dg.Definitions(jobs=[job], sensors=[build_ticket_sensor(wf, job)],
