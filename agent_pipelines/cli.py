@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agent_pipelines.cli_bench import register as register_bench
 from agent_pipelines.cli_console import register as register_console
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 
@@ -289,6 +290,7 @@ def approvals_edit(approval_id: str,
 app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(audit_app, name="audit")
 register_console(app)
+register_bench(app)
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")

@@ -38,9 +38,9 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
     return dg.Definitions(
         jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job],
         sensors=[
-            build_invoice_sensor(invoices.wf, invoices.jobs.main),
-            build_ticket_sensor(tickets.wf, tickets.jobs.main),
-            build_access_sensor(access.wf, access.jobs.main),
+            build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
+            build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
+            build_access_sensor(access.wf, access.jobs.main, batch=access.jobs.batch),
             *build_approval_sensors(shipped, housekeeping_job),
             build_input_sensor(shipped),
             build_release_sensor(shipped),

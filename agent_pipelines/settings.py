@@ -18,6 +18,10 @@ class Settings(BaseModel, frozen=True):
     inbox_settle_seconds: float = 1.0
     llm: LLMConfig = Field(default_factory=LLMConfig)
     lease_seconds: float = Field(DEFAULT_LEASE_S, ge=0)
+    # Adaptive batching: a trigger tick with fewer than batch_min_size new intents launches each alone
+    # (lowest latency); more are launched as batch runs of up to batch_max_size intents each.
+    batch_max_size: int = Field(500, ge=1)
+    batch_min_size: int = Field(8, ge=2)
     recovery_backoff_s: float | None = None
     # Approval notification channels (webhook, SMTP) and the console link; none configured by default.
     notify: NotifySettings = Field(default_factory=NotifySettings)
@@ -39,11 +43,16 @@ class Settings(BaseModel, frozen=True):
             mode=env.get("AGENT_PIPELINES_LLM_MODE", "tools"),
             max_reasks=int(env.get("AGENT_PIPELINES_LLM_MAX_REASKS", "2")),
             timeout_s=float(env.get("AGENT_PIPELINES_LLM_TIMEOUT_S", "60")),
+            concurrency=int(env.get("AGENT_PIPELINES_LLM_CONCURRENCY", "8")),
+            requests_per_min=float(env["AGENT_PIPELINES_LLM_RPM"]) if env.get("AGENT_PIPELINES_LLM_RPM") else None,
+            tokens_per_min=float(env["AGENT_PIPELINES_LLM_TPM"]) if env.get("AGENT_PIPELINES_LLM_TPM") else None,
         )
         settle = float(env.get("AGENT_PIPELINES_INBOX_SETTLE_SECONDS", "1.0"))
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
         return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
                    lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
+                   batch_max_size=int(env.get("AGENT_PIPELINES_BATCH_MAX_SIZE") or 500),
+                   batch_min_size=int(env.get("AGENT_PIPELINES_BATCH_MIN_SIZE") or 8),
                    recovery_backoff_s=float(backoff) if backoff else None, notify=NotifySettings.from_env(env),
                    console_url=(env.get("AGENT_PIPELINES_CONSOLE_URL") or "http://127.0.0.1:3200").rstrip("/"),
                    dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"))

@@ -5,7 +5,7 @@ from typing import Any
 
 import pandas as pd
 
-from agent_pipelines.framework.quality import SuiteResult, run_suite
+from agent_pipelines.framework.quality import OWNER, SuiteCheck, SuiteResult, run_checks
 
 INVOICE_LINES_PRE_WRITE = "staged_invoice_lines.pre_write"
 STAGED_INVOICES_POST_WRITE = "staged_invoices.post_write"
@@ -13,8 +13,10 @@ STAGED_INVOICES_POST_WRITE = "staged_invoices.post_write"
 
 def _invoice_lines_pre_write(gxe: Any) -> list[Any]:
     return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=500),
-        gxe.ExpectColumnValuesToBeUnique(column="line_no"),
+        # Row-level, so a batch of invoices validates as one frame: the line count is a column, and a
+        # line number is unique within its invoice (OWNER, the intent), not across the batch.
+        gxe.ExpectColumnValuesToBeBetween(column="invoice_line_count", min_value=1, max_value=500),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=[OWNER, "line_no"]),
         gxe.ExpectColumnValuesToNotBeNull(column="description"),
         gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=0, strict_min=True, max_value=1_000_000),
         gxe.ExpectColumnValuesToBeBetween(column="unit_price_cents", min_value=0, max_value=10_000_000_000),
@@ -38,11 +40,18 @@ def _staged_invoices_post_write(gxe: Any) -> list[Any]:
     ]
 
 
-def invoice_lines_pre_write(lines: pd.DataFrame) -> SuiteResult:
-    frame = lines.assign(amount_delta_cents=(lines["amount_cents"] - (lines["quantity"] * lines["unit_price_cents"]).round()).abs())
-    return run_suite(INVOICE_LINES_PRE_WRITE, "sor/staged_invoice_lines", _invoice_lines_pre_write, frame)
+def invoice_lines_pre_write(lines: pd.DataFrame) -> SuiteCheck:
+    """One invoice's billed lines, before anything is written (the framework runs it, batched)."""
+    frame = lines.assign(amount_delta_cents=(lines["amount_cents"] - (lines["quantity"] * lines["unit_price_cents"]).round()).abs(),
+                         invoice_line_count=len(lines))
+    return SuiteCheck(INVOICE_LINES_PRE_WRITE, "sor/staged_invoice_lines", _invoice_lines_pre_write, frame)
+
+
+def staged_invoices_post_write_check(invoices: pd.DataFrame) -> SuiteCheck:
+    """`invoices`: staged invoices joined with payment_amount_cents and line_count (see assets.checks)."""
+    return SuiteCheck(STAGED_INVOICES_POST_WRITE, "sor/staged_invoices", _staged_invoices_post_write, invoices)
 
 
 def staged_invoices_post_write(invoices: pd.DataFrame) -> SuiteResult:
-    """`invoices`: staged invoices joined with payment_amount_cents and line_count (see assets.checks)."""
-    return run_suite(STAGED_INVOICES_POST_WRITE, "sor/staged_invoices", _staged_invoices_post_write, invoices)
+    """The whole table at once (the asset check)."""
+    return run_checks([staged_invoices_post_write_check(invoices)])[0]

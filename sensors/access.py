@@ -49,9 +49,9 @@ def register_request(store: IntentStore, wf: Workflow, intake: AccessRequestInta
     return store.register(**common)
 
 
-def build_access_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
+def build_access_sensor(wf: Workflow, job: dg.JobDefinition, batch: dg.JobDefinition | None = None) -> dg.SensorDefinition:
     return build_record_sensor(
-        wf, job, name=f"{wf.name}__on_new_request", noun="access request", table=access_requests,
+        wf, [job, *([batch] if batch else [])], name=f"{wf.name}__on_new_request", noun="access request", table=access_requests,
         id_column="request_id", to_intake=request_intake, register=register_request,
         description="Register each new access request as an intent; empty or unreadable ones are recorded, "
                     "not launched.")

@@ -9,10 +9,10 @@ import dagster as dg
 from pydantic import BaseModel
 
 from agent_pipelines.framework.inbox import ingest_inbox
-from agent_pipelines.framework.intents import IntentStore
+from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_stopped, run_request
+from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_requests, launch_stopped
 from agent_pipelines.framework.workflow import Workflow
 from resources.inbox import InboxResource
 
@@ -24,10 +24,12 @@ def _parse_invoice(name: str, content: bytes) -> BaseModel:
 
 
 def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition,
-                         parse: Callable[[str, bytes], BaseModel] = _parse_invoice) -> dg.SensorDefinition:
+                         parse: Callable[[str, bytes], BaseModel] = _parse_invoice,
+                         batch: dg.JobDefinition | None = None) -> dg.SensorDefinition:
     name = f"{wf.name}__on_new_invoice"
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=TRIGGER_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(name=name, jobs=[job, *([batch] if batch else [])], minimum_interval_seconds=TRIGGER_INTERVAL_S,
+               default_status=dg.DefaultSensorStatus.RUNNING)
     def on_new_invoice(context: dg.SensorEvaluationContext, runtime: AgentRuntime,
                        invoice_inbox: InboxResource) -> dg.SensorResult | dg.SkipReason:
         """Register each new invoice file as an intent; unreadable files are recorded, not launched."""
@@ -42,7 +44,7 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition,
             waiting = f" ({done.unsettled} still being written)" if done.unsettled else ""
             return dg.SkipReason(f"no new files in {invoice_inbox.root}{waiting}")
         model = runtime.proposer().model_name
-        requests: dict[str, dg.RunRequest] = {}
+        launch: dict[str, Intent] = {}
         rejected = 0
         for intent in done.registered:
             if intent.state == IntentState.REJECTED_INPUT:
@@ -50,9 +52,12 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition,
                 context.log.info(f"{intent.source_ref.rsplit('/', 1)[-1]}: {intent.reason}")
             elif not intent.is_terminal:
                 # Same bytes under two names give the same intent and run_key: Dagster launches it once.
-                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
-        context.log.info(f"{len(done.registered)} new file(s): {len(requests)} run request(s), {rejected} rejected"
-                         + (", more next tick" if done.more else ""))
-        return dg.SensorResult(run_requests=list(requests.values()), cursor=display)
+                launch[intent.intent_id] = intent
+        # One file: its own run, at once; a flood: batch runs (adaptive batching, triggers.launch_requests).
+        requests = launch_requests(runtime.db, wf, list(launch.values()), model, runtime.batch_max_size,
+                                   runtime.batch_min_size, batched=batch is not None)
+        context.log.info(f"{len(done.registered)} new file(s): {len(launch)} intent(s) in {len(requests)} run "
+                         f"request(s), {rejected} rejected" + (", more next tick" if done.more else ""))
+        return dg.SensorResult(run_requests=requests, cursor=display)
 
     return on_new_invoice

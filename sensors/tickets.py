@@ -56,9 +56,9 @@ def register_message(store: IntentStore, wf: Workflow, intake: MessageIntake) ->
     return store.register(**common)
 
 
-def build_ticket_sensor(wf: Workflow, job: dg.JobDefinition) -> dg.SensorDefinition:
+def build_ticket_sensor(wf: Workflow, job: dg.JobDefinition, batch: dg.JobDefinition | None = None) -> dg.SensorDefinition:
     return build_record_sensor(
-        wf, job, name=f"{wf.name}__on_new_message", noun="inbound message", table=inbound_messages,
+        wf, [job, *([batch] if batch else [])], name=f"{wf.name}__on_new_message", noun="inbound message", table=inbound_messages,
         id_column="message_id", to_intake=message_intake, register=register_message,
         description="Register each new inbound message as an intent; empty or unreadable ones are recorded, "
                     "not launched.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from agent_pipelines.framework.gateway import ToolRegistry
-from agent_pipelines.framework.jobs import build_job
+from agent_pipelines.framework.jobs import build_job, build_jobs
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.step_store import StepStore
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
@@ -54,3 +54,23 @@ def faulty_job() -> dg.JobDefinition:
     runtime = AgentRuntime.configure_at_launch()
     defs = dg.Definitions(jobs=[build_job(wf)], resources={"runtime": runtime, "io_manager": StepStore(runtime=runtime)})
     return defs.get_job_def(wf.name)
+
+
+class FaultyStepStore(StepStore):
+    """StepStore that fails to store a batch step's output when `store:<step>` is armed: the op fails
+    after its intents were processed, as when the database or the worker goes away at that moment."""
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        step = context.step_key.split("__batch_")[-1].split("[")[0]
+        if armed(f"store:{step}"):
+            raise Crash(f"injected failure storing the {step} output")
+        super().handle_output(context, obj)
+
+
+def faulty_batch_job() -> dg.JobDefinition:
+    """The invoice batch job with injectable crashes (the workflow's and FaultyStepStore's)."""
+    wf = FaultyInvoiceMatching()
+    runtime = AgentRuntime.configure_at_launch()
+    defs = dg.Definitions(jobs=[build_jobs(wf).batch],
+                          resources={"runtime": runtime, "io_manager": FaultyStepStore(runtime=runtime)})
+    return defs.get_job_def(f"{wf.name}__batch")

@@ -319,7 +319,7 @@ def test_a_row_that_raises_is_rejected_and_an_infrastructure_error_is_retried(pr
         return request_intake(row)
 
     name = "test__on_new_request"
-    sensor = build_record_sensor(wf, job, name=name, noun="access request", table=access_requests,
+    sensor = build_record_sensor(wf, [job], name=name, noun="access request", table=access_requests,
                                  id_column="request_id", to_intake=to_intake, register=register_request,
                                  description="test")
     r1, r2, r3, r4 = (add_request(project, f"R-{i}") for i in range(1, 5))

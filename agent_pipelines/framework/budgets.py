@@ -6,6 +6,7 @@ a run, in whatever process, sees the same totals, and the evidence of a breach i
 import hashlib
 import json
 import time
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -43,19 +44,32 @@ def _hex_big_ints(value: Any) -> Any:
 
 
 class RunBudget:
-    def __init__(self, db: Database, limits: Budgets, run_id: str | None, started_at: float | None = None) -> None:
-        self.db, self.limits, self.run_id = db, limits, run_id
+    """One intent's budget within one run. A batch run carries many intents: each has its own caps
+    (usage is counted per run and intent), and the wall clock runs from the run's start."""
+
+    def __init__(self, db: Database, limits: Budgets, run_id: str | None, started_at: float | None = None,
+                 intent_id: str | None = None, recorded: Counter[str] | None = None) -> None:
+        self.db, self.limits, self.run_id, self.intent_id = db, limits, run_id, intent_id
         self.started_at = started_at if started_at is not None else time.time()
+        # Tool-call rows recorded through this step's tracer, by call digest (Tracer.recorded_calls).
+        self._recorded: Counter[str] = recorded if recorded is not None else Counter()
+        self._base: tuple[str | None, Counter[str], Counter[str]] | None = None
+
+    def _mine(self, table: Any) -> list[Any]:
+        where = [table.c.run_id == self.run_id]
+        if self.intent_id is not None:
+            where.append(table.c.intent_id == self.intent_id)
+        return where
 
     def usage(self) -> dict[str, float]:
         """What this run has used so far (the evidence attached to a quarantine)."""
         with self.db.connect() as conn:
             calls = conn.execute(select(func.count()).select_from(tool_calls)
-                                 .where(tool_calls.c.run_id == self.run_id)).scalar_one()
+                                 .where(*self._mine(tool_calls))).scalar_one()
             tokens, cost = conn.execute(
                 select(func.coalesce(func.sum(llm_calls.c.prompt_tokens + llm_calls.c.completion_tokens), 0),
                        func.coalesce(func.sum(llm_calls.c.cost_usd), 0.0))
-                .where(llm_calls.c.run_id == self.run_id)).one()
+                .where(*self._mine(llm_calls))).one()
         return {"tool_calls": int(calls), "llm_tokens": int(tokens), "cost_usd": float(cost),
                 "wall_s": round(time.time() - self.started_at, 3)}
 
@@ -73,19 +87,25 @@ class RunBudget:
             raise BudgetExceeded("max_cost_usd", self.limits.max_cost_usd, used["cost_usd"])
 
     def check_tool_call(self, tool: str, digest: str) -> None:
-        """Before each tool call: the run's call count, and how often this exact call was already made."""
+        """Before each tool call: the run's call count, and how often this exact call was already made.
+        The counts are read from the trace tables once per step (this object lives for one step of one
+        intent, whose run holds the claim), then followed through the rows this step's tracer records."""
         self.check_wall()
-        with self.db.connect() as conn:
-            breached = conn.execute(select(policy_decisions.c.rule).where(
-                policy_decisions.c.run_id == self.run_id, policy_decisions.c.rule.like("budget:%")).limit(1)).scalar()
-            calls = conn.execute(select(func.count()).select_from(tool_calls)
-                                 .where(tool_calls.c.run_id == self.run_id)).scalar_one()
-            same = conn.execute(select(func.count()).select_from(tool_calls)
-                                .where(tool_calls.c.run_id == self.run_id, tool_calls.c.call_digest == digest)
-                                ).scalar_one()
+        if self._base is None:
+            with self.db.connect() as conn:
+                breached = conn.execute(select(policy_decisions.c.rule).where(
+                    *self._mine(policy_decisions), policy_decisions.c.rule.like("budget:%")).limit(1)).scalar()
+                per_digest = dict(conn.execute(select(tool_calls.c.call_digest, func.count())
+                                               .where(*self._mine(tool_calls)).group_by(tool_calls.c.call_digest)).all())
+            self._base = (breached, Counter({str(k): int(v) for k, v in per_digest.items()}),
+                          Counter(self._recorded))
+        breached, base, seen = self._base
         if breached is not None and self.run_id is not None:
             # Once over a budget, a run stays over it: no other call slips through after the breach.
             raise BudgetExceeded(breached.removeprefix("budget:"), 0, 0, f"this run already broke {breached}")
+        since = self._recorded - seen  # rows this step recorded after the counts were read
+        calls = sum(base.values()) + sum(since.values())
+        same = base[digest] + since[digest]
         if calls >= self.limits.max_tool_calls:
             raise BudgetExceeded("max_tool_calls", self.limits.max_tool_calls, calls + 1, f"next call: {tool}")
         if same >= self.limits.max_repeat_calls:

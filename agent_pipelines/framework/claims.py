@@ -100,3 +100,41 @@ def live_owner(owner: str | None, lease_expires_at: object) -> str | None:
     if owner is None or lease_expires_at is None:
         return None
     return owner if aware(lease_expires_at) > utcnow() else None  # type: ignore[arg-type]
+
+
+def renew_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float) -> int:
+    """Extend this run's lease on every intent of a batch it still owns, in one statement per 500 ids."""
+    now = utcnow()
+    renewed = 0
+    with db.begin() as conn:
+        for i in range(0, len(intent_ids), 500):
+            done = conn.execute(update(intents).where(intents.c.intent_id.in_(intent_ids[i:i + 500]),
+                                                      intents.c.owner_run_id == run_id)
+                                .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+            renewed += done.rowcount
+    return renewed
+
+
+@contextmanager
+def heartbeat_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float) -> Iterator[None]:
+    """A batch step's heartbeat: while it works through its intents one by one, the leases of all of
+    them are renewed together, so an intent waiting its turn is not taken for dead by the sweeper."""
+    if lease_s < 1 or not intent_ids:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                renew_many(db, intent_ids, run_id, lease_s)
+            except Exception:  # noqa: BLE001 - a failed beat is retried on the next one
+                continue
+
+    thread = threading.Thread(target=beat, name=f"claim-heartbeat:batch:{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

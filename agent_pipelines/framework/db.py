@@ -41,6 +41,8 @@ def retrying(window_s: float = RETRY_WINDOW_S) -> Retrying:
                     wait=wait_exponential_jitter(initial=0.1, max=2.0), reraise=True,
                     before_sleep=before_sleep_log(log, logging.WARNING))
 
+WRITER = "agent_pipelines_writer"  # execution option: this connection's transaction will write
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -73,14 +75,17 @@ def make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Writers serialize at BEGIN instead of failing with "database is locked" at COMMIT.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers (Database.begin/transaction) serialize at BEGIN instead of failing with "database is
+        # locked" at COMMIT. Readers (Database.connect, never committed) take a deferred BEGIN: a
+        # snapshot that neither waits for nor blocks a writer in WAL mode.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITER) else "BEGIN")
 
     return engine
 
@@ -92,7 +97,7 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with engine.connect() as conn, conn.execution_options(**{WRITER: True}).begin():
         if conn.dialect.name == "postgresql":  # two processes starting at once migrate one at a time
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
         cfg.attributes["connection"] = conn
@@ -116,7 +121,7 @@ class Database:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, conn.execution_options(**{WRITER: True}).begin():
             yield conn
 
     def transaction(self, fn: Callable[[Connection], T], *, window_s: float = RETRY_WINDOW_S) -> T:
@@ -125,7 +130,7 @@ class Database:
         touch the database: it may run more than once."""
         for attempt in retrying(window_s):
             with attempt:
-                with self.engine.begin() as conn:
+                with self.begin() as conn:
                     return fn(conn)
         raise AssertionError("unreachable: tenacity reraises")
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
-from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.db import WRITER, Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyError, PolicyPack
@@ -138,7 +138,8 @@ class ToolGateway:
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
         self.mode = Mode(mode)
-        self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id)
+        self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id, intent_id=tracer.intent_id,
+                                          recorded=tracer.recorded_calls)
         self._sleep = sleep
         self._rng = rng or random.Random()
         problems = self._provenance_problems()
@@ -251,7 +252,7 @@ class ToolGateway:
         assert tr.intent_id is not None
         outcomes: list[tuple[WriteOutcome, float]] = []
         with self.db.engine.connect() as conn:
-            txn = conn.begin()
+            txn = conn.execution_options(**{WRITER: True}).begin()  # it writes, then rolls back
             try:
                 for (tool, p, digest), _action in admitted:
                     started = time.perf_counter()

@@ -10,6 +10,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from agent_pipelines.framework.ratelimit import limiter_for
+
 T = TypeVar("T", bound=BaseModel)
 
 # USD per million tokens (input, output). Unknown models cost 0 and say so in the trace.
@@ -29,6 +31,11 @@ class LLMConfig(BaseModel, frozen=True):
     mode: Literal["tools", "json", "json_schema", "md_json"] = "tools"
     max_reasks: int = 2
     timeout_s: float = 60.0
+    # A batch step proposes for up to `concurrency` intents at once; the provider's limits (per
+    # process, per endpoint) hold whatever the concurrency.
+    concurrency: int = 8
+    requests_per_min: float | None = None
+    tokens_per_min: float | None = None
 
 
 class LLMUsage(BaseModel, frozen=True):
@@ -96,6 +103,14 @@ class Proposer:
                                        attempts=1)
         client = self._instructor()
         attempts = 0
+        sent = list(messages())
+        limiter = limiter_for(self.config.provider, self.config.base_url or "", self.config.requests_per_min,
+                              self.config.tokens_per_min)
+        # ~4 characters a token, plus room for the answer: settled with the real usage afterwards.
+        estimate = sum(len(m.get("content", "")) for m in sent) // 4 + 256
+        if limiter is not None:
+            limiter.acquire(estimate)
+        used = estimate
 
         def count(*_a: Any, **_k: Any) -> None:
             nonlocal attempts
@@ -104,16 +119,21 @@ class Proposer:
         client.on("completion:kwargs", count)
         try:
             result, completion = client.create_with_completion(
-                model=self.config.model, response_model=response_model, messages=list(messages()),
+                model=self.config.model, response_model=response_model, messages=sent,
                 max_retries=self.config.max_reasks, temperature=0)
+            usage = self._usage(getattr(completion, "usage", None), prompt_version, attempts)
+            used = usage.prompt_tokens + usage.completion_tokens or estimate
         except Exception as exc:
-            usage = getattr(exc, "total_usage", None)
-            raise ProposalFailed(f"{type(exc).__name__}: {exc}", self._usage(usage, prompt_version, attempts)) from exc
+            failed = self._usage(getattr(exc, "total_usage", None), prompt_version, attempts)
+            used = failed.prompt_tokens + failed.completion_tokens or estimate
+            raise ProposalFailed(f"{type(exc).__name__}: {exc}", failed) from exc
         finally:
             client.off("completion:kwargs", count)
+            if limiter is not None:
+                limiter.settle(estimate, used)
         # instructor returns an instance of its own wrapper class; hand back the workflow's model
         proposal = response_model.model_validate(result.model_dump())
-        return proposal, self._usage(getattr(completion, "usage", None), prompt_version, attempts)
+        return proposal, usage
 
     def _usage(self, usage: Any, prompt_version: str, attempts: int) -> LLMUsage:
         p = int(getattr(usage, "prompt_tokens", 0) or 0)

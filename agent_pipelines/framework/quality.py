@@ -1,11 +1,19 @@
 """Great Expectations 1.x suites, run on pandas frames. GE is imported on first use (it costs ~4 s),
-never at code-location load. Suites are code: a name plus a function returning expectations."""
+never at code-location load. Suites are code: a name plus a function returning expectations.
+
+A workflow's step returns SuiteChecks (a suite and the frame it must pass); the framework runs them.
+A batch of intents is validated as one frame per suite, each row tagged with its intent (OWNER), and
+each intent gets the failures of its own rows. Suites must therefore be row-level: a per-intent table
+property (a row count, a uniqueness within one document) is a derived column or a compound key with
+OWNER, never a table-level expectation (which cannot say whose rows failed, so it fails them all)."""
 
 import functools
 import importlib
 import sys
 import threading
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -46,6 +54,59 @@ def _validation(suite_name: str, builder: SuiteBuilder) -> Any:
     for expectation in builder(gxe):
         suite.add_expectation(expectation)
     return ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{suite_name}.vd", data=batch, suite=suite))
+
+
+OWNER = "__intent"  # the column a batched frame carries: which intent each row belongs to
+
+
+@dataclass(frozen=True)
+class SuiteCheck:
+    """A suite to run on a frame: what a workflow's validate or verify step hands the framework."""
+
+    suite: str
+    asset: str
+    builder: SuiteBuilder
+    frame: pd.DataFrame
+
+
+def run_checks(checks: Sequence[SuiteCheck]) -> tuple[SuiteResult, ...]:
+    """One intent's checks (the per-intent job, the reviewer console's re-validation)."""
+    results = evaluate([("one", c) for c in checks])
+    return tuple(results.get("one", ()))
+
+
+def evaluate(owned: Sequence[tuple[str, SuiteCheck]]) -> dict[str, list[SuiteResult]]:
+    """Run every suite once over the rows of all its owners (intent ids) and give each owner its own
+    result: one Great Expectations validation per suite per batch, never one per intent."""
+    groups: dict[tuple[str, str], list[tuple[str, SuiteCheck]]] = defaultdict(list)
+    for owner, check in owned:
+        groups[(check.suite, check.asset)].append((owner, check))
+    out: dict[str, list[SuiteResult]] = defaultdict(list)
+    for (suite, asset), items in groups.items():
+        frame = pd.concat([c.frame.assign(**{OWNER: owner}) for owner, c in items], ignore_index=True)
+        res = _validation(suite, items[0][1].builder).run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [OWNER]})
+        owners = list(dict.fromkeys(owner for owner, _ in items))
+        failed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in res.results:
+            if r.success:
+                continue
+            index = r.result.get("unexpected_index_list")
+            rows = Counter(row[OWNER] for row in index) if index is not None else None
+            values = r.result.get("unexpected_list") or []
+            for owner in (rows or owners):  # no row index (table-level): every owner fails, closed
+                sample = [str(v) for v, i in zip(values, index or [], strict=False) if i[OWNER] == owner][:5] if rows else \
+                    [str(v) for v in values[:5]]
+                failed[owner].append({"expectation": r.expectation_config.type,
+                                      "column": r.expectation_config.kwargs.get("column"),
+                                      "unexpected_count": rows[owner] if rows else r.result.get("unexpected_count"),
+                                      "observed": str(r.result.get("observed_value")), "sample": sample})
+        evaluated = int(res.statistics["evaluated_expectations"])
+        for owner in owners:
+            out[owner].append(SuiteResult(suite=suite, asset=asset, passed=not failed[owner], evaluated=evaluated,
+                                          failed=tuple(failed[owner])))
+    return out
 
 
 def run_suite(suite_name: str, asset: str, builder: SuiteBuilder, frame: pd.DataFrame) -> SuiteResult:

@@ -46,6 +46,14 @@ class Stranded(BaseModel):
     approval_id: str | None = None  # set for an approved change whose continuation never committed it
 
 
+def batch_intent_ids(run_config: Any) -> list[str]:
+    """The intents a batch run was launched for (its plan op's config)."""
+    for op, conf in ((run_config or {}).get("ops") or {}).items():
+        if op.endswith("__batch_plan"):
+            return list((conf.get("config") or {}).get("intent_ids") or [])
+    return []
+
+
 def _unowned_past_lease(now: datetime, lease_s: float) -> Any:
     """No live claim: the owner's lease ran out, or there is no owner and nothing happened for a lease."""
     c = intents.c
@@ -149,6 +157,12 @@ class Sweeper:
         out: dict[str, list[dg.RunRecord]] = {}
         for r in records:
             out.setdefault(r.dagster_run.tags.get(f"{TAG}/intent_id", ""), []).append(r)
+        # A batch run names its intents in its config, not its tags: a queued batch will get to them.
+        wanted = set(intent_ids)
+        for r in self.instance.get_run_records(filters=dg.RunsFilter(statuses=list(IN_PROGRESS),
+                                                                       tags={f"{TAG}/shape": "batch"})):
+            for intent_id in wanted.intersection(batch_intent_ids(r.dagster_run.run_config)):
+                out.setdefault(intent_id, []).append(r)
         return out
 
     def _still_running(self, s: Stranded, records: list[dg.RunRecord], out: SweepOutcome) -> bool:
@@ -161,6 +175,9 @@ class Sweeper:
             run = r.dagster_run
             if run.status in PENDING_RUN or (r.start_time or r.create_timestamp.timestamp()) > horizon:
                 alive = True
+            elif run.tags.get(f"{TAG}/shape") == "batch" and self._holds_claims(run.run_id):
+                # A batch renews the leases of the chunk it works on; its later chunks wait their turn.
+                alive = True
             elif run.status == dg.DagsterRunStatus.STARTED:
                 self.instance.report_run_failed(run, message=(
                     f"agent_pipelines recovery: the run stopped renewing its claim on intent {s.intent_id} "
@@ -169,6 +186,11 @@ class Sweeper:
         if alive:
             out.waiting_on_run.append(s.intent_id)
         return alive
+
+    def _holds_claims(self, run_id: str) -> bool:
+        with self.db.connect() as conn:
+            return conn.execute(select(func.count()).select_from(intents).where(
+                intents.c.owner_run_id == run_id, intents.c.lease_expires_at > utcnow())).scalar_one() > 0
 
     def _why(self, s: Stranded) -> str:
         run = s.owner_run_id or s.last_run_id

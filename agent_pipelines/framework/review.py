@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent_pipelines.framework import approvals
+from agent_pipelines.framework import approvals, quality
 from agent_pipelines.framework.approvals import DecisionRefused
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.gateway import ToolGateway
@@ -38,6 +38,7 @@ def revise(wf: Workflow, db: Database, approval_id: str, changes: dict[str, Any]
     step = Step(intent=IntentStore(db).get(req["intent_id"]), tools=ToolGateway(wf.tools(), wf.policy, db, tracer),
                 run_id=None, log=lambda _m: None)
     v = wf.validate(step, intake, context, proposal)
+    v = v.model_copy(update={"suites": v.suites + quality.run_checks(v.checks)})
     problems = [f"{x.rule}: {x.message}" for x in v.violations] + [f"{s.suite} failed" for s in v.suites if not s.passed]
     if v.need_input is not None:
         problems.append(f"needs input: {v.need_input.question}")

@@ -30,6 +30,9 @@ class AgentRuntime(dg.ConfigurableResource):
     llm_mode: str = "tools"
     llm_max_reasks: int = 2
     llm_timeout_s: float = 60.0
+    llm_concurrency: int = 8  # proposals in flight at once within a batch step
+    llm_requests_per_min: float | None = None  # the provider's limits, per process (ratelimit.py)
+    llm_tokens_per_min: float | None = None
     # How long a run's claim on an intent lasts without a heartbeat (each step renews it); past it the
     # recovery sweeper treats the run as dead. Recovery backoff overrides the policy packs' (tests).
     lease_seconds: float = DEFAULT_LEASE_S
@@ -40,6 +43,9 @@ class AgentRuntime(dg.ConfigurableResource):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     # The reviewer console's base URL: each approval request's link (run tags and asset metadata).
     console_url: str = "http://127.0.0.1:3200"
+    # The trigger sensors' largest batch run (adaptive batching: triggers.launch_requests).
+    batch_max_size: int = 500
+    batch_min_size: int = 8  # fewer new intents than this in a tick: one run each
 
     @property
     def db(self) -> Database:
@@ -51,7 +57,8 @@ class AgentRuntime(dg.ConfigurableResource):
     def llm_config(self) -> LLMConfig:
         return LLMConfig(provider=self.llm_provider, model=self.llm_model, base_url=self.llm_base_url,
                          api_key=self.llm_api_key, mode=self.llm_mode, max_reasks=self.llm_max_reasks,  # type: ignore[arg-type]
-                         timeout_s=self.llm_timeout_s)
+                         timeout_s=self.llm_timeout_s, concurrency=self.llm_concurrency,
+                         requests_per_min=self.llm_requests_per_min, tokens_per_min=self.llm_tokens_per_min)
 
     def proposer(self) -> Proposer:
         return Proposer(self.llm_config())
@@ -60,7 +67,8 @@ class AgentRuntime(dg.ConfigurableResource):
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
                     recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines",
                     notify: NotifySettings | None = None,
-                    console_url: str = "http://127.0.0.1:3200") -> "AgentRuntime":
+                    console_url: str = "http://127.0.0.1:3200", batch_max_size: int = 500,
+                    batch_min_size: int = 8) -> "AgentRuntime":
         password = make_url(db_url).password if "://" in db_url else None
         notify = notify or NotifySettings()
         notify = NotifySettings(**{  # the webhook URL is itself a credential; so is the SMTP password
@@ -71,8 +79,10 @@ class AgentRuntime(dg.ConfigurableResource):
                    llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
                    llm_api_key=_from_env(llm.api_key, "AGENT_PIPELINES_LLM_API_KEY", "OPENAI_API_KEY"),  # type: ignore[arg-type]
                    llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
-                   llm_timeout_s=llm.timeout_s, lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
-                   state_dir=state_dir, notify=notify, console_url=console_url)
+                   llm_timeout_s=llm.timeout_s, llm_concurrency=llm.concurrency,
+                   llm_requests_per_min=llm.requests_per_min, llm_tokens_per_min=llm.tokens_per_min,
+                   lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
+                   state_dir=state_dir, notify=notify, console_url=console_url, batch_max_size=batch_max_size, batch_min_size=batch_min_size)
 
 
 def _from_env(value: str | None, *names: str) -> str | dg.EnvVar | None:

@@ -4,8 +4,10 @@ the claim (one live run per intent), the kill switch, the deadline, and a record
 failure."""
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -28,6 +30,7 @@ from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.framework.workflow import Step, Workflow, WriteAction
 
 TAG = "agent_pipelines"
+DEFERRED = "deferred to a solo retry after the batch"  # the reason's prefix of such an intent
 
 
 class Carry(BaseModel):
@@ -62,12 +65,36 @@ class StepFailed(Exception):
         self.state, self.reason = state, reason
 
 
+batch_log = logging.getLogger("agent_pipelines.batch")
+
+
+@dataclass
+class BatchScope:
+    """What the intents of one batch step share. Dagster's event log gets one summary per step, not an
+    event per intent (each event is a storage commit): per-intent detail goes to our trace tables, and
+    the events below are collected here and logged once, per table or suite, by the batch op."""
+
+    step: str
+    started_at: float
+    expect: frozenset[S]  # the states an intent may be in when this step takes it
+    # Intents of one batch are read before any of them commits, so one may change a record another
+    # read (two invoices on one PO): such an intent is deferred (batch.DEFERRED) and retried alone,
+    # from read, after the batch, instead of needing attention. False for that solo retry.
+    defer_conflicts: bool = True
+    recovery: bool = False  # the solo retry starts intents the batch left failed
+    suites: list[tuple[str, SuiteResult]] = field(default_factory=list)
+    writes: list[tuple[str, WriteReceipt]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
 class StepRun:
-    """Per-op helpers: the intent store, a tracer wired to the run log, the gateway, the step context."""
+    """Per-op helpers: the intent store, a tracer wired to the run log, the gateway, the step context.
+    `batch` set: one intent of a batch run (quiet log, collected events, per-intent budget)."""
 
     def __init__(self, wf: Workflow, context: dg.OpExecutionContext, runtime: AgentRuntime, intent_id: str,
-                 approval_id: str | None = None, carry: "Carry | None" = None) -> None:
-        self.wf, self.ctx, self.runtime = wf, context, runtime
+                 approval_id: str | None = None, carry: "Carry | None" = None,
+                 batch: BatchScope | None = None) -> None:
+        self.wf, self.ctx, self.runtime, self.batch = wf, context, runtime, batch
         self.db = runtime.db
         self.store = IntentStore(self.db)
         self.run_id = context.run_id
@@ -76,10 +103,11 @@ class StepRun:
         # Pinned per run by its tags; a run launched without them (a test, the UI launchpad) gets the
         # policy pack's mode, never an operator setting that changed after launch.
         self.mode = Mode(context.run.tags.get(f"{TAG}/mode", wf.policy.rollout.mode))
-        self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id, emit=self._emit,
-                             redact_fields=wf.policy.data_handling.redact_fields)
-        stats = context.instance.get_run_stats(self.run_id)
-        self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=stats.start_time)
+        self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id,
+                             emit=None if batch else self._emit, redact_fields=wf.policy.data_handling.redact_fields)
+        started = batch.started_at if batch else context.instance.get_run_stats(self.run_id).start_time
+        self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
+                                recorded=self.tracer.recorded_calls)
         self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
@@ -87,15 +115,22 @@ class StepRun:
     def _emit(self, kind: str, event: dict[str, Any]) -> None:
         self.ctx.log.info(f"trace.{kind} {json.dumps(event, default=str, sort_keys=True)}")
 
+    def log(self, message: str) -> None:
+        """The run log for a one-intent run; in a batch, the process log (the trace tables hold the detail)."""
+        if self.batch is None:
+            self.ctx.log.info(message)
+        else:
+            batch_log.debug(message)
+
     def intent(self) -> Intent:
         return self.store.get(self.intent_id)
 
     def step(self) -> Step:
-        return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.ctx.log.info)
+        return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.log)
 
     def move(self, state: S, reason: str | None = None) -> Intent:
         intent = self.store.transition(self.intent_id, state, reason=reason, run_id=self.run_id)
-        self.ctx.log.info(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
+        self.log(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
         return intent
 
     @property
@@ -117,20 +152,50 @@ class StepRun:
         return dg.Output(carry, metadata=md)
 
     def check_events(self, suites: tuple[SuiteResult, ...]) -> None:
+        if self.batch is not None:
+            self.batch.suites.extend((self.intent_id, s) for s in suites)
+            return
         for s in suites:
             self.ctx.log_event(dg.AssetCheckEvaluation(
                 asset_key=dg.AssetKey(s.asset.split("/")), check_name=s.suite.replace(".", "__"), passed=s.passed,
                 metadata={"intent_id": self.intent_id, "evaluated": s.evaluated,
                           "failed": self.md(list(s.failed))}))
 
+    def wrote(self, receipt: WriteReceipt) -> None:
+        """A write landed (or was found landed): a materialization of its system-of-record table."""
+        if self.batch is not None:
+            self.batch.writes.append((self.intent_id, receipt))
+            return
+        self.ctx.log_event(dg.AssetMaterialization(
+            asset_key=dg.AssetKey(["sor", receipt.table]),
+            description=f"{receipt.action} for intent {self.intent_id}",
+            metadata={"intent_id": self.intent_id, "record": receipt.key, "status": str(receipt.status),
+                      "idempotency_key": receipt.idempotency_key,
+                      "before": self.md(receipt.before or {}), "after": self.md(receipt.after or {})}))
+
+    def requested(self, req: dict[str, Any]) -> None:
+        """An approval request's console link where an operator looks: the run's tags and an observation
+        of the approvals/pending_queue asset (the step parks, so there is no output to carry metadata)."""
+        if self.batch is not None:
+            self.batch.requests.append(req)
+            return
+        link = approvals.console_link(self.runtime.console_url, req["approval_id"])
+        self.ctx.instance.add_run_tags(self.run_id, {f"{TAG}/approval_id": req["approval_id"],
+                                                     f"{TAG}/console_url": link})
+        self.ctx.log_event(dg.AssetObservation(asset_key=dg.AssetKey(["approvals", "pending_queue"]), metadata={
+            "approval_id": req["approval_id"], "intent_id": req["intent_id"], "console_url": dg.MetadataValue.url(link)}))
+
     def checkpoint(self) -> None:
         """First thing inside every step's guard: take or renew this run's claim on the intent (another
         live run's claim stops this run), then a kill switch parks the intent and an overrun deadline
-        quarantines it."""
+        quarantines it. In a batch, an intent no longer in a state this step takes (a re-execution
+        from failure: the parent run already moved it on or parked it) is passed over."""
         self.claim()
         if (intent := self.intent()).is_terminal:
             self.release()
             raise IntentSettled(f"intent {self.intent_id} is already {intent.state}: nothing to do")
+        if self.batch is not None and intent.state not in self.batch.expect:
+            raise IntentSettled(f"intent {self.intent_id} is {intent.state}: not for the {self.batch.step} step")
         with self.db.connect() as conn:
             engaged = controls.blocking(conn, self.wf.name)
         if engaged is not None:
@@ -156,20 +221,24 @@ class StepRun:
     @property
     def is_recovery(self) -> bool:
         """Launched by the recovery sweeper, or re-executed by an operator (from the UI or the API)."""
+        if self.batch is not None and self.batch.recovery:
+            return True
         return f"{TAG}/recovery_attempt" in self.ctx.run.tags or self.ctx.run.parent_run_id is not None
 
     @contextmanager
     def guard(self, step_name: str) -> Iterator[None]:
         """Any failure of a step is recorded on the intent with a (redacted) reason before the op fails.
         The original exception is not chained into the Dagster error: its text may hold raw input."""
+        # A batch op renews all its intents' leases in one statement (claims.heartbeat_many).
+        lease = 0.0 if self.batch is not None else self.lease_s
         try:
-            with claims.heartbeat(self.db, self.intent_id, self.run_id, self.lease_s):
+            with claims.heartbeat(self.db, self.intent_id, self.run_id, lease):
                 yield
         except claims.ClaimHeld as exc:
             # A duplicate run (concurrent ticks, a re-launch): it stops and changes nothing.
-            self.ctx.log.info(f"{step_name}: {exc}: this run stops here and changes nothing")
+            self.log(f"{step_name}: {exc}: this run stops here and changes nothing")
         except IntentSettled as exc:
-            self.ctx.log.info(f"{step_name}: {exc}")
+            self.log(f"{step_name}: {exc}")
         except KillSwitchEngaged as exc:
             # Parking is an operator's stop, not a failure: the run ends, the intent resumes on release.
             carry = self.carry.model_dump(mode="json") if self.carry is not None else None
@@ -200,7 +269,7 @@ class StepRun:
             try:
                 self.park(S.FAILED, reason)
             except claims.ClaimHeld as held:
-                self.ctx.log.info(f"{step_name}: {held}: the failure is not recorded by this run")
+                self.log(f"{step_name}: {held}: the failure is not recorded by this run")
                 return
             except Exception as record_exc:  # noqa: BLE001 - the database itself is failing
                 # The intent keeps its state and this run's claim; when the lease runs out the recovery
@@ -226,6 +295,10 @@ def check_preconditions(wf: Workflow, run: StepRun, carry: Carry) -> None:
         # write below resolves to that run's ledger row.
         run.tracer.note("precondition_changed_by_same_intent", {"changed": changed})
         return
+    if changed and run.batch is not None and run.batch.defer_conflicts:
+        run.tracer.note("precondition_deferred", {"changed": changed})
+        raise StepFailed(S.FAILED, f"{DEFERRED}: records changed since they were read (by another intent of "
+                                   f"this batch, or meanwhile), nothing written: {changed}")
     if changed:
         run.tracer.note("precondition_failed", {"changed": changed})
         raise StepFailed(S.NEEDS_ATTENTION, f"records changed since they were read, nothing written: {changed}")

@@ -2,6 +2,7 @@
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ class Tracer:
         self._emit = emit
         self.redact_fields = redact_fields
         self.events: list[dict[str, Any]] = []
+        self.recorded_calls: Counter[str] = Counter()  # tool_calls rows written, by call digest (budgets)
 
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
         row = self.redact(row)
@@ -40,6 +42,7 @@ class Tracer:
 
     def tool_call(self, *, tool: str, kind: str, impact: str, params: Any, result: Any, status: str,
                   error: str | None, attempts: int, latency_ms: float, call_digest: str | None = None) -> None:
+        self.recorded_calls[str(call_digest)] += 1
         self._record("tool_call", tool_calls, dict(
             tool=tool, kind=kind, impact=impact, params=_jsonable(params), result=_jsonable(result), status=status,
             error=_storable(error), attempts=attempts, latency_ms=round(latency_ms, 2), call_digest=call_digest))

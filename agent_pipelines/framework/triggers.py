@@ -16,7 +16,9 @@ from sqlalchemy import Table, Text, cast, select
 from agent_pipelines.framework import controls, inputs
 from agent_pipelines.framework.db import Database, is_transient, utcnow
 from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id, record_intent_id
+from agent_pipelines.framework.batch import batch_run_config
 from agent_pipelines.framework.jobs import launch_tags, run_config
+from agent_pipelines.framework.steps import TAG
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.sql import upsert
 from agent_pipelines.framework.states import IntentState
@@ -136,8 +138,28 @@ def correlation_of(intake: BaseModel, path: Path) -> str:
 # -- launching ----------------------------------------------------------------------------------------
 def run_request(db: Database, wf: Workflow, intent: Intent, model: str) -> dg.RunRequest:
     """The intent's one run (run_key = intent id), pinned to the workflow's current mode."""
-    return dg.RunRequest(run_key=intent.intent_id, run_config=run_config(wf, intent.intent_id),
+    return dg.RunRequest(run_key=intent.intent_id, job_name=wf.name, run_config=run_config(wf, intent.intent_id),
                          tags=launch_tags(db, wf, intent.intent_id, model=model))
+
+
+def launch_requests(db: Database, wf: Workflow, new: list[Intent], model: str, max_batch: int,
+                    min_batch: int = 8, batched: bool = True) -> list[dg.RunRequest]:
+    """Adaptive batching: what a tick found is launched as one run per intent while it is fewer than
+    `min_batch` intents (a trickle: each starts at once, on its own), else as batch runs of up to
+    `max_batch` intents, in arrival order (a flood: Dagster's per-run costs paid once per batch).
+    A batch's run_key is a digest of its intent ids, so the same batch is never launched twice. If a
+    batch run never starts, its intents stay `received` without a claim and the recovery sweeper
+    launches them one by one after a lease: an unlaunched intent is never lost."""
+    if len(new) < max(2, min_batch) or not batched:  # not batched: a sensor built without the batch job
+        return [run_request(db, wf, i, model) for i in new]
+    out = []
+    for start in range(0, len(new), max_batch):
+        ids = [i.intent_id for i in new[start:start + max_batch]]
+        tags = {k: v for k, v in launch_tags(db, wf, ids[0], model=model).items() if k != f"{TAG}/intent_id"}
+        out.append(dg.RunRequest(run_key="batch:" + digest("\n".join(sorted(ids)))[:32], job_name=f"{wf.name}__batch",
+                                 run_config=batch_run_config(wf, ids, chunk_size=max_batch),
+                                 tags={**tags, f"{TAG}/shape": "batch", f"{TAG}/batch_size": str(len(ids))}))
+    return out
 
 
 # The daemon's sensor loop comes round about every 5 s; an interval at or below that evaluates a sensor on
@@ -166,7 +188,7 @@ def save_cursor(db: Database, sensor: str, cursor: str) -> None:
 
 
 # -- record sensors: follow a table by its autoincrement `seq` ---------------------------------------
-RECORD_BATCH = 200  # rows per tick: keeps a tick well inside the sensor gRPC timeout
+RECORD_BATCH = 1000  # rows per tick (~1-3 ms each): keeps a tick well inside the sensor gRPC timeout
 
 
 class SeqCursor(BaseModel):
@@ -243,7 +265,7 @@ def reject_row(store: IntentStore, wf: Workflow, table: Table, id_column: str, r
                f"{type(exc).__name__}: {exc}"[:1000])
 
 
-def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun: str, table: Table, id_column: str,
+def build_record_sensor(wf: Workflow, jobs: list[dg.JobDefinition], *, name: str, noun: str, table: Table, id_column: str,
                         to_intake: Callable[[Mapping[str, Any]], BaseModel],
                         register: Callable[[IntentStore, Workflow, Any], tuple[Intent, bool]],
                         description: str) -> dg.SensorDefinition:
@@ -262,8 +284,8 @@ def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun:
                 raise
             return reject_row(store, wf, table, id_column, row, exc)[0]
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=TRIGGER_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING,
-               description=description)
+    @dg.sensor(name=name, jobs=jobs, minimum_interval_seconds=TRIGGER_INTERVAL_S,
+               default_status=dg.DefaultSensorStatus.RUNNING, description=description)
     def record_sensor(context: dg.SensorEvaluationContext, runtime: AgentRuntime) -> dg.SensorResult | dg.SkipReason:
         if stopped := launch_stopped(runtime.db, wf.name):
             return stopped
@@ -274,7 +296,7 @@ def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun:
             return dg.SkipReason(f"no {noun}s after seq {cursor.last_seq}")
         store = IntentStore(runtime.db)
         model = runtime.proposer().model_name
-        requests: dict[str, dg.RunRequest] = {}
+        launch: dict[str, Intent] = {}
         rejected, last_seq = 0, cursor.last_seq
         for row in rows:
             ref = f"{shown_id(row.get(id_column))}@{shown_id(row.get('version', 1))}"
@@ -296,12 +318,14 @@ def build_record_sensor(wf: Workflow, job: dg.JobDefinition, *, name: str, noun:
                 rejected += 1
                 context.log.info(f"{ref}: {intent.reason}")
             elif not intent.is_terminal:
-                requests[intent.intent_id] = run_request(runtime.db, wf, intent, model=model)
+                launch[intent.intent_id] = intent
+        requests = launch_requests(runtime.db, wf, list(launch.values()), model, runtime.batch_max_size,
+                                   runtime.batch_min_size, batched=len(jobs) > 1)
         if last_seq != cursor.last_seq:
             save_cursor(runtime.db, name, SeqCursor(last_seq=last_seq).model_dump_json())
-        context.log.info(f"{len(rows)} {noun}(s) read, up to seq {last_seq}: {len(requests)} run request(s), "
-                         f"{rejected} rejected")
-        return dg.SensorResult(run_requests=list(requests.values()),
+        context.log.info(f"{len(rows)} {noun}(s) read, up to seq {last_seq}: {len(launch)} intent(s) in "
+                         f"{len(requests)} run request(s), {rejected} rejected")
+        return dg.SensorResult(run_requests=requests,
                                cursor=SeqCursor(last_seq=last_seq).model_dump_json())
 
     return record_sensor

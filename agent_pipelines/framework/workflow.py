@@ -16,7 +16,7 @@ from agent_pipelines.framework.gateway import ToolGateway, ToolRegistry
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import WriteReceipt
 from agent_pipelines.framework.policy import PolicyPack
-from agent_pipelines.framework.quality import SuiteResult
+from agent_pipelines.framework.quality import SuiteCheck, SuiteResult
 
 IntakeT = TypeVar("IntakeT", bound=BaseModel)
 ContextT = TypeVar("ContextT", bound=BaseModel)
@@ -40,8 +40,12 @@ class NeedInput(StepModel):
 
 
 class Validation(StepModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
     violations: tuple[Violation, ...] = ()
     need_input: NeedInput | None = None
+    # The suites the planned change must pass (quality.SuiteCheck); the framework runs them, one
+    # validation per batch, and fills `suites` with each intent's result.
+    checks: tuple[SuiteCheck, ...] = ()
     suites: tuple[SuiteResult, ...] = ()
     facts: dict[str, Any] = {}  # what the policy pack's rules look at
 
@@ -68,8 +72,12 @@ class RecordPreview(StepModel):
 
 
 class Verification(StepModel):
+    """`passed` is the workflow's read-back verdict; the framework also fails it when a check fails."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
     passed: bool
     problems: tuple[str, ...] = ()
+    checks: tuple[SuiteCheck, ...] = ()
     suites: tuple[SuiteResult, ...] = ()
     records: dict[str, Any] = {}
 
@@ -124,6 +132,13 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     @abstractmethod
     def verify(self, step: Step, intake: IntakeT, context: ContextT, proposal: ProposalT,
                receipts: list[WriteReceipt]) -> Verification: ...
+
+    def batch_key(self, intake: IntakeT) -> str | None:
+        """What makes two intents depend on each other: intents with the same key are never in one batch
+        together (the later ones run alone, in order, after it), because one reads what the other
+        writes (a follow-up joins the ticket the first message opens). None: independent. Writes to the
+        same record are caught anyway (a changed precondition defers the intent to a solo retry)."""
+        return None
 
     def resume_from(self, answered_field: str) -> str:
         """The first step to redo when an answer to `answered_field` arrives: "read", "propose" or

@@ -79,6 +79,11 @@ class AccessOffboarding(Workflow[AccessRequestIntake, AccessContext, Offboarding
         return AccessContext(user_id=intake.evidence_user_id, offboarding_ref=intake.evidence_ref, account=account,
                              grants=tuple(grants), hr_record=hr)
 
+    def batch_key(self, intake: AccessRequestIntake) -> str | None:
+        # Two requests about one person: the second must see what the first revoked.
+        return f"user:{intake.evidence_user_id}" if intake.evidence_user_id else (
+            f"ref:{intake.evidence_ref}" if intake.evidence_ref else None)
+
     # 2. PROPOSE (the framework calls the model with these messages, or the offline proposer) ----------
     def messages(self, intake: AccessRequestIntake, context: AccessContext) -> list[dict[str, str]]:
         return prompts.messages(intake, context)

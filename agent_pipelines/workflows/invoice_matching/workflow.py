@@ -64,6 +64,10 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
                                                              "invoice_number": intake.invoice_number})
         return MatchContext(vendor=vendor, candidates=tuple(candidates), already_staged=staged)
 
+    def batch_key(self, intake: InvoiceIntake) -> str | None:
+        # Two copies of one invoice: the second must see the first staged (and be refused as a duplicate).
+        return f"invoice:{intake.vendor_ref}:{intake.invoice_number}" if intake.invoice_number else None
+
     # 2. PROPOSE (the framework calls the model with these messages, or the offline proposer) ----------
     def messages(self, intake: InvoiceIntake, context: MatchContext) -> list[dict[str, str]]:
         return prompts.messages(intake, context)
@@ -120,7 +124,7 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
         hostile = instruction_like(intake.memo)
         return Validation(
             violations=tuple(violations),
-            suites=(expectations.invoice_lines_pre_write(lines),),
+            checks=(expectations.invoice_lines_pre_write(lines),),
             facts={
                 "vendor_status": vendor.status,
                 "amount_cents": intake.amount_cents,
@@ -207,8 +211,8 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
                                                    "amount_cents", "payable_cents")}
                               | {"payment_amount_cents": pay and pay["amount_cents"],
                                  "line_count": len(back["lines"])}])
-        suite = expectations.staged_invoices_post_write(frame)
-        return Verification(passed=not problems and suite.passed, problems=tuple(problems), suites=(suite,),
+        return Verification(passed=not problems, problems=tuple(problems),
+                            checks=(expectations.staged_invoices_post_write_check(frame),),
                             records={"invoice": invoice_id, "payment": pay and pay["payment_id"],
                                      "po": inv["po_number"]})
 

@@ -58,6 +58,10 @@ class TicketIntake(Workflow[MessageIntake, TriageContext, TriageProposal]):
                              products=tuple(step.tools.read("list_products", {})),
                              teams=tuple(step.tools.read("list_teams", {})))
 
+    def batch_key(self, intake: MessageIntake) -> str | None:
+        # A requester's messages depend on each other: a later one joins the ticket an earlier one opens.
+        return f"sender:{intake.sender_email.strip().lower()}" if intake.sender_email else None
+
     # 2. PROPOSE (the framework calls the model with these messages, or the offline proposer) ----------
     def messages(self, intake: MessageIntake, context: TriageContext) -> list[dict[str, str]]:
         return prompts.messages(intake, context)
