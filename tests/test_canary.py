@@ -141,6 +141,12 @@ def planted(seeded, drop, monkeypatch):  # type: ignore[no-untyped-def]
     # Runs log to the console at Dagster's default level (DEBUG), as a daemon-launched run worker does,
     # not `tick`'s quiet WARNING: every log line then also lands in the runs' compute logs.
     monkeypatch.setattr("agent_pipelines.runner.QUIET", {})
+    # Our dagster.yaml turns compute-log capture off (throughput); a deployment may turn it on, so this
+    # test captures them (Dagster's default manager) to scan that sink too.
+    yaml_path = seeded.settings.dagster_home / "dagster.yaml"
+    text = yaml_path.read_text()
+    assert "NoOpComputeLogManager" in text and "instance" not in seeded.__dict__
+    yaml_path.write_text(text.split("\ncompute_logs:")[0] + "\n" + text.split("NoOpComputeLogManager\n", 1)[1])
     with seeded.db.begin() as conn:
         ticket_demo.seed_system_of_record(conn)
         conn.execute(inbound_messages.insert().values(

@@ -25,7 +25,9 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from agent_pipelines.framework import agent_steps as steps
-from agent_pipelines.framework import claims, quality
+from agent_pipelines.framework import claims, controls, quality
+from agent_pipelines.framework.db import utcnow
+from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
 from agent_pipelines.framework.llm import Proposer
 from agent_pipelines.framework.runtime import AgentRuntime
@@ -85,11 +87,29 @@ class Batch:
                 return None
 
         ids = [intent_of(i) for i in items]
+        self._read_chunk(ids)
         with claims.heartbeat_many(self.runtime.db, ids, self.ctx.run_id, self.runtime.lease_seconds):
             if threads <= 1 or len(items) <= 1:
                 return [one(i) for i in items]
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{self.step}-") as pool:
                 return list(pool.map(one, items))
+
+    def _read_chunk(self, ids: list[str]) -> None:
+        """Once per chunk and step: renew and read the intents this run owns, and the kill switches."""
+        db, run_id = self.runtime.db, self.ctx.run_id
+        if self.step not in ("read", "retry") and ids:
+            claims.renew_many(db, ids, run_id, self.runtime.lease_seconds)
+            owned: dict[str, Intent] = {}
+            with db.connect() as conn:
+                for start in range(0, len(ids), 500):
+                    rows = conn.execute(select(intents).where(intents.c.intent_id.in_(ids[start:start + 500]),
+                                                              intents.c.owner_run_id == run_id,
+                                                              intents.c.lease_expires_at > utcnow())).mappings()
+                    owned.update({r["intent_id"]: Intent.model_validate(dict(r)) for r in rows})
+            self.scope.owned = owned
+        with db.connect() as conn:
+            self.scope.engaged = controls.blocking(conn, self.wf.name)
+        self.scope.switches_read = True
 
     def finish(self, inputs: int, advanced: list[steps.Advance | None]) -> Iterator[dg.Output]:
         """Log this step's collected events once, and hand on the intents that advanced."""

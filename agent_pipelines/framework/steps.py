@@ -82,6 +82,12 @@ class BatchScope:
     # from read, after the batch, instead of needing attention. False for that solo retry.
     defer_conflicts: bool = True
     recovery: bool = False  # the solo retry starts intents the batch left failed
+    # Read for the whole chunk at the step's start: the intents this run owns (their leases renewed in
+    # one statement; nobody else may move an owned intent) and the kill switches. A switch engaged
+    # during the step parks the chunk's intents at the next step; the gateway refuses writes at once.
+    owned: dict[str, Intent] = field(default_factory=dict)
+    switches_read: bool = False
+    engaged: Any = None
     suites: list[tuple[str, SuiteResult]] = field(default_factory=list)
     writes: list[tuple[str, WriteReceipt]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -111,6 +117,7 @@ class StepRun:
         self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
+        self._intent: Intent | None = None  # read once per step (see intent())
 
     def _emit(self, kind: str, event: dict[str, Any]) -> None:
         self.ctx.log.info(f"trace.{kind} {json.dumps(event, default=str, sort_keys=True)}")
@@ -123,13 +130,18 @@ class StepRun:
             batch_log.debug(message)
 
     def intent(self) -> Intent:
-        return self.store.get(self.intent_id)
+        """The intent as this step last saw it: read at the checkpoint (or first use) and updated by
+        move(). While this run holds the claim, nothing else moves it."""
+        if self._intent is None:
+            self._intent = self.store.get(self.intent_id)
+        return self._intent
 
     def step(self) -> Step:
         return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.log)
 
     def move(self, state: S, reason: str | None = None) -> Intent:
         intent = self.store.transition(self.intent_id, state, reason=reason, run_id=self.run_id)
+        self._intent = intent
         self.log(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
         return intent
 
@@ -190,14 +202,20 @@ class StepRun:
         live run's claim stops this run), then a kill switch parks the intent and an overrun deadline
         quarantines it. In a batch, an intent no longer in a state this step takes (a re-execution
         from failure: the parent run already moved it on or parked it) is passed over."""
-        self.claim()
+        owned = self.batch.owned.pop(self.intent_id, None) if self.batch is not None else None
+        if owned is None:
+            self.claim()
+        self._intent = owned  # None: read afresh, now that this run holds the claim
         if (intent := self.intent()).is_terminal:
             self.release()
             raise IntentSettled(f"intent {self.intent_id} is already {intent.state}: nothing to do")
         if self.batch is not None and intent.state not in self.batch.expect:
             raise IntentSettled(f"intent {self.intent_id} is {intent.state}: not for the {self.batch.step} step")
-        with self.db.connect() as conn:
-            engaged = controls.blocking(conn, self.wf.name)
+        if self.batch is not None and self.batch.switches_read:
+            engaged = self.batch.engaged
+        else:
+            with self.db.connect() as conn:
+                engaged = controls.blocking(conn, self.wf.name)
         if engaged is not None:
             raise KillSwitchEngaged(engaged)
         self.budget.check_wall()
