@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 PO = re.compile(r"PO-N\d{6}")
 
@@ -25,6 +25,10 @@ class LatencyLLM:
     in_flight: int = 0
     max_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.capacity)
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(request.get("messages", []))
@@ -42,24 +46,39 @@ class LatencyLLM:
                 "usage": {"prompt_tokens": 400, "completion_tokens": 60, "total_tokens": 460}}
 
 
+    def respond(self, request: dict[str, Any]) -> dict[str, Any]:
+        """At most `capacity` requests in flight; each waits the fixed latency, then is answered."""
+        with self._slots:
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            time.sleep(self.latency_s)  # the provider's fixed latency L
+            with self._lock:
+                self.in_flight -= 1
+                self.served += 1
+        return self.answer(request)
+
+
+class Completions(Protocol):
+    base_url: str
+
+    def respond(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
 @contextmanager
-def serve(llm: LatencyLLM) -> Iterator[LatencyLLM]:
-    slots = threading.BoundedSemaphore(llm.capacity)
+def serve(llm: Completions) -> Iterator[Any]:
+    """An OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 (a free port; `llm.base_url` is set),
+    answered by `llm.respond`, one thread per request."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connections
 
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with slots:
-                with llm._lock:
-                    llm.in_flight += 1
-                    llm.max_in_flight = max(llm.max_in_flight, llm.in_flight)
-                time.sleep(llm.latency_s)  # the provider's fixed latency L
-                with llm._lock:
-                    llm.in_flight -= 1
-                    llm.served += 1
-            payload = json.dumps(llm.answer(body)).encode()
+            if not self.path.endswith("/chat/completions"):
+                self.send_error(404)
+                return
+            payload = json.dumps(llm.respond(body)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

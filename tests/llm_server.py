@@ -3,11 +3,11 @@ records every request. Completions are built as tool calls (instructor's TOOLS m
 function the request forces, so the real instructor + openai client path runs unmodified."""
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from agent_pipelines.bench_llm import serve as serve_completions
 
 
 class ScriptedLLM:
@@ -15,6 +15,10 @@ class ScriptedLLM:
         self.replies = list(replies)  # dict -> tool-call arguments; str -> raw arguments text
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
+
+    def respond(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        return self.completion(request)
 
     def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         n = len(self.requests)
@@ -33,29 +37,6 @@ class ScriptedLLM:
 
 @contextmanager
 def serve(script: ScriptedLLM) -> Iterator[ScriptedLLM]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            script.requests.append(body)
-            if not self.path.endswith("/chat/completions"):
-                self.send_error(404)
-                return
-            payload = json.dumps(script.completion(body)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    script.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    """The scripted completions on agent_pipelines.bench_llm's local OpenAI-compatible endpoint."""
+    with serve_completions(script):
         yield script
-    finally:
-        server.shutdown()
-        server.server_close()

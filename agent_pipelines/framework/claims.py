@@ -4,8 +4,8 @@ second run of the same intent finds the claim held and stops without changing an
 worker died loses the claim when its lease expires, and the recovery sweeper takes over from there."""
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 
 from sqlalchemy import Connection, or_, select, update
@@ -61,10 +61,9 @@ def renew(db: Database, intent_id: str, run_id: str, lease_s: float) -> bool:
 
 
 @contextmanager
-def heartbeat(db: Database, intent_id: str, run_id: str, lease_s: float) -> Iterator[None]:
-    """Renew the lease in the background while a step works, so the lease measures whether the worker
-    is alive, not how long a step takes: a step longer than the lease (a slow model, an import on a busy
-    machine) keeps its claim, and a killed worker loses it one lease after its last beat."""
+def _beating(renew_once: Callable[[], bool], lease_s: float, name: str) -> Iterator[None]:
+    """Call `renew_once` every third of a lease in a background thread until the block ends (or it
+    returns False: nothing left to renew)."""
     if lease_s < 1:  # a lease this short (tests) expires between any two beats: nothing to keep alive
         yield
         return
@@ -73,18 +72,25 @@ def heartbeat(db: Database, intent_id: str, run_id: str, lease_s: float) -> Iter
     def beat() -> None:
         while not stop.wait(lease_s / 3):
             try:
-                if not renew(db, intent_id, run_id, lease_s):
+                if not renew_once():
                     return  # not (or no longer) the owner: the step's own checks decide what follows
             except Exception:  # noqa: BLE001 - a failed beat is retried on the next one
                 continue
 
-    thread = threading.Thread(target=beat, name=f"claim-heartbeat:{intent_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def heartbeat(db: Database, intent_id: str, run_id: str, lease_s: float) -> AbstractContextManager[None]:
+    """Renew the lease in the background while a step works, so the lease measures whether the worker
+    is alive, not how long a step takes: a step longer than the lease (a slow model, an import on a busy
+    machine) keeps its claim, and a killed worker loses it one lease after its last beat."""
+    return _beating(lambda: renew(db, intent_id, run_id, lease_s), lease_s, f"claim-heartbeat:{intent_id}")
 
 
 def release(conn: Connection, intent_id: str, run_id: str | None = None) -> None:
@@ -115,26 +121,11 @@ def renew_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float)
     return renewed
 
 
-@contextmanager
-def heartbeat_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float) -> Iterator[None]:
+def heartbeat_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float) -> AbstractContextManager[None]:
     """A batch step's heartbeat: while it works through its intents one by one, the leases of all of
     them are renewed together, so an intent waiting its turn is not taken for dead by the sweeper."""
-    if lease_s < 1 or not intent_ids:
-        yield
-        return
-    stop = threading.Event()
+    def renew_all() -> bool:
+        renew_many(db, intent_ids, run_id, lease_s)
+        return True
 
-    def beat() -> None:
-        while not stop.wait(lease_s / 3):
-            try:
-                renew_many(db, intent_ids, run_id, lease_s)
-            except Exception:  # noqa: BLE001 - a failed beat is retried on the next one
-                continue
-
-    thread = threading.Thread(target=beat, name=f"claim-heartbeat:batch:{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return _beating(renew_all, lease_s if intent_ids else 0.0, f"claim-heartbeat:batch:{run_id}")
