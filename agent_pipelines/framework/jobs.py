@@ -100,8 +100,8 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     @dg.op(name=f"{name}__read", out=opt)
     def read(context: dg.OpExecutionContext, config: IntentConfig, runtime: AgentRuntime) -> Iterator[dg.Output]:
         """READ: load the intent and the minimum context through read-only tools."""
-        quality.warm_up()  # the validate step's suites need it; importing takes seconds in a new worker
         run = StepRun(wf, context, runtime, config.intent_id)
+        quality.warm_up()  # the validate step's suites need it; importing takes seconds in a new worker
         yield from out(run, steps.read(wf, run))
 
     @dg.op(name=f"{name}__propose", out=opt)

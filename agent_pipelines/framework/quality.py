@@ -37,6 +37,9 @@ def warm_up() -> None:
     """Start importing Great Expectations in the background. A run worker is a fresh process: called at
     its first step, the import overlaps the read and propose steps instead of stalling validate."""
     if "great_expectations.expectations" not in sys.modules:
+        # SQLAlchemy's ORM is imported here, in the calling thread, first: GE imports it too, and the
+        # step's own first use of it racing the background import finds it partially initialized.
+        importlib.import_module("sqlalchemy.orm")
         threading.Thread(target=importlib.import_module, args=("great_expectations.expectations",),
                          name="great-expectations-warm-up", daemon=True).start()
 
