@@ -21,6 +21,8 @@ from sqlalchemy import Table, select, update
 from agent_pipelines.framework import approvals
 from agent_pipelines.framework.db import aware, utcnow
 from agent_pipelines.framework.intents import IntentStore, transition
+from agent_pipelines.framework.scorecard import DayMetrics
+from agent_pipelines.framework.scorecard_alerts import ScorecardThresholds, evaluate
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.tables import (
     approval_requests,
@@ -261,3 +263,65 @@ def test_definitions_list_the_scorecard_assets_checks_and_schedule(project, monk
                                    repository_def=loaded.get_repository_def()) as ctx:
         [request] = schedule.evaluate_tick(ctx).run_requests or []
     assert request.partition_key == "2026-03-04"
+
+
+@pytest.mark.timeout(600)
+def test_the_demo_day_on_the_scorecard(project, monkeypatch, capsys):
+    """The README's demo (real batch runs of the three workflows), moved to yesterday noon: each
+    workflow's scorecard agrees with the intents' states, and no check fires on a first day."""
+    from typer.testing import CliRunner
+
+    from agent_pipelines.cli import app
+
+    monkeypatch.setenv("AGENT_PIPELINES_DB_URL", project.settings.db_url)
+    started, day = utcnow(), utcnow().date() - timedelta(days=1)
+    result = CliRunner().invoke(app, ["demo", "--state-dir", str(project.settings.state_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    move_rows(project, started, datetime.combine(day, time(12), tzinfo=UTC))
+    states = project.status().by_workflow
+    run = project.definitions.resolve_job_def("scorecard").execute_in_process(
+        partition_key=day.isoformat(), instance=project.instance)
+    assert run.success
+    figures = {m.materialization.asset_key.path[1]: {k: v.value for k, v in m.materialization.metadata.items()}
+               for m in run.get_asset_materialization_events()}
+    for wf, counts in states.items():
+        f = figures[wf]
+        waiting = counts.get("waiting_for_approval", 0) + counts.get("waiting_for_input", 0)
+        assert (f["intents"], f["completed"], f["reviews"], f["queue_depth"]) == (
+            sum(counts.values()), counts.get("completed", 0), counts.get("waiting_for_approval", 0), waiting), wf
+        assert (f["failed_runs"], f["duplicate_writes"], f["escalations"], f["stranded"]) == (0, 0, 0, 0), wf
+        assert f["run_success_rate"] == 1.0 and f["runs"] >= f["completed"]
+    assert (figures["invoice_matching"]["completed"], figures["invoice_matching"]["writes"]) == (33, 99)
+    assert (figures["ticket_intake"]["completed"], figures["ticket_intake"]["writes"]) == (48, 48)
+    assert figures["access_offboarding"]["reviews"] == 8
+    assert all(c.passed for c in run.get_asset_check_evaluations())
+    with capsys.disabled():
+        for wf, f in sorted(figures.items()):
+            print(f"\ndemo scorecard {wf}: {json.dumps(f, sort_keys=True)}")
+
+
+def test_thresholds_decide_spikes_and_floors():
+    """The checks' arithmetic: doubling is a spike, the floors keep a quiet day quiet."""
+    th = ScorecardThresholds()
+    before = DayMetrics(workflow=WF, day=date(2026, 3, 4), intents=20, escalations=2, tokens=10_000, cost_usd=0.02,
+                        policy_decisions=20, policy_blocks=2)
+
+    def failed(**today: Any) -> set[str]:
+        day = DayMetrics(workflow=WF, day=date(2026, 3, 5), **{**before.model_dump(exclude={"workflow", "day"}), **today})
+        return {str(o.name) for o in evaluate(day, before, th) if not o.passed}
+
+    assert failed() == set()
+    assert failed(escalations=4) == {"escalation_rate_spike"}       # 10 % -> 20 %: doubled
+    assert failed(escalations=3) == set()                           # 15 %: not doubled, under the 25 % ceiling
+    assert failed(intents=10, escalations=3) == {"escalation_rate_spike"}  # 30 %: over the ceiling
+    assert failed(tokens=19_999) == set() and failed(tokens=20_000) == {"token_spend_spike"}
+    assert failed(cost_usd=0.04) == {"token_spend_spike"}
+    assert failed(policy_blocks=4) == {"policy_blocks_rising"}      # 10 % -> 20 %
+    assert failed(policy_blocks=3) == set()                         # +5 points only
+    assert failed(writes=3, duplicate_writes=1) == {"no_duplicate_writes"}
+    quiet = DayMetrics(workflow=WF, day=date(2026, 3, 4), intents=2)
+    assert not [o for o in evaluate(quiet.model_copy(update={"escalations": 2, "tokens": 900}), quiet, th)
+                if not o.passed]  # 2 escalations of 2 intents, 900 tokens: under the floors
+    strict = ScorecardThresholds(min_escalations=1, min_tokens=0)
+    assert {str(o.name) for o in evaluate(quiet.model_copy(update={"escalations": 2, "tokens": 900}), quiet, strict)
+            if not o.passed} == {"escalation_rate_spike", "token_spend_spike"}

@@ -6,8 +6,8 @@ timestamp picks the day, which reads the same on SQLite and PostgreSQL); only th
 back as rows, for the percentiles. What each figure counts:
 
 - intents: intents of the workflow that changed state that day (the denominator of the intent rates);
-- runs / failed_runs: (intent, run) pairs that moved an intent that day / that moved it into failed,
-  needs_attention or quarantined -> run_success_rate;
+- runs / failed_runs: (intent, run) pairs that moved an intent that day / those whose last move left
+  it failed, needs_attention or quarantined -> run_success_rate;
 - writes / duplicate_writes: committed ledger rows that day / those whose (intent, action) already had
   an earlier committed row, whatever its day -> duplicate_write_rate;
 - retry_loops: intents that called one tool with equal arguments (tool_calls.call_digest) at least
@@ -48,8 +48,9 @@ from agent_pipelines.framework.tables import (
 )
 
 FAULTS = (S.FAILED, S.NEEDS_ATTENTION, S.QUARANTINED)
-# The same call this often in one run is a loop, not a re-read: a commit re-reads its context once (the
-# second equal call), and the policy's loop guard (max_repeat_calls, default 3) stops a run at the fourth.
+# The same call this often in one run is a retry or a loop, not a re-read: a commit re-reads its context
+# once (the second equal call); a third means the intent's steps ran again within the run (a batch run's
+# solo retry after a conflict) or the agent looped (the policy's max_repeat_calls guard stops that).
 LOOP_REPEATS = 3
 
 
@@ -117,24 +118,28 @@ def compute(conn: Connection, workflow: str, days: Sequence[date], *, lease_s: f
     """The workflow's figures for each of `days`."""
     now = now or utcnow()
     days = sorted(set(days))
-    out = {d: DayMetrics(workflow=workflow, day=d) for d in days}
+    values: dict[date, dict[str, Any]] = {d: {} for d in days}
 
     def put(rows: Any, *fields: str) -> None:
         for row in rows:
             if row[0] is not None:
-                out[days[row[0]]] = out[days[row[0]]].model_copy(
-                    update={f: v or 0 for f, v in zip(fields, row[1:], strict=True)})
+                values[days[row[0]]].update({f: v for f, v in zip(fields, row[1:], strict=True) if v is not None})
 
     t, i = intent_transitions.c, intents.c
     b = _bucket(t.at, days).label("b")
     run_key = t.intent_id + literal(":") + t.run_id  # NULL without a run
     put(conn.execute(
         select(b, func.count(distinct(t.intent_id)), func.count(distinct(run_key)),
-               func.count(distinct(case((t.to_state.in_([str(s) for s in FAULTS]), run_key)))),
                func.sum(case((t.to_state == S.COMPLETED, 1), else_=0)))
         .join_from(intent_transitions, intents, i.intent_id == t.intent_id)
         .where(i.workflow == workflow, _within(t.at, days)).group_by(b)),
-        "intents", "runs", "failed_runs", "completed")
+        "intents", "runs", "completed")
+    # A run failed when it left the intent in a fault state: its last transition of the intent is one
+    # (a batch run that retries an intent after a conflict and then completes it did not fail).
+    last = select(func.max(t.id)).join_from(intent_transitions, intents, i.intent_id == t.intent_id) \
+        .where(i.workflow == workflow, t.run_id.is_not(None), _within(t.at, days)).group_by(t.intent_id, t.run_id)
+    put(conn.execute(select(b, func.count()).where(t.id.in_(last), t.to_state.in_([str(s) for s in FAULTS]))
+                     .group_by(b)), "failed_runs")
 
     put(conn.execute(_writes_stmt(workflow, days)), "writes", "duplicate_writes")
     put(conn.execute(_loops_stmt(workflow, days)), "retry_loops")
@@ -161,12 +166,14 @@ def compute(conn: Connection, workflow: str, days: Sequence[date], *, lease_s: f
     put(conn.execute(select(b, func.count()).join_from(escalations, intents, i.intent_id == e.intent_id)
                      .where(i.workflow == workflow, _within(e.at, days)).group_by(b)), "escalations")
 
+    out = {}
     for d in days:
         p50, p95 = _completion_percentiles(conn, workflow, d)
         depth, stranded = _backlog(conn, workflow, min(day_bounds(d)[1], now), lease_s)
-        out[d] = out[d].model_copy(update={"time_to_complete_p50_s": p50, "time_to_complete_p95_s": p95,
-                                           "queue_depth": depth, "stranded": stranded})
-    return {d: m.model_copy(update={"cost_usd": round(m.cost_usd, 8)}) for d, m in out.items()}
+        cost = round(float(values[d].pop("cost_usd", 0.0)), 8)
+        out[d] = DayMetrics(workflow=workflow, day=d, **values[d], cost_usd=cost, time_to_complete_p50_s=p50,
+                            time_to_complete_p95_s=p95, queue_depth=depth, stranded=stranded)
+    return out
 
 
 def _writes_stmt(workflow: str, days: Sequence[date]) -> Any:
