@@ -28,6 +28,9 @@ class Settings(BaseModel, frozen=True):
     # Where reviewers open a request (`agent-pipelines console`) and a run (Dagster's UI): links only.
     console_url: str = "http://127.0.0.1:3200"
     dagster_url: str = "http://127.0.0.1:3000"
+    # Where failed scorecard checks are posted (Slack-compatible JSON); none by default. The URL is a credential.
+    alert_webhook_url: str | None = Field(None, repr=False)
+    alert_timeout_s: float = Field(5.0, gt=0)
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -55,7 +58,9 @@ class Settings(BaseModel, frozen=True):
                    batch_min_size=int(env.get("AGENT_PIPELINES_BATCH_MIN_SIZE") or 8),
                    recovery_backoff_s=float(backoff) if backoff else None, notify=NotifySettings.from_env(env),
                    console_url=(env.get("AGENT_PIPELINES_CONSOLE_URL") or "http://127.0.0.1:3200").rstrip("/"),
-                   dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"))
+                   dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"),
+                   alert_webhook_url=env.get("AGENT_PIPELINES_ALERT_WEBHOOK_URL") or None,
+                   alert_timeout_s=float(env.get("AGENT_PIPELINES_ALERT_TIMEOUT_SECONDS") or 5.0))
 
     @property
     def dagster_home(self) -> Path:

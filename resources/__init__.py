@@ -1,6 +1,7 @@
 """The deployment's Dagster resources, built from Settings (the one place configuration is read)."""
 
-from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.runtime import AgentRuntime, env_secret
+from agent_pipelines.framework.scorecard_alerts import AlertWebhook
 from agent_pipelines.framework.step_store import StepStore
 from agent_pipelines.settings import Settings
 from resources.inbox import InboxResource
@@ -18,4 +19,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         # Persisted step outputs, so a failed run can be re-executed from failure in the UI. In our
         # database, not Dagster's storage: an output carries the raw intake (secrets, PII).
         "io_manager": StepStore(runtime=runtime),
+        # Failed scorecard checks are posted here (assets/scorecard.py); the URL passes as an EnvVar.
+        "alerts": AlertWebhook(webhook_url=env_secret(settings.alert_webhook_url, "AGENT_PIPELINES_ALERT_WEBHOOK_URL"),
+                               timeout_s=settings.alert_timeout_s, dagster_url=settings.dagster_url),
     }

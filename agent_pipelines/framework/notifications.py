@@ -218,17 +218,17 @@ def text_body(message: dict[str, Any], now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mrkdwn(text: str) -> str:
+def mrkdwn(text: str) -> str:
     """Slack's escaping: a value cannot open a link or a mention."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def slack_payload(message: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Slack-compatible incoming-webhook JSON: `text` (the fallback) and minimal `blocks`."""
-    head = _mrkdwn(summary(message, now))
+    head = mrkdwn(summary(message, now))
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}}]
     if message["fields"]:
         blocks.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}"} for k, v in message["fields"].items()]})
+            {"type": "mrkdwn", "text": f"*{mrkdwn(k)}*\n{mrkdwn(v)}"} for k, v in message["fields"].items()]})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{message['link']}|Review and decide>"}})
     return {"text": f"{summary(message, now)}: {message['link']}", "blocks": blocks}

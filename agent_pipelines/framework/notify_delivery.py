@@ -158,12 +158,17 @@ def _send(row: dict[str, Any], settings: NotifySettings, now: datetime) -> None:
 
 
 def _post(row: dict[str, Any], settings: NotifySettings, now: datetime) -> None:
-    url = settings.webhook_url
-    if not url:
+    if not settings.webhook_url:
         raise SendError("no webhook URL is configured (AGENT_PIPELINES_NOTIFY_WEBHOOK_URL)")
+    post_webhook(settings.webhook_url, slack_payload(row["message"], now), timeout_s=settings.timeout_s,
+                 idempotency_key=row["notification_id"])
+
+
+def post_webhook(url: str, payload: dict[str, Any], *, timeout_s: float, idempotency_key: str) -> None:
+    """POST Slack-compatible JSON to a webhook; SendError (permanent or not) on any failure. Shared by the
+    approval notifications and the scorecard alerts (framework/scorecard_alerts.py)."""
     try:
-        resp = httpx.post(url, json=slack_payload(row["message"], now), timeout=settings.timeout_s,
-                          headers={"Idempotency-Key": row["notification_id"]})
+        resp = httpx.post(url, json=payload, timeout=timeout_s, headers={"Idempotency-Key": idempotency_key})
     except httpx.HTTPError as exc:
         # The URL itself is a credential for Slack-style webhooks: it never reaches an error or the trace.
         raise SendError(f"{type(exc).__name__}: {redact_text(str(exc).replace(url, '<webhook url>'))}") from None

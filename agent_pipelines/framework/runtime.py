@@ -73,11 +73,11 @@ class AgentRuntime(dg.ConfigurableResource):
         notify = notify or NotifySettings()
         notify = NotifySettings(**{  # the webhook URL is itself a credential; so is the SMTP password
             **notify.model_dump(),
-            "webhook_url": _from_env(notify.webhook_url, "AGENT_PIPELINES_NOTIFY_WEBHOOK_URL"),
-            "smtp_password": _from_env(notify.smtp_password, "AGENT_PIPELINES_SMTP_PASSWORD")})
-        return cls(db_url=_from_env(db_url, "AGENT_PIPELINES_DB_URL") if password else db_url,  # type: ignore[arg-type]
+            "webhook_url": env_secret(notify.webhook_url, "AGENT_PIPELINES_NOTIFY_WEBHOOK_URL"),
+            "smtp_password": env_secret(notify.smtp_password, "AGENT_PIPELINES_SMTP_PASSWORD")})
+        return cls(db_url=env_secret(db_url, "AGENT_PIPELINES_DB_URL") if password else db_url,  # type: ignore[arg-type]
                    llm_provider=llm.provider, llm_model=llm.model, llm_base_url=llm.base_url,
-                   llm_api_key=_from_env(llm.api_key, "AGENT_PIPELINES_LLM_API_KEY", "OPENAI_API_KEY"),  # type: ignore[arg-type]
+                   llm_api_key=env_secret(llm.api_key, "AGENT_PIPELINES_LLM_API_KEY", "OPENAI_API_KEY"),  # type: ignore[arg-type]
                    llm_mode=llm.mode, llm_max_reasks=llm.max_reasks,
                    llm_timeout_s=llm.timeout_s, llm_concurrency=llm.concurrency,
                    llm_requests_per_min=llm.requests_per_min, llm_tokens_per_min=llm.tokens_per_min,
@@ -85,7 +85,7 @@ class AgentRuntime(dg.ConfigurableResource):
                    state_dir=state_dir, notify=notify, console_url=console_url, batch_max_size=batch_max_size, batch_min_size=batch_min_size)
 
 
-def _from_env(value: str | None, *names: str) -> str | dg.EnvVar | None:
+def env_secret(value: str | None, *names: str) -> str | dg.EnvVar | None:
     """A secret as Dagster should hold it: a value given to a resource in code is stored in the job
     snapshot in Dagster's storage (an API key, a database password, in clear), an `EnvVar` only by its
     name and read in the run's process. So a value that came from one of these environment variables is
