@@ -33,7 +33,13 @@ from agent_pipelines.framework.batch import batch_run_config
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.gold import Expected, GoldCase, GoldFile, load_cases
 from agent_pipelines.framework.states import IntentState as S
-from agent_pipelines.framework.tables import approval_requests, intents, llm_calls, policy_decisions, writes
+from agent_pipelines.framework.tables import (
+    approval_requests,
+    intents,
+    llm_calls,
+    policy_decisions,
+    writes,
+)
 from agent_pipelines.framework.workflow import Workflow
 
 POLICY_DECIDED = frozenset({S.COMPLETED, S.WAITING_FOR_APPROVAL, S.DENIED})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _write import expected, write  # noqa: E402
+from _write import expected, write
 
 BOLTS = ("BLT-8", "Hex bolts M8", 500)  # sku, description, unit price in cents
 BRACKETS = ("BRK-1", "Steel bracket", 1000)

@@ -33,7 +33,13 @@ from agent_pipelines.workflows.invoice_matching.models import (
     POSnapshot,
 )
 from assets import expectations
-from resources.system_of_record import po_lines, purchase_orders, scheduled_payments, staged_invoices, vendors
+from resources.system_of_record import (
+    po_lines,
+    purchase_orders,
+    scheduled_payments,
+    staged_invoices,
+    vendors,
+)
 
 
 class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
