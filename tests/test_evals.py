@@ -1,0 +1,118 @@
+"""The CI gate on gold cases: every case of every shipped workflow runs through the real workflow (one
+batch run per workflow, on this backend) and must end as its gold file says. A change that moves a
+decision fails here unless the gold file is updated in the same commit; the second test proves it by
+raising the invoice auto-approve limit and watching the gate name exactly the cases that moved."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_pipelines.cli_evals import eval_settings, run_evals
+from agent_pipelines.framework.evals import WorkflowReport, mismatch_lines
+from agent_pipelines.framework.gold import gold_of
+from agent_pipelines.framework.policy import Rule
+from agent_pipelines.workflows import all_workflows
+from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+
+MIN_CASES = 50
+# Policy rules no gold case can reach with the offline proposer, and why (a model's proposal can):
+OFFLINE_UNREACHABLE = {
+    "invoice_matching": {"short_payment": "the offline proposer always pays the invoice total"},
+    "ticket_intake": {"team_unknown": "the offline triage only assigns teams that exist",
+                      "dedupe_disagrees": "the offline triage is the dedupe"},
+    "access_offboarding": {"no_bulk_changes": "validation rejects a second user before policy sees one"},
+}
+
+
+def assert_gold(reports: list[WorkflowReport]) -> None:
+    """The gate: any case whose outcome differs from gold fails, naming the case, expected and actual."""
+    lines = [line for r in reports for line in mismatch_lines(r)]
+    broken = [r.workflow for r in reports if not r.run_success]
+    assert not lines and not broken, "gold cases moved:\n" + "\n".join(lines) + (
+        f"\nbatch runs failed: {broken}" if broken else "")
+
+
+def _run(db_url: str, tmp_path: Path, workflows: list) -> list[WorkflowReport]:  # type: ignore[type-arg]
+    return run_evals(eval_settings(tmp_path / "state", live_model=False, db_url=db_url), workflows)
+
+
+def test_every_gold_case_of_every_workflow_matches(db_url, tmp_path):
+    workflows = all_workflows()
+    reports = _run(db_url, tmp_path, workflows)
+    assert [r.workflow for r in reports] == [wf.name for wf in workflows]
+    for r in reports:
+        assert r.metrics.cases >= MIN_CASES, (r.workflow, r.metrics.cases)
+    assert_gold(reports)
+    by = {r.workflow: r.metrics for r in reports}
+    for m in by.values():
+        assert (m.accuracy, m.false_approvals, m.false_rejections) == (1.0, 0, 0)
+        assert m.cost_usd == 0.0 and m.cost_per_success_usd == 0.0  # the offline proposer costs nothing
+    # every access change waits for a person: nothing is contained, about half the cases go to review
+    assert by["access_offboarding"].containment == 0.0 and by["access_offboarding"].review_rate > 0.4
+    assert 0.0 < by["invoice_matching"].containment < 1.0 and by["ticket_intake"].containment > 0.5
+
+
+def test_every_policy_rule_is_covered_by_a_gold_case():
+    for wf in all_workflows():
+        gold = gold_of(wf)
+        named = {c.expected.rule for c in gold.cases} | {t for c in gold.cases for t in c.tags}
+        missing = {r.name for r in wf.policy.rules} - named - set(OFFLINE_UNREACHABLE[wf.name])
+        assert not missing, f"{wf.name}: no gold case for policy rules {sorted(missing)}"
+        states = {c.expected.state for c in gold.cases}
+        assert {"waiting_for_approval", "waiting_for_input", "rejected_input"} <= states, (wf.name, states)
+
+
+def with_auto_limit(cents: int) -> InvoiceMatching:
+    """The shipped invoice workflow under a pack whose auto-approve limit is `cents` (a new digest)."""
+    wf = InvoiceMatching()
+    pack = wf.policy
+    rules = tuple(r.model_copy(update={"value": cents}) if r.name == "amount_above_auto_limit" else r
+                  for r in pack.rules)
+    assert all(isinstance(r, Rule) for r in rules)
+    wf.__dict__["policy"] = pack.model_copy(update={"rules": rules})
+    return wf
+
+
+def test_the_gate_fails_on_exactly_the_cases_a_rule_change_moves(db_url, tmp_path):
+    """Raising amount_above_auto_limit from 10,000.00 to 20,000.00 (gold not updated): the three invoices
+    from 10,000.01 to 20,000.00 that only the amount held now complete without a human, and the two above
+    10,000.00 that another rule also holds are now named by that rule. The gate lists those five, no more."""
+    wf = with_auto_limit(2_000_000)
+    assert wf.policy.digest != InvoiceMatching().policy.digest
+    [report] = _run(db_url, tmp_path, [wf])
+    assert report.run_success
+    with pytest.raises(AssertionError) as failed:
+        assert_gold([report])
+    moved = {c.name: c for c in report.failed}
+    assert sorted(moved) == ["inv-017-amount-just-above-auto-limit", "inv-018-amount-15k", "inv-019-amount-20k",
+                             "inv-047-hostile-and-above-limit", "inv-048-variance-and-above-limit"]
+    message = str(failed.value)
+    for name in moved:
+        assert f"invoice_matching/{name}: expected" in message
+    for name in ("inv-017-amount-just-above-auto-limit", "inv-018-amount-15k", "inv-019-amount-20k"):
+        c = moved[name]
+        assert (c.expected.state, c.observed.state) == ("waiting_for_approval", "completed")
+        assert [w.committed for w in c.observed.writes] == [True, True, True]  # the writes landed: a false approval
+    assert moved["inv-047-hostile-and-above-limit"].observed.rule == "instruction_like_text"
+    assert moved["inv-048-variance-and-above-limit"].observed.rule == "variance_above_tolerance_pct"
+    assert report.metrics.false_approvals == 3 and report.metrics.passed == report.metrics.cases - 5
+    assert "expected waiting_for_approval / amount_above_auto_limit" in message and "got completed" in message
+
+
+def test_the_cli_prints_the_metrics_and_refuses_a_used_state(tmp_path):
+    """`agent-pipelines evals run --workflow W --json` on a fresh SQLite state: exit 0 and the metrics row;
+    the same state again is refused (exit 2), since the cases would meet their own earlier records."""
+    from agent_pipelines.cli import app
+
+    state = tmp_path / "cli-state"
+    runner = CliRunner()
+    ok = runner.invoke(app, ["evals", "run", "--workflow", "access_offboarding", "--json", "--state-dir", str(state)])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.stdout.strip().splitlines()[-1])
+    [row] = payload["table"]
+    assert (row["workflow"], row["accuracy"], row["containment"], payload["failed_cases"]) == (
+        "access_offboarding", "100.0%", "0.0%", 0)
+    again = runner.invoke(app, ["evals", "run", "--workflow", "access_offboarding", "--state-dir", str(state)])
+    assert again.exit_code == 2 and "fresh state" in again.output
