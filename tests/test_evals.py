@@ -4,9 +4,11 @@ decision fails here unless the gold file is updated in the same commit; the seco
 raising the invoice auto-approve limit and watching the gate name exactly the cases that moved."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from agent_pipelines.cli_evals import eval_settings, run_evals
@@ -15,6 +17,7 @@ from agent_pipelines.framework.gold import gold_of
 from agent_pipelines.framework.policy import Rule
 from agent_pipelines.workflows import all_workflows
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+from tests.llm_server import ScriptedLLM, serve
 
 MIN_CASES = 50
 # Policy rules no gold case can reach with the offline proposer, and why (a model's proposal can):
@@ -116,3 +119,45 @@ def test_the_cli_prints_the_metrics_and_refuses_a_used_state(tmp_path):
         "access_offboarding", "100.0%", "0.0%", 0)
     again = runner.invoke(app, ["evals", "run", "--workflow", "access_offboarding", "--state-dir", str(state)])
     assert again.exit_code == 2 and "fresh state" in again.output
+
+
+class NaiveMatcher(ScriptedLLM):
+    """A 'model' behind the local OpenAI-compatible endpoint: it names the first PO of the prompt and always
+    proposes the standard two-line match of 1,000.00, right for some invoices and wrong for others."""
+
+    def __init__(self) -> None:
+        super().__init__([{}])
+
+    def respond(self, request: dict) -> dict:  # type: ignore[type-arg]
+        po = re.search(r"PO-G\d{3}-\d", json.dumps(request["messages"]))
+        self.replies = [{"po_number": po and po.group(0), "line_matches": [{"invoice_line": 0, "po_line_no": 1},
+                                                                         {"invoice_line": 1, "po_line_no": 2}],
+                         "matched_po_amount_cents": 100_000, "variance_cents": 0, "invoice_total_cents": 100_000,
+                         "pay_amount_cents": None, "rationale": "both lines match the PO named on the invoice"}]
+        return super().respond(request)
+
+
+def test_a_live_model_is_scored_with_its_cost(db_url, tmp_path, monkeypatch):
+    """`--model live`: proposals through the real instructor + openai client against a local endpoint. The
+    naive model is right on two gold invoices and wrong on the over-billed one (it matches a line the
+    invoice does not have: validation recomputes and rejects it), so the gate names that case, as a false
+    rejection, and the cost per successful outcome is the run's LLM cost over the two that passed."""
+    wf = InvoiceMatching()
+    keep = {"inv-001-exact-two-lines", "inv-038-hostile-ignore-instructions", "inv-036-po-overbilled"}
+    gold = gold_of(wf)
+    subset = gold.model_copy(update={"cases": tuple(c for c in gold.cases if c.name in keep)})
+    wf.gold_file = tmp_path / "subset.yaml"
+    wf.gold_file.write_text(yaml.safe_dump(subset.model_dump(mode="json"), sort_keys=False))
+    with serve(NaiveMatcher()) as llm:
+        for k, v in {"PROVIDER": "openai", "BASE_URL": llm.base_url, "MODEL": "gpt-4o-mini", "API_KEY": "unused",
+                     "CONCURRENCY": "1"}.items():
+            monkeypatch.setenv(f"AGENT_PIPELINES_LLM_{k}", v)
+        [report] = run_evals(eval_settings(tmp_path / "state", live_model=True, db_url=db_url), [wf])
+    assert len(llm.requests) == 3 and report.model == "gpt-4o-mini"
+    [wrong] = report.failed
+    assert wrong.name == "inv-036-po-overbilled"
+    assert (wrong.observed.state, wrong.observed.rule) == ("rejected_input", "proposal_arithmetic")
+    m = report.metrics
+    assert (m.passed, m.false_rejections, m.false_approvals, m.tokens) == (2, 1, 0, 3 * 460)
+    assert m.cost_usd == pytest.approx(3 * (400 * 0.15 + 60 * 0.60) / 1e6)
+    assert m.cost_per_success_usd == pytest.approx(m.cost_usd / 2, abs=1e-6)
