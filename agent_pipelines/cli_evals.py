@@ -24,7 +24,9 @@ def eval_settings(state_dir: Path, *, live_model: bool, db_url: str | None = Non
     records. The proposer is the offline one unless `live_model`: then the configured provider."""
     from agent_pipelines.settings import Settings
 
-    env = {k: v for k, v in os.environ.items() if k != "AGENT_PIPELINES_DB_URL"}
+    # Approval requests of gold cases notify nobody: the deployment's notification channels are left out.
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_PIPELINES_DB_URL"
+           and not k.startswith(("AGENT_PIPELINES_NOTIFY_", "AGENT_PIPELINES_SMTP_"))}
     if db_url:
         env["AGENT_PIPELINES_DB_URL"] = db_url
     if not live_model:
@@ -32,9 +34,10 @@ def eval_settings(state_dir: Path, *, live_model: bool, db_url: str | None = Non
     return Settings.from_env(state_dir, env=env)
 
 
-def run_evals(settings: Any, workflows: Sequence[Any]) -> list[Any]:
-    """Each workflow's gold cases in one in-process batch run, on an ephemeral Dagster instance (an eval
-    leaves no runs in the deployment's Dagster storage), scored; one report per workflow."""
+def run_evals(settings: Any, workflows: Sequence[Any], golds: dict[str, Any] | None = None) -> list[Any]:
+    """Each workflow's gold cases (its gold file, or `golds[name]`) in one in-process batch run, on an
+    ephemeral Dagster instance (an eval leaves no runs in the deployment's Dagster storage), scored; one
+    report per workflow."""
     import dagster as dg
     from sqlalchemy import func, select
 
@@ -64,7 +67,8 @@ def run_evals(settings: Any, workflows: Sequence[Any]) -> list[Any]:
                                               tags={**tags, f"{TAG}/shape": "batch", f"{TAG}/evals": "gold"},
                                               raise_on_error=False).success
 
-            reports.append(run_gold(wf, gold_of(wf), db, execute, build_jobs(wf).batch, model))
+            gold = (golds or {}).get(wf.name) or gold_of(wf)
+            reports.append(run_gold(wf, gold, db, execute, build_jobs(wf).batch, model))
     return reports
 
 
@@ -80,7 +84,7 @@ def _state(state_dir: Path | None) -> Iterator[Path]:
 def _table(rows: list[dict[str, Any]]) -> Table:
     t = Table(title="gold-case evals")
     for col in rows[0] if rows else ():
-        t.add_column(col, justify="right" if col not in ("workflow", "policy", "model") else "left")
+        t.add_column(col, justify="right" if col not in ("workflow", "policy", "model") else "left", no_wrap=True)
     for r in rows:
         t.add_row(*(str(v) for v in r.values()))
     return t
@@ -122,7 +126,7 @@ def register(app: typer.Typer) -> None:
                        "table": table_rows(reports), "failed_cases": len(failed)}
             sys.stdout.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
         else:
-            console = Console(width=None if sys.stdout.isatty() else 200)
+            console = Console(width=None if sys.stdout.isatty() else 240)
             console.print(_table(table_rows(reports)))
             for line in failed:
                 console.print(f"FAIL {redact(line)}", markup=False, highlight=False)

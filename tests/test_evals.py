@@ -146,13 +146,12 @@ def test_a_live_model_is_scored_with_its_cost(db_url, tmp_path, monkeypatch):
     keep = {"inv-001-exact-two-lines", "inv-038-hostile-ignore-instructions", "inv-036-po-overbilled"}
     gold = gold_of(wf)
     subset = gold.model_copy(update={"cases": tuple(c for c in gold.cases if c.name in keep)})
-    wf.gold_file = tmp_path / "subset.yaml"
-    wf.gold_file.write_text(yaml.safe_dump(subset.model_dump(mode="json"), sort_keys=False))
     with serve(NaiveMatcher()) as llm:
         for k, v in {"PROVIDER": "openai", "BASE_URL": llm.base_url, "MODEL": "gpt-4o-mini", "API_KEY": "unused",
                      "CONCURRENCY": "1"}.items():
             monkeypatch.setenv(f"AGENT_PIPELINES_LLM_{k}", v)
-        [report] = run_evals(eval_settings(tmp_path / "state", live_model=True, db_url=db_url), [wf])
+        [report] = run_evals(eval_settings(tmp_path / "state", live_model=True, db_url=db_url), [wf],
+                             golds={wf.name: subset})
     assert len(llm.requests) == 3 and report.model == "gpt-4o-mini"
     [wrong] = report.failed
     assert wrong.name == "inv-036-po-overbilled"
@@ -161,3 +160,25 @@ def test_a_live_model_is_scored_with_its_cost(db_url, tmp_path, monkeypatch):
     assert (m.passed, m.false_rejections, m.false_approvals, m.tokens) == (2, 1, 0, 3 * 460)
     assert m.cost_usd == pytest.approx(3 * (400 * 0.15 + 60 * 0.60) / 1e6)
     assert m.cost_per_success_usd == pytest.approx(m.cost_usd / 2, abs=1e-6)
+
+
+def test_a_broken_gold_file_fails_loudly(tmp_path, db_url):
+    """A gold file that could pass for the wrong reason is refused before anything runs: duplicate names,
+    writes expected of a case that changes nothing, a case seeding another system's table."""
+    from agent_pipelines.framework.gold import GoldFile, load_cases, load_gold
+    from agent_pipelines.framework.runtime import database
+
+    case = {"name": "c-1", "intake": {"source_name": "x.json", "format": "json"},
+            "expected": {"state": "rejected_input", "rule": "unknown_vendor"}}
+    path = tmp_path / "gold.yaml"
+    path.write_text(yaml.safe_dump({"workflow": "invoice_matching", "cases": [case, case]}))
+    with pytest.raises(ValueError, match="duplicate case names"):
+        load_gold(path)
+    writes = {**case, "expected": {**case["expected"], "writes": [{"action": "stage_invoice"}]}}
+    path.write_text(yaml.safe_dump({"workflow": "invoice_matching", "cases": [writes]}))
+    with pytest.raises(ValueError, match="makes no writes"):
+        load_gold(path)
+    foreign = GoldFile.model_validate({"workflow": "invoice_matching",
+                                       "cases": [{**case, "records": {"tickets": [{"ticket_id": "T-1"}]}}]})
+    with pytest.raises(ValueError, match="'tickets' is not one of invoice_matching's system-of-record tables"):
+        load_cases(database(db_url), InvoiceMatching(), foreign)

@@ -113,6 +113,9 @@ def load_cases(db: Database, wf: Workflow, gold: GoldFile) -> dict[str, str]:
             raise ValueError(f"{case}: {name!r} is not one of {wf.name}'s system-of-record tables {sorted(tables)}")
         return tables[name]
 
+    for c in gold.cases:
+        for name in c.records:
+            table(name, c.name)
     with db.begin() as conn:
         for name, rows in gold.shared.items():
             if rows:
@@ -122,9 +125,6 @@ def load_cases(db: Database, wf: Workflow, gold: GoldFile) -> dict[str, str]:
             rows = [r for c in gold.cases for r in c.records.get(t.name, [])]
             if rows:
                 conn.execute(t.insert(), rows)
-        for c in gold.cases:
-            for name in c.records:
-                table(name, c.name)
     store, ids = IntentStore(db), {}
     for c in gold.cases:
         intake = wf.intake_model.model_validate(c.intake)  # a malformed intake is the gold file's error
