@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 
 from agent_pipelines.framework.gateway import ToolGateway, ToolRegistry
 from agent_pipelines.framework.intents import Intent
@@ -101,6 +101,10 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     context_model: ClassVar[type[BaseModel]]
     proposal_model: ClassVar[type[BaseModel]]
     policy_file: ClassVar[Path]
+    # The system-of-record tables the workflow reads and writes, parents first (gold cases seed them),
+    # and its gold cases (framework/gold.py), beside the policy pack.
+    record_tables: ClassVar[tuple[Table, ...]] = ()
+    gold_file: ClassVar[Path | None] = None
 
     @functools.cached_property
     def policy(self) -> PolicyPack:

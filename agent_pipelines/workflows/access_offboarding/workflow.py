@@ -38,7 +38,7 @@ from agent_pipelines.workflows.access_offboarding.models import (
     GrantSnapshot,
     OffboardingProposal,
 )
-from resources.access import role_grants
+from resources.access import directory_accounts, hr_offboarding, role_grants
 
 # A request for a group of people ("remove everyone in finance"). This workflow offboards exactly one
 # person per request, against that person's own HR record; a group is never one request.
@@ -64,6 +64,8 @@ class AccessOffboarding(Workflow[AccessRequestIntake, AccessContext, Offboarding
     context_model = AccessContext
     proposal_model = OffboardingProposal
     policy_file = Path(__file__).with_name("policy.yaml")
+    record_tables = (directory_accounts, role_grants, hr_offboarding)
+    gold_file = Path(__file__).with_name("gold.yaml")
 
     def tools(self) -> ToolRegistry:
         return tools.registry()

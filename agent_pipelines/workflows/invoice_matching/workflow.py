@@ -33,7 +33,13 @@ from agent_pipelines.workflows.invoice_matching.models import (
     POSnapshot,
 )
 from assets import expectations
-from resources.system_of_record import scheduled_payments, staged_invoices
+from resources.system_of_record import (
+    po_lines,
+    purchase_orders,
+    scheduled_payments,
+    staged_invoices,
+    vendors,
+)
 
 
 class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
@@ -45,6 +51,8 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
     context_model = MatchContext
     proposal_model = MatchProposal
     policy_file = Path(__file__).with_name("policy.yaml")
+    record_tables = (vendors, purchase_orders, po_lines, staged_invoices)
+    gold_file = Path(__file__).with_name("gold.yaml")
 
     def tools(self) -> ToolRegistry:
         return tools.registry()

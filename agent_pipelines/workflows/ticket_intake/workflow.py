@@ -31,7 +31,7 @@ from agent_pipelines.workflows.ticket_intake.models import (
     TriageContext,
     TriageProposal,
 )
-from resources.tickets import ticket_messages, tickets
+from resources.tickets import products, requesters, teams, ticket_messages, tickets
 
 
 class TicketIntake(Workflow[MessageIntake, TriageContext, TriageProposal]):
@@ -43,6 +43,8 @@ class TicketIntake(Workflow[MessageIntake, TriageContext, TriageProposal]):
     context_model = TriageContext
     proposal_model = TriageProposal
     policy_file = Path(__file__).with_name("policy.yaml")
+    record_tables = (teams, products, requesters, tickets, ticket_messages)
+    gold_file = Path(__file__).with_name("gold.yaml")
 
     def tools(self) -> ToolRegistry:
         return tools.registry()
