@@ -129,7 +129,10 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
                 f"recomputed {matched} of {intake.amount_cents}")))
         lines = pd.DataFrame([li.model_dump() | {"line_no": i + 1} for i, li in enumerate(intake.billed_lines())])
         variance = intake.amount_cents - matched
-        hostile = instruction_like(intake.memo)
+        # Every free-text field is untrusted, not only the memo: an instruction in a line description
+        # must reach a human the same way. Each field is scanned alone so no phrase spans two fields.
+        texts = (intake.memo, intake.vendor_ref or "", *(li.description for li in intake.lines))
+        hostile = [hit for text in texts for hit in instruction_like(text)]
         return Validation(
             violations=tuple(violations),
             checks=(expectations.invoice_lines_pre_write(lines),),
