@@ -103,9 +103,10 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
             return Validation(need_input=NeedInput(field="po_number", question=(
                 f"Invoice {ref} names PO {intake.po_number}, which does not exist. Which PO does it bill?")))
         if proposal.po_number is None:
-            open_pos = ", ".join(po.po_number for po in context.candidates) or "none"
+            open_pos = ", ".join(po.po_number for po in context.candidates)
+            why = f"has several open POs ({open_pos})" if open_pos else "has no open PO"
             return Validation(need_input=NeedInput(field="po_number", question=(
-                f"Invoice {ref} names no PO and {vendor.vendor_id} has several open POs ({open_pos}). Which one?")))
+                f"Invoice {ref} names no PO and {vendor.vendor_id} {why}. Which PO does it bill?")))
         po = next((p for p in context.candidates if p.po_number == proposal.po_number), None)
         if po is None:  # the proposer named a PO that was never a candidate
             return _reject("po_not_a_candidate", f"proposed PO {proposal.po_number} is not among the candidates")
