@@ -63,8 +63,8 @@ def tool_schema(response_model: type[BaseModel]) -> dict[str, Any]:
 def request_digest(model: str, messages: Sequence[dict[str, Any]], tool: dict[str, Any]) -> str:
     canonical = {"model": model, "messages": list(messages),
                  "tool": {k: tool.get(k) for k in ("name", "description", "parameters")}}
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
+    # ASCII escapes: a hostile text's lone surrogate still hashes (and the same way on both sides).
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def wire_digest(request: dict[str, Any]) -> str:
@@ -123,7 +123,7 @@ def load(path: Path) -> list[Recorded]:
 
 def write(entries: Iterable[Recorded], path: Path) -> int:
     """One JSON object per line, sorted by digest, so a re-export of the same runs is byte-identical."""
-    lines = [json.dumps(e.model_dump(), sort_keys=True, ensure_ascii=False)
+    lines = [json.dumps(e.model_dump(), sort_keys=True)
              for e in sorted(entries, key=lambda e: e.digest)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))
