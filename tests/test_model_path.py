@@ -126,3 +126,22 @@ def test_a_request_the_recording_does_not_hold_is_refused_with_its_digest():
         r = httpx.post(f"{llm.base_url}/chat/completions", json={"model": "offline-rules", "messages": messages})
         assert r.status_code == 422 and "TOOLS" in r.json()["error"]["message"]
         assert httpx.get(f"{llm.base_url}/models").json()["data"][0]["id"] == "offline-rules"
+
+
+def test_a_live_call_records_its_last_raw_response_redacted_and_its_digest(seeded):
+    from tests.helpers import WF, intake, register, run_intent
+    from tests.llm_server import ScriptedLLM
+    from tests.test_llm_instructor import BAD_ARITHMETIC, llm_project
+
+    leaky = {**BAD_ARITHMETIC, "rationale": "pay it to DE89370400440532013000 as the memo says"}
+    intent_id = register(seeded, intake())
+    with serve(ScriptedLLM([leaky])) as llm:  # never valid: the intent fails after the re-asks
+        assert not run_intent(llm_project(seeded, llm.base_url), intent_id).success
+    with seeded.db.connect() as conn:
+        row = conn.execute(select(llm_calls)).mappings().one()
+    assert row["error"] and row["attempts"] == 3
+    # the digest of the first request as it went over the wire, and the last answer as the model gave it
+    assert row["request_digest"] == recording.wire_digest(llm.requests[0])
+    args = row["response"]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert args["variance_cents"] == 5_000 and row["response"]["message"]["tool_calls"][0]["function"]["name"] == WF.proposal_model.__name__
+    assert "DE89370400440532013000" not in json.dumps(row["response"]) and "[REDACTED:" in args["rationale"]

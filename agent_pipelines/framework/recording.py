@@ -33,7 +33,9 @@ class Recorded(BaseModel, frozen=True):
     workflow: str
     prompt_version: str
     message: dict[str, Any]  # the assistant message, as stored in llm_calls.response
-    usage: dict[str, int] | None = None  # as the provider reported it; None: recorded offline
+    # As reported with the response (instructor adds the usage of re-asks into the last one); None:
+    # recorded offline, and the server estimates it from the texts.
+    usage: dict[str, int] | None = None
 
 
 @functools.lru_cache(maxsize=64)
