@@ -1,7 +1,10 @@
-"""A local OpenAI-compatible endpoint for the LLM-bound benchmark: it answers each chat completion after
-a fixed latency, with at most `capacity` requests in flight (the rest queue, as at a provider), and
-proposes the match of a bench invoice (agent_pipelines.bench: every invoice bills its own PO in full).
-The real instructor + openai client path runs unmodified against it."""
+"""The local OpenAI-compatible endpoint (`serve`), one server for three uses: the LLM-bound benchmark
+(`LatencyLLM`: a fixed latency, at most `capacity` requests in flight, the rest queue as at a provider;
+it proposes the match of a bench invoice, agent_pipelines.bench: every invoice bills its own PO in
+full), the tests' scripted replies (tests/llm_server.py), and `agent-pipelines llm-server`
+(`RecordedLLM`: recorded responses by request digest, framework/recording.py). Completions are tool
+calls, the shape instructor's TOOLS mode expects, so the real instructor + openai client path runs
+unmodified against it."""
 
 import json
 import re
@@ -13,7 +16,41 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from agent_pipelines.framework.llm import approx_tokens
+from agent_pipelines.framework.recording import Recorded, tool_call_message, wire_digest
+
 PO = re.compile(r"PO-N\d{6}")
+
+
+class CompletionError(Exception):
+    """Answered as an OpenAI-style error body with this HTTP status (never a made-up completion)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def forced_tool(request: dict[str, Any]) -> str:
+    """The function the request forces (instructor's TOOLS mode), else the first one offered."""
+    choice = request.get("tool_choice")
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    tools = request.get("tools") or []
+    if not (name or tools):
+        raise CompletionError(422, "no_tool", "the request offers no tool: this server answers TOOLS-mode "
+                                              "requests (AGENT_PIPELINES_LLM_MODE=tools)")
+    return name or tools[0]["function"]["name"]
+
+
+def completion(request: dict[str, Any], message: dict[str, Any], usage: tuple[int, int], n: int = 0) -> dict[str, Any]:
+    """A chat.completion answering `request` with `message`; tool-call arguments that are JSON values
+    are sent as the JSON text the API carries."""
+    calls = [{**c, "function": {**c["function"], "arguments": a if isinstance(a := c["function"]["arguments"], str)
+                                else json.dumps(a)}} for c in message.get("tool_calls") or []]
+    return {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1_800_000_000, "model": request["model"],
+            "choices": [{"index": 0, "finish_reason": "tool_calls" if calls else "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": message.get("content"), "refusal": None,
+                                     **({"tool_calls": calls} if calls else {})}}],
+            "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}}
 
 
 @dataclass
@@ -37,14 +74,7 @@ class LatencyLLM:
                                                   {"invoice_line": 1, "po_line_no": 2}],
                 "matched_po_amount_cents": 100_000, "variance_cents": 0, "invoice_total_cents": 100_000,
                 "pay_amount_cents": None, "rationale": f"{po} is named on the invoice; both lines match it"}
-        name = request.get("tool_choice", {}).get("function", {}).get("name") or request["tools"][0]["function"]["name"]
-        return {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1_800_000_000, "model": request["model"],
-                "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
-                    "role": "assistant", "content": None, "refusal": None,
-                    "tool_calls": [{"id": "call_0", "type": "function",
-                                    "function": {"name": name, "arguments": json.dumps(args)}}]}}],
-                "usage": {"prompt_tokens": 400, "completion_tokens": 60, "total_tokens": 460}}
-
+        return completion(request, tool_call_message(forced_tool(request), args), (400, 60))
 
     def respond(self, request: dict[str, Any]) -> dict[str, Any]:
         """At most `capacity` requests in flight; each waits the fixed latency, then is answered."""
@@ -59,6 +89,37 @@ class LatencyLLM:
         return self.answer(request)
 
 
+class RecordedLLM(LatencyLLM):
+    """Answers each request with the response recorded for its digest (framework/recording.py), after
+    the fixed latency; a request with no recording is refused with 404 naming its digest."""
+
+    def __init__(self, entries: list[Recorded], latency_s: float = 0.0, capacity: int = 64) -> None:
+        super().__init__(latency_s=latency_s, capacity=capacity)
+        self.entries = {e.digest: e for e in entries}
+        self.unknown: list[str] = []  # digests asked for and refused
+
+    def models(self) -> list[str]:
+        return sorted({e.model for e in self.entries.values()})
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        forced_tool(request)  # a request that is not TOOLS mode is refused before it is looked up
+        digest = wire_digest(request)
+        entry = self.entries.get(digest)
+        if entry is None:
+            with self._lock:
+                self.unknown.append(digest)
+            raise CompletionError(404, "recording_not_found", (
+                f"no recorded response for request digest {digest} (model {request.get('model')!r}; this "
+                f"recording has {len(self.entries)} responses for models {self.models()}): the prompt, the "
+                f"response schema or the model name differ from the recorded run"))
+        if entry.usage:
+            usage = (entry.usage["prompt_tokens"], entry.usage["completion_tokens"])
+        else:  # recorded offline: no provider counted tokens, so they are estimated from the texts
+            usage = (sum(approx_tokens(str(m.get("content") or "")) for m in request["messages"]),
+                     approx_tokens(json.dumps(entry.message.get("tool_calls"))))
+        return completion(request, entry.message, usage, self.served)
+
+
 class Completions(Protocol):
     base_url: str
 
@@ -66,33 +127,51 @@ class Completions(Protocol):
 
 
 @contextmanager
-def serve(llm: Completions) -> Iterator[Any]:
-    """An OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 (a free port; `llm.base_url` is set),
-    answered by `llm.respond`, one thread per request."""
+def serve(llm: Completions, host: str = "127.0.0.1", port: int = 0) -> Iterator[Any]:
+    """An OpenAI-compatible `/v1/chat/completions` (and `/v1/models`) on `host:port` (port 0: a free
+    one; `llm.base_url` is set), answered by `llm.respond`, one thread per request."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connections
 
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if not self.path.endswith("/chat/completions"):
-                self.send_error(404)
-                return
-            payload = json.dumps(llm.respond(body)).encode()
-            self.send_response(200)
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
+        def _error(self, exc: CompletionError) -> None:
+            self._send(exc.status, {"error": {"message": exc.message, "type": "invalid_request_error",
+                                              "param": None, "code": exc.code}})
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/models"):
+                models = getattr(llm, "models", list)()
+                self._send(200, {"object": "list", "data": [
+                    {"id": m, "object": "model", "created": 1_800_000_000, "owned_by": "recording"} for m in models]})
+            else:
+                self._error(CompletionError(404, "not_found", f"no such endpoint: GET {self.path}"))
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not self.path.endswith("/chat/completions"):
+                self._error(CompletionError(404, "not_found", f"no such endpoint: POST {self.path}"))
+                return
+            try:
+                self._send(200, llm.respond(body))
+            except CompletionError as exc:
+                self._error(exc)
+
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    llm.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    llm.base_url = f"http://{host}:{server.server_address[1]}/v1"
     try:
         yield llm
     finally:

@@ -15,6 +15,7 @@ from rich.table import Table
 from agent_pipelines.cli_bench import register as register_bench
 from agent_pipelines.cli_console import register as register_console
 from agent_pipelines.cli_evals import register as register_evals
+from agent_pipelines.cli_llm import register as register_llm
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -293,6 +294,7 @@ app.add_typer(audit_app, name="audit")
 register_console(app)
 register_bench(app)
 register_evals(app)
+register_llm(app)
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")

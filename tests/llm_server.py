@@ -2,12 +2,13 @@
 records every request. Completions are built as tool calls (instructor's TOOLS mode) for whatever
 function the request forces, so the real instructor + openai client path runs unmodified."""
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from agent_pipelines.bench_llm import completion, forced_tool
 from agent_pipelines.bench_llm import serve as serve_completions
+from agent_pipelines.framework.recording import tool_call_message
 
 
 class ScriptedLLM:
@@ -23,16 +24,7 @@ class ScriptedLLM:
     def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         n = len(self.requests)
         reply = self.replies[min(n - 1, len(self.replies) - 1)]
-        args = reply if isinstance(reply, str) else json.dumps(reply)
-        name = request.get("tool_choice", {}).get("function", {}).get("name") or request["tools"][0]["function"]["name"]
-        return {
-            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1_800_000_000, "model": request["model"],
-            "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
-                "role": "assistant", "content": None, "refusal": None,
-                "tool_calls": [{"id": f"call_{n}", "type": "function",
-                                "function": {"name": name, "arguments": args}}]}}],
-            "usage": {"prompt_tokens": 400, "completion_tokens": 60, "total_tokens": 460},
-        }
+        return completion(request, tool_call_message(forced_tool(request), reply, f"call_{n}"), (400, 60), n)
 
 
 @contextmanager

@@ -3,7 +3,8 @@
 The provider is configuration: `offline` (the deterministic proposer; no key, no network), `openai`
 (any OpenAI-compatible base_url: OpenAI, vLLM, Ollama, llama.cpp), or any instructor.from_provider
 string such as `anthropic/claude-sonnet-4-5`. Temperature 0; pydantic validation errors re-ask up to
-`max_reasks`; usage and cost are returned for the trace."""
+`max_reasks`; usage and cost are returned for the trace, with the request's digest and the raw response
+(framework/recording.py) so the call can be served again."""
 
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
@@ -11,6 +12,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from agent_pipelines.framework.ratelimit import limiter_for
+from agent_pipelines.framework.recording import (
+    raw_response,
+    request_digest,
+    tool_call_message,
+    tool_schema,
+)
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -46,12 +53,21 @@ class LLMUsage(BaseModel, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    # The recording of the call: the digest of the first request and the last raw response (None when
+    # the provider returned none), both traced in llm_calls.
+    request_digest: str | None = None
+    response: dict[str, Any] | None = None
 
 
 class ProposalFailed(Exception):
     def __init__(self, message: str, usage: LLMUsage) -> None:
         super().__init__(message)
         self.usage = usage
+
+
+def approx_tokens(text: str) -> int:
+    """~4 characters a token: estimates before the provider's count (rate limits, recorded replies)."""
+    return len(text) // 4
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -98,16 +114,23 @@ class Proposer:
 
     def propose(self, *, response_model: type[T], messages: Callable[[], Sequence[dict[str, str]]],
                 offline: Callable[[], T], prompt_version: str) -> tuple[T, LLMUsage]:
+        tool = tool_schema(response_model)
+        sent = list(messages())
+        digest = request_digest(self.model_name, sent, tool)
         if self.is_offline:
-            return offline(), LLMUsage(provider="offline", model=self.model_name, prompt_version=prompt_version,
-                                       attempts=1)
+            # No model answered: record the proposal as the tool call a model should have returned, so
+            # this run can be served to the real client path (`agent-pipelines llm-server`).
+            proposal = offline()
+            response = {"message": tool_call_message(tool["name"], proposal.model_dump(mode="json")), "usage": None}
+            return proposal, LLMUsage(provider="offline", model=self.model_name, prompt_version=prompt_version,
+                                      attempts=1, request_digest=digest, response=response)
         client = self._instructor()
         attempts = 0
-        sent = list(messages())
+        last: list[Any] = [None]  # the last raw completion, kept by instructor's response hook
         limiter = limiter_for(self.config.provider, self.config.base_url or "", self.config.requests_per_min,
                               self.config.tokens_per_min)
         # ~4 characters a token, plus room for the answer: settled with the real usage afterwards.
-        estimate = sum(len(m.get("content", "")) for m in sent) // 4 + 256
+        estimate = sum(approx_tokens(m.get("content", "")) for m in sent) + 256
         if limiter is not None:
             limiter.acquire(estimate)
         used = estimate
@@ -116,28 +139,34 @@ class Proposer:
             nonlocal attempts
             attempts += 1
 
+        def keep(completion: Any) -> None:
+            last[0] = completion
+
         client.on("completion:kwargs", count)
+        client.on("completion:response", keep)
         try:
             result, completion = client.create_with_completion(
                 model=self.config.model, response_model=response_model, messages=sent,
                 max_retries=self.config.max_reasks, temperature=0)
-            usage = self._usage(getattr(completion, "usage", None), prompt_version, attempts)
+            usage = self._usage(getattr(completion, "usage", None), prompt_version, attempts, digest, completion)
             used = usage.prompt_tokens + usage.completion_tokens or estimate
         except Exception as exc:
-            failed = self._usage(getattr(exc, "total_usage", None), prompt_version, attempts)
+            failed = self._usage(getattr(exc, "total_usage", None), prompt_version, attempts, digest, last[0])
             used = failed.prompt_tokens + failed.completion_tokens or estimate
             raise ProposalFailed(f"{type(exc).__name__}: {exc}", failed) from exc
         finally:
             client.off("completion:kwargs", count)
+            client.off("completion:response", keep)
             if limiter is not None:
                 limiter.settle(estimate, used)
         # instructor returns an instance of its own wrapper class; hand back the workflow's model
         proposal = response_model.model_validate(result.model_dump())
         return proposal, usage
 
-    def _usage(self, usage: Any, prompt_version: str, attempts: int) -> LLMUsage:
+    def _usage(self, usage: Any, prompt_version: str, attempts: int, digest: str, completion: Any) -> LLMUsage:
         p = int(getattr(usage, "prompt_tokens", 0) or 0)
         c = int(getattr(usage, "completion_tokens", 0) or 0)
         return LLMUsage(provider=self.config.provider, model=self.config.model, prompt_version=prompt_version,
                         attempts=attempts, prompt_tokens=p, completion_tokens=c,
-                        cost_usd=cost_usd(self.config.model, p, c))
+                        cost_usd=cost_usd(self.config.model, p, c), request_digest=digest,
+                        response=raw_response(completion))

@@ -123,6 +123,10 @@ llm_calls = Table(
     Column("output", JSON),
     Column("error", Text),
     Column("at", Ts, nullable=False),
+    # What replay needs (framework/recording.py): the sha256 of the request (model, messages, response
+    # schema) and the raw response to it (the assistant message and its usage), redacted like the trace.
+    Column("request_digest", String(64), index=True),
+    Column("response", JSON),
 )
 
 policy_decisions = Table(

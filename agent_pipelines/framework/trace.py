@@ -48,11 +48,14 @@ class Tracer:
             error=_storable(error), attempts=attempts, latency_ms=round(latency_ms, 2), call_digest=call_digest))
 
     def llm_call(self, *, provider: str, model: str, prompt_version: str, attempts: int, prompt_tokens: int,
-                 completion_tokens: int, cost_usd: float, output: Any, error: str | None = None) -> None:
-        self._record("llm_call", llm_calls, dict(
-            provider=provider, model=model, prompt_version=prompt_version, attempts=attempts,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost_usd,
-            output=_jsonable(output), error=error))
+                 completion_tokens: int, cost_usd: float, output: Any, error: str | None = None,
+                 request_digest: str | None = None, response: Any = None) -> None:
+        # `response` is the raw answer (framework/recording.py), redacted here like every other row.
+        self._record("llm_call", llm_calls, {
+            "provider": provider, "model": model, "prompt_version": prompt_version, "attempts": attempts,
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost_usd,
+            "output": _jsonable(output), "error": error, "request_digest": request_digest,
+            "response": None if response is None else _jsonable(response)})
 
     def policy(self, subject: str, decision: PolicyDecision) -> None:
         self._record("policy_decision", policy_decisions, dict(
