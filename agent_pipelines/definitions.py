@@ -9,6 +9,7 @@ from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
+from assets.retention import retention_job, retention_schedule
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
 from sensors.access import build_access_sensor
@@ -36,7 +37,7 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
     invoices, tickets, access = (shipped[n] for n in ("invoice_matching", "ticket_intake", "access_offboarding"))
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     return dg.Definitions(
-        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job],
+        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job, retention_job],
         sensors=[
             build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
             build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
@@ -48,7 +49,7 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_failure_sensor(agent_jobs),
             build_notify_sensor(),
         ],
-        schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule],
+        schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule, retention_schedule],
         assets=[*SPECS, pending_queue],
         asset_checks=CHECKS,
         resources=build_resources(settings),

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.llm import LLMConfig
 from agent_pipelines.framework.notifications import NotifySettings
+from agent_pipelines.framework.retention import DEFAULT_RETENTION_DAYS
 
 
 class Settings(BaseModel, frozen=True):
@@ -28,6 +29,9 @@ class Settings(BaseModel, frozen=True):
     # Where reviewers open a request (`agent-pipelines console`) and a run (Dagster's UI): links only.
     console_url: str = "http://127.0.0.1:3200"
     dagster_url: str = "http://127.0.0.1:3000"
+    # Days the trace's payloads (tool parameters and results, model outputs, policy observations, settled
+    # intents' intake) are kept; the daily trace_retention job purges older ones (framework/retention.py).
+    trace_retention_days: float = Field(DEFAULT_RETENTION_DAYS, gt=0)
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -55,7 +59,9 @@ class Settings(BaseModel, frozen=True):
                    batch_min_size=int(env.get("AGENT_PIPELINES_BATCH_MIN_SIZE") or 8),
                    recovery_backoff_s=float(backoff) if backoff else None, notify=NotifySettings.from_env(env),
                    console_url=(env.get("AGENT_PIPELINES_CONSOLE_URL") or "http://127.0.0.1:3200").rstrip("/"),
-                   dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"))
+                   dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"),
+                   trace_retention_days=float(env.get("AGENT_PIPELINES_TRACE_RETENTION_DAYS")
+                                              or DEFAULT_RETENTION_DAYS))
 
     @property
     def dagster_home(self) -> Path:
