@@ -220,3 +220,59 @@ def test_without_the_endpoint_nothing_is_exported_or_imported(seeded, monkeypatc
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OTEL_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _half(n: int, source: str | None = None) -> Any:
+    """Half of PO-1 (250.00 of bolts, 250.00 of brackets) as invoice INV-H<n>."""
+    from agent_pipelines.workflows.invoice_matching.models import InvoiceLine
+
+    return intake(source_name=source or f"h{n}.json", invoice_number=f"INV-H{n}", total_cents=50_000, lines=(
+        InvoiceLine(description="Hex bolts M8", sku="BLT-8", quantity=50, unit_price_cents=500, amount_cents=25_000),
+        InvoiceLine(description="Steel bracket", sku="BRK-1", quantity=25, unit_price_cents=1000, amount_cents=25_000)))
+
+
+def test_an_intent_the_batch_defers_or_holds_back_keeps_one_trace_through_the_solo_retry(seeded, receiver):
+    # h2 bills the PO h1 changes first: deferred at commit, retried alone; the copy of h1 waits for the retry
+    first, deferred, copy = (register(seeded, _half(1)), register(seeded, _half(2)),
+                             register(seeded, _half(1, source="h1-again.json")))
+    job = dg.Definitions(jobs=[build_jobs(WF).batch], resources=build_resources(seeded.settings)
+                         ).get_job_def("invoice_matching__batch")
+    ids = [first, deferred, copy]
+    assert job.execute_in_process(run_config=batch_run_config(WF, ids), instance=seeded.instance,
+                                  raise_on_error=False).success
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for s in receiver.spans:
+        traces.setdefault(s["attrs"]["agent_pipelines.intent_id"], []).append(s)
+    assert set(traces) == set(ids) and all(len({s["trace_id"] for s in spans}) == 1 for spans in traces.values())
+
+    def steps(intent_id: str) -> list[dict[str, Any]]:
+        root, children = _tree(traces[intent_id])
+        assert root["attrs"]["agent_pipelines.state"] == state(seeded, intent_id)
+        return sorted(children[root["span_id"]], key=lambda s: s["start"])
+
+    assert [s["attrs"]["agent_pipelines.step"] for s in steps(first)] == STEPS
+    retried = steps(deferred)
+    assert state(seeded, deferred) == "completed"
+    assert [s["attrs"]["agent_pipelines.step"] for s in retried] == STEPS[:6] + STEPS
+    commit = retried[5]
+    assert commit["attrs"]["agent_pipelines.state"] == "failed" and commit["status"] == 2  # ERROR: deferred
+    held = steps(copy)
+    assert held[0]["start"] > retried[5]["end"]  # held back: its steps run in the solo retry only
+    assert [s["attrs"]["agent_pipelines.step"] for s in held][:3] == ["read", "propose", "validate"]
+
+
+def test_a_failed_step_ends_the_trace_with_an_error(seeded, receiver):
+    from tests.test_llm_instructor import BAD_ARITHMETIC
+
+    intent_id = register(seeded, intake())
+    with serve(ScriptedLLM([BAD_ARITHMETIC])) as llm:
+        assert not run_intent(llm_project(seeded, llm.base_url), intent_id).success
+    assert state(seeded, intent_id) == "failed"
+    root, children = _tree(receiver.spans)
+    assert root["attrs"]["agent_pipelines.state"] == "failed" and root["status"] == 2  # ERROR
+    assert "no valid proposal after 3 attempt(s)" in root["attrs"]["agent_pipelines.reason"]
+    read, propose = sorted(children[root["span_id"]], key=lambda s: s["start"])
+    assert (read["status"], propose["status"], propose["attrs"]["agent_pipelines.state"]) == (0, 2, "failed")
+    [chat] = children[propose["span_id"]]
+    assert chat["status"] == 2 and chat["attrs"]["agent_pipelines.attempts"] == 3
+    assert chat["attrs"]["gen_ai.usage.input_tokens"] == 1200 and chat["attrs"]["error.type"] == "proposal_failed"

@@ -129,7 +129,7 @@ def _tracer() -> Any:
 
 def flush() -> None:
     """Export what is queued now (end of a step): a short in-process run must not end with spans unsent."""
-    if endpoint() is not None and _exporting is not None:
+    if _exporting is not None and endpoint() is not None:
         _exporting[1].force_flush()
 
 
