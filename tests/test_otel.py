@@ -276,3 +276,19 @@ def test_a_failed_step_ends_the_trace_with_an_error(seeded, receiver):
     [chat] = children[propose["span_id"]]
     assert chat["status"] == 2 and chat["attrs"]["agent_pipelines.attempts"] == 3
     assert chat["attrs"]["gen_ai.usage.input_tokens"] == 1200 and chat["attrs"]["error.type"] == "proposal_failed"
+
+
+def test_a_collector_that_is_down_never_fails_a_run(seeded, monkeypatch):
+    import socket
+
+    from agent_pipelines.framework import otel
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # seconds, in this SDK
+    intent_id = register(seeded, intake())
+    assert run_intent(seeded, intent_id).success and state(seeded, intent_id) == "completed"
+    # the failed export was noted: later steps leave the spans to the background exporter
+    assert otel.flush_paused()

@@ -44,7 +44,7 @@ _step: ContextVar[Any] = ContextVar("agent_pipelines_otel_step", default=None)
 # Set only while the root span is created: the ids it must have (_DerivedIds).
 _root_ids: ContextVar[tuple[int, int] | None] = ContextVar("agent_pipelines_otel_root", default=None)
 _lock = threading.Lock()
-_exporting: tuple[str, Any, Any] | None = None  # (endpoint, TracerProvider, Tracer) of this process
+_exporting: tuple[str, Any, Any, Any] | None = None  # (endpoint, TracerProvider, Tracer, _Health) of this process
 
 
 def endpoint() -> str | None:
@@ -87,6 +87,20 @@ class IntentTrace:
                 NS + "mode": self.mode}
 
 
+class _Health:
+    """When an export last failed: a collector that is down must cost a run one exporter timeout, not
+    one per step. For a while after a failure, steps do not flush (the processor's background thread
+    still exports on its schedule, and retries)."""
+
+    PAUSE_S = 60.0
+
+    def __init__(self) -> None:
+        self.failed_at: float | None = None
+
+    def paused(self) -> bool:
+        return self.failed_at is not None and time.monotonic() - self.failed_at < self.PAUSE_S
+
+
 def _tracer() -> Any:
     """This process's tracer for the current endpoint (built on first use; rebuilt if it changed)."""
     global _exporting
@@ -96,40 +110,70 @@ def _tracer() -> Any:
     with _lock:
         if _exporting is not None and _exporting[0] == url:
             return _exporting[2]
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter,
-        )
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-        class _DerivedIds(RandomIdGenerator):
-            """Random ids, except for a root span, whose ids its child spans already name (IntentTrace)."""
-
-            def generate_trace_id(self) -> int:
-                ids = _root_ids.get()
-                return ids[0] if ids else super().generate_trace_id()
-
-            def generate_span_id(self) -> int:
-                ids = _root_ids.get()
-                return ids[1] if ids else super().generate_span_id()
-
         if _exporting is not None:
             _exporting[1].shutdown()
-        # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over our default name.
-        named = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": SCOPE}
-        # The exporter reads the endpoint (appending /v1/traces to the generic one), headers, timeout
-        # and compression from the OTEL_EXPORTER_OTLP_* variables itself.
-        provider = TracerProvider(resource=Resource.create(named), id_generator=_DerivedIds())
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        _exporting = (url, provider, provider.get_tracer(SCOPE))
+        provider, health = _provider()
+        _exporting = (url, provider, provider.get_tracer(SCOPE), health)
         return _exporting[2]
+
+
+def _provider() -> tuple[Any, _Health]:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter,
+    )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class DerivedIds(RandomIdGenerator):
+        """Random ids, except for a root span, whose ids its child spans already name (IntentTrace)."""
+
+        def generate_trace_id(self) -> int:
+            ids = _root_ids.get()
+            return ids[0] if ids else super().generate_trace_id()
+
+        def generate_span_id(self) -> int:
+            ids = _root_ids.get()
+            return ids[1] if ids else super().generate_span_id()
+
+    class Watched(SpanExporter):
+        """The OTLP exporter, its failures noted in `health`."""
+
+        def __init__(self, inner: Any, health: _Health) -> None:
+            self.inner, self.health = inner, health
+
+        def export(self, spans: Any) -> Any:
+            result = self.inner.export(spans)
+            if result != SpanExportResult.SUCCESS:
+                self.health.failed_at = time.monotonic()
+            return result
+
+        def shutdown(self) -> None:
+            self.inner.shutdown()
+
+    health = _Health()
+    # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over our default name.
+    named = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": SCOPE}
+    # The exporter reads the endpoint (appending /v1/traces to the generic one), headers, timeout
+    # and compression from the OTEL_EXPORTER_OTLP_* variables itself.
+    provider = TracerProvider(resource=Resource.create(named), id_generator=DerivedIds())
+    provider.add_span_processor(BatchSpanProcessor(Watched(OTLPSpanExporter(), health)))
+    return provider, health
+
+
+def flush_paused() -> bool:
+    """True while steps skip their flush because an export failed within the last minute (_Health)."""
+    return _exporting is not None and _exporting[3].paused()
 
 
 def flush() -> None:
     """Export what is queued now (end of a step): a short in-process run must not end with spans unsent."""
-    if _exporting is not None and endpoint() is not None:
+    if _exporting is not None and endpoint() is not None and not _exporting[3].paused():
         _exporting[1].force_flush()
 
 
