@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_pipelines.framework.redaction import redact_text
 
@@ -41,10 +41,21 @@ MAX_VALUE = 4096  # characters of a JSON attribute value (a tool's result, a pro
 
 # The step span of the step running in this thread (StepRun.guard): the Tracer's rows become its children.
 _step: ContextVar[Any] = ContextVar("agent_pipelines_otel_step", default=None)
-# Set only while the root span is created: the ids it must have (_DerivedIds).
+# Set only while the root span is created: the ids it must have (DerivedIds in _provider).
 _root_ids: ContextVar[tuple[int, int] | None] = ContextVar("agent_pipelines_otel_root", default=None)
 _lock = threading.Lock()
-_exporting: tuple[str, Any, Any, Any] | None = None  # (endpoint, TracerProvider, Tracer, _Health) of this process
+
+
+class _Exporting(NamedTuple):
+    """This process's exporting machinery, for one endpoint."""
+
+    endpoint: str
+    provider: Any  # opentelemetry.sdk.trace.TracerProvider
+    tracer: Any
+    health: _Health
+
+
+_exporting: _Exporting | None = None
 
 
 def endpoint() -> str | None:
@@ -108,13 +119,13 @@ def _tracer() -> Any:
     if url is None:
         return None
     with _lock:
-        if _exporting is not None and _exporting[0] == url:
-            return _exporting[2]
+        if _exporting is not None and _exporting.endpoint == url:
+            return _exporting.tracer
         if _exporting is not None:
-            _exporting[1].shutdown()
+            _exporting.provider.shutdown()
         provider, health = _provider()
-        _exporting = (url, provider, provider.get_tracer(SCOPE), health)
-        return _exporting[2]
+        _exporting = _Exporting(url, provider, provider.get_tracer(SCOPE), health)
+        return _exporting.tracer
 
 
 def _provider() -> tuple[Any, _Health]:
@@ -168,13 +179,13 @@ def _provider() -> tuple[Any, _Health]:
 
 def flush_paused() -> bool:
     """True while steps skip their flush because an export failed within the last minute (_Health)."""
-    return _exporting is not None and _exporting[3].paused()
+    return _exporting is not None and _exporting.health.paused()
 
 
 def flush() -> None:
     """Export what is queued now (end of a step): a short in-process run must not end with spans unsent."""
-    if _exporting is not None and endpoint() is not None and not _exporting[3].paused():
-        _exporting[1].force_flush()
+    if _exporting is not None and endpoint() is not None and not _exporting.health.paused():
+        _exporting.provider.force_flush()
 
 
 @contextmanager
