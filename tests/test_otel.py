@@ -8,17 +8,14 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import dagster as dg
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from agent_pipelines.framework.batch import batch_run_config
-from agent_pipelines.framework.jobs import build_jobs
-from resources import build_resources
-from tests.helpers import WF, intake, register, run_intent, state
+from tests.helpers import intake, register, run_intent, state
 from tests.llm_server import ScriptedLLM, serve
+from tests.test_batch import _batch
 from tests.test_llm_instructor import GOOD, llm_project
 
 IBAN = "DE89370400440532013000"  # the vendor's payment account (conftest `seeded`): read and written
@@ -171,10 +168,7 @@ def test_each_intent_of_a_batch_run_is_its_own_trace(seeded, receiver):
     ids = [register(seeded, intake(source_name=f"inv-{n}.json", invoice_number=f"INV-{n}", total_cents=t,
                                    memo=f"questions to {EMAIL}"))
            for n, t in ((1, 100_000), (2, 1))]  # the second's total is far off its lines: a human decides
-    job = dg.Definitions(jobs=[build_jobs(WF).batch], resources=build_resources(seeded.settings)
-                         ).get_job_def("invoice_matching__batch")
-    result = job.execute_in_process(run_config=batch_run_config(WF, ids), instance=seeded.instance,
-                                    raise_on_error=False)
+    result = _batch(seeded, ids, chunk_size=500)
     assert result.success
     states = {i: state(seeded, i) for i in ids}
 
@@ -235,11 +229,8 @@ def test_an_intent_the_batch_defers_or_holds_back_keeps_one_trace_through_the_so
     # h2 bills the PO h1 changes first: deferred at commit, retried alone; the copy of h1 waits for the retry
     first, deferred, copy = (register(seeded, _half(1)), register(seeded, _half(2)),
                              register(seeded, _half(1, source="h1-again.json")))
-    job = dg.Definitions(jobs=[build_jobs(WF).batch], resources=build_resources(seeded.settings)
-                         ).get_job_def("invoice_matching__batch")
     ids = [first, deferred, copy]
-    assert job.execute_in_process(run_config=batch_run_config(WF, ids), instance=seeded.instance,
-                                  raise_on_error=False).success
+    assert _batch(seeded, ids, chunk_size=500).success
     traces: dict[str, list[dict[str, Any]]] = {}
     for s in receiver.spans:
         traces.setdefault(s["attrs"]["agent_pipelines.intent_id"], []).append(s)

@@ -249,8 +249,6 @@ def record(kind: str, row: dict[str, Any]) -> None:
 
 
 def _tool_span(tracer: Any, step: Any, trace: IntentTrace, row: dict[str, Any]) -> None:
-    from opentelemetry import trace as ot
-
     end = time.time_ns()
     attrs = {**trace.attributes(), "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": row.get("tool"),
              "gen_ai.tool.type": "extension", "gen_ai.tool.call.arguments": row.get("params"),
@@ -260,17 +258,11 @@ def _tool_span(tracer: Any, step: Any, trace: IntentTrace, row: dict[str, Any]) 
              NS + "latency_ms": row.get("latency_ms"), NS + "call_digest": row.get("call_digest")}
     if row.get("error"):
         attrs["error.type"] = row["status"]
-    span = tracer.start_span(f"execute_tool {row.get('tool')}", context=ot.set_span_in_context(step),
-                                      attributes=_clean(attrs),
-                                      start_time=end - int(float(row.get("latency_ms") or 0) * 1e6))
-    if row.get("error"):
-        span.set_status(ot.Status(ot.StatusCode.ERROR, str(row["error"])[:500]))
-    span.end(end_time=end)
+    _child(tracer, step, f"execute_tool {row.get('tool')}", attrs, row.get("error"),
+           start=end - int(float(row.get("latency_ms") or 0) * 1e6), end=end)
 
 
 def _llm_span(tracer: Any, step: Any, trace: IntentTrace, row: dict[str, Any]) -> None:
-    from opentelemetry import trace as ot
-
     known = {"kind", "provider", "model", "prompt_version", "attempts", "prompt_tokens", "completion_tokens",
              "cost_usd", "output", "error"}
     end = time.time_ns()
@@ -287,10 +279,16 @@ def _llm_span(tracer: Any, step: Any, trace: IntentTrace, row: dict[str, Any]) -
              **{NS + "llm." + k: v for k, v in row.items() if k not in known}}
     if row.get("error"):
         attrs["error.type"] = "proposal_failed"
-    span = tracer.start_span(f"chat {row.get('model')}", context=ot.set_span_in_context(step),
-                                      attributes=_clean(attrs), start_time=start)
-    if row.get("error"):
-        span.set_status(ot.Status(ot.StatusCode.ERROR, str(row["error"])[:500]))
+    _child(tracer, step, f"chat {row.get('model')}", attrs, row.get("error"), start=start, end=end)
+
+
+def _child(tracer: Any, step: Any, name: str, attrs: dict[str, Any], error: Any, *, start: int, end: int) -> None:
+    """A finished child span of the step (the row is written after the call: its times are given)."""
+    from opentelemetry import trace as ot
+
+    span = tracer.start_span(name, context=ot.set_span_in_context(step), attributes=_clean(attrs), start_time=start)
+    if error:
+        span.set_status(ot.Status(ot.StatusCode.ERROR, str(error)[:500]))
     span.end(end_time=end)
 
 
