@@ -17,6 +17,7 @@ from agent_pipelines.cli_console import register as register_console
 from agent_pipelines.cli_evals import register as register_evals
 from agent_pipelines.cli_llm import register as register_llm
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
+from agent_pipelines.cli_trace import log_cli_read, register as register_trace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
@@ -174,10 +175,11 @@ def _request(project: Any, approval_id: str) -> tuple[dict[str, Any], list[dict[
 
     with project.db.connect() as conn:
         try:
-            return approvals.get(conn, approval_id), approvals.decisions(conn, approval_id)
+            req, taken = approvals.get(conn, approval_id), approvals.decisions(conn, approval_id)
         except approvals.DecisionRefused as exc:
             _refused(str(exc))
-    raise AssertionError
+    log_cli_read(project, "approvals show", intent_id=req["intent_id"], run_id=req["run_id"], approval_id=approval_id)
+    return req, taken
 
 
 @approvals_app.command("list")
@@ -295,6 +297,7 @@ register_console(app)
 register_bench(app)
 register_evals(app)
 register_llm(app)
+register_trace(app)
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")

@@ -10,6 +10,7 @@ from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
 from assets.scorecard import build_scorecard
+from assets.retention import retention_job, retention_schedule
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
 from sensors.access import build_access_sensor
@@ -38,7 +39,7 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     scorecards, scorecard_job, scorecard_schedule = build_scorecard(list(shipped))
     return dg.Definitions(
-        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job, scorecard_job],
+        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job, scorecard_job, retention_job],
         sensors=[
             build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
             build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
@@ -50,7 +51,8 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_failure_sensor(agent_jobs),
             build_notify_sensor(),
         ],
-        schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule, scorecard_schedule],
+        schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule, scorecard_schedule,
+                   retention_schedule],
         assets=[*SPECS, pending_queue, *scorecards],
         asset_checks=CHECKS,
         resources=build_resources(settings),

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.llm import LLMConfig
 from agent_pipelines.framework.notifications import NotifySettings
+from agent_pipelines.framework.retention import DEFAULT_RETENTION_DAYS
 
 
 class Settings(BaseModel, frozen=True):
@@ -31,6 +32,9 @@ class Settings(BaseModel, frozen=True):
     # Where failed scorecard checks are posted (Slack-compatible JSON); none by default. The URL is a credential.
     alert_webhook_url: str | None = Field(None, repr=False)
     alert_timeout_s: float = Field(5.0, gt=0)
+    # Days the trace's payloads (tool parameters and results, model outputs, policy observations, settled
+    # intents' intake) are kept; the daily trace_retention job purges older ones (framework/retention.py).
+    trace_retention_days: float = Field(DEFAULT_RETENTION_DAYS, gt=0)
 
     @classmethod
     def from_env(cls, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> "Settings":
@@ -60,7 +64,9 @@ class Settings(BaseModel, frozen=True):
                    console_url=(env.get("AGENT_PIPELINES_CONSOLE_URL") or "http://127.0.0.1:3200").rstrip("/"),
                    dagster_url=(env.get("AGENT_PIPELINES_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/"),
                    alert_webhook_url=env.get("AGENT_PIPELINES_ALERT_WEBHOOK_URL") or None,
-                   alert_timeout_s=float(env.get("AGENT_PIPELINES_ALERT_TIMEOUT_SECONDS") or 5.0))
+                   alert_timeout_s=float(env.get("AGENT_PIPELINES_ALERT_TIMEOUT_SECONDS") or 5.0),
+                   trace_retention_days=float(env.get("AGENT_PIPELINES_TRACE_RETENTION_DAYS")
+                                              or DEFAULT_RETENTION_DAYS))
 
     @property
     def dagster_home(self) -> Path:

@@ -12,7 +12,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
                                        recovery_backoff_s=settings.recovery_backoff_s,
                                        state_dir=str(settings.state_dir), notify=settings.notify,
                                        console_url=settings.console_url, batch_max_size=settings.batch_max_size,
-                                       batch_min_size=settings.batch_min_size)
+                                       batch_min_size=settings.batch_min_size,
+                                       trace_retention_days=settings.trace_retention_days)
     return {
         "runtime": runtime,
         "invoice_inbox": InboxResource(path=str(settings.invoice_inbox), settle_seconds=settings.inbox_settle_seconds),

@@ -33,7 +33,7 @@ from agent_pipelines.console.auth import (
     TrustedProxy,
     csrf_ok,
 )
-from agent_pipelines.framework import reviewers
+from agent_pipelines.framework import access, reviewers
 from agent_pipelines.framework.approvals import DecisionKind, DecisionRefused
 from agent_pipelines.framework.review import decide_request, workflow_of
 from agent_pipelines.framework.reviewers import Reviewer, ReviewerRefused
@@ -171,9 +171,12 @@ class Console:
     def page(self, request: Request, session: Session, who: Reviewer, approval_id: str, *, flash: str | None = None,
              error: str | None = None, status: int = 200) -> Response:
         try:
-            wf, _ = workflow_of(self.project.db, self.workflows, approval_id)
+            wf, req = workflow_of(self.project.db, self.workflows, approval_id)
         except DecisionRefused as exc:
             return self.render(request, session, "missing.html", status=404, reviewer=who, error=str(exc))
+        # The page shows the intent's evidence and trace: the read is logged before it is rendered.
+        access.log_read(self.project.db, actor=who.name, via=access.Via.CONSOLE, what="request page",
+                        intent_id=req["intent_id"], run_id=req["run_id"], approval_id=approval_id)
         data = views.detail(self.project.db, wf, self.project.settings, approval_id)
         return self.render(request, session, "request.html", status=status, reviewer=who, r=data, flash=flash,
                            error=error)

@@ -34,6 +34,7 @@ class EventKind(StrEnum):
     REVIEWER_REVOKED = "reviewer_revoked"
     NOTIFIED = "notified"            # an approver was told of a request (notify_delivery.py)
     NOTIFY_FAILED = "notify_failed"  # a notification gave up; an escalation follows
+    RETENTION_PURGED = "retention_purged"  # trace payloads past retention were purged (retention.py)
 
 
 def event_hash(prev_hash: str, row: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from agent_pipelines.framework import agent_steps as steps
-from agent_pipelines.framework import claims, controls, quality
+from agent_pipelines.framework import claims, controls, otel, quality
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
@@ -70,21 +70,33 @@ class Batch:
         self.scope = BatchScope(step=step, started_at=started, expect=EXPECT[step])
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._traced: dict[str, StepRun] = {}  # each intent's latest StepRun, when OpenTelemetry is on
 
     def run_for(self, intent_id: str, carry: Carry | None = None) -> StepRun:
-        return StepRun(self.wf, self.ctx, self.runtime, intent_id, approval_id=carry.approval_id if carry else None,
-                       carry=carry.model_copy(update={"receipts": ()}) if carry else None, batch=self.scope)
+        run = StepRun(self.wf, self.ctx, self.runtime, intent_id, approval_id=carry.approval_id if carry else None,
+                      carry=carry.model_copy(update={"receipts": ()}) if carry else None, batch=self.scope)
+        if run.otel is not None:
+            self._traced[intent_id] = run
+        return run
+
+    def end_trace(self, intent_id: str, result: Any) -> None:
+        """The run is done with this intent when its step gave nothing to go on with, or after hand-off."""
+        run = self._traced.get(intent_id)
+        if run is not None and (result is None or self.step in ("hand_off", "retry")):
+            run.finish_trace()
 
     def each(self, items: Sequence[T], intent_of: Callable[[T], str], fn: Callable[[T], Any],
              threads: int = 1) -> list[Any]:
         """`fn` for every item (None where it raised dg.Failure: the guard recorded it on the intent)."""
         def one(item: T) -> Any:
             try:
-                return fn(item)
-            except dg.Failure:
+                result = fn(item)
+            except dg.Failure:  # the step's guard recorded it (and ended the intent's trace)
                 with self._lock:
                     self.outcomes["failed"] += 1
                 return None
+            self.end_trace(intent_of(item), result)
+            return result
 
         ids = [intent_of(i) for i in items]
         self._read_chunk(ids)
@@ -115,6 +127,7 @@ class Batch:
         """Log this step's collected events once, and hand on the intents that advanced."""
         carries = [a.carry for a in advanced if a is not None]
         self._log_events()
+        otel.flush()
         self.outcomes["advanced"] = len(carries)
         self.outcomes["stopped"] = inputs - len(carries) - self.outcomes["failed"]
         yield dg.Output(carries, metadata={"intents": inputs, **{k: int(v) for k, v in self.outcomes.items()},
@@ -222,6 +235,7 @@ def solo(wf: Workflow, b: Batch, intent_id: str, proposer: Proposer) -> steps.Ad
     except dg.Failure:
         b.outcomes["failed"] += 1
         return None
+    b.end_trace(intent_id, adv)
     return adv
 
 

@@ -93,7 +93,9 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         raise TypeError(f"{wf.proposal_model.__name__} must set model_config extra='forbid'")
     opt = dg.Out(Carry, is_required=False)
 
-    def out(run: StepRun, advance: steps.Advance | None) -> Iterator[dg.Output]:
+    def out(run: StepRun, advance: steps.Advance | None, last: bool = False) -> Iterator[dg.Output]:
+        if advance is None or last:  # this run is done with the intent
+            run.finish_trace()
         if advance is not None:
             yield run.output(advance.carry, **advance.metadata)
 
@@ -147,7 +149,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         """HAND OFF: complete the intent with a summary and pointers to the records and the trace."""
         run = StepRun(wf, context, runtime, carry.intent_id, approval_id=carry.approval_id,
                       carry=carry.model_copy(update={"receipts": ()}))
-        yield from out(run, steps.hand_off(run, carry))
+        yield from out(run, steps.hand_off(run, carry), last=True)
 
     @dg.op(name=f"{name}__load_approved", out=opt)
     def load_approved(context: dg.OpExecutionContext, config: ApprovalConfig,

@@ -11,6 +11,7 @@ from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.llm import LLMConfig, Proposer
 from agent_pipelines.framework.notifications import NotifySettings
+from agent_pipelines.framework.retention import DEFAULT_RETENTION_DAYS
 from agent_pipelines.framework.signing import ApprovalKey, load_key
 
 
@@ -46,6 +47,7 @@ class AgentRuntime(dg.ConfigurableResource):
     # The trigger sensors' largest batch run (adaptive batching: triggers.launch_requests).
     batch_max_size: int = 500
     batch_min_size: int = 8  # fewer new intents than this in a tick: one run each
+    trace_retention_days: float = DEFAULT_RETENTION_DAYS  # the trace_retention job purges past it
 
     @property
     def db(self) -> Database:
@@ -68,7 +70,7 @@ class AgentRuntime(dg.ConfigurableResource):
                     recovery_backoff_s: float | None = None, state_dir: str = ".agent_pipelines",
                     notify: NotifySettings | None = None,
                     console_url: str = "http://127.0.0.1:3200", batch_max_size: int = 500,
-                    batch_min_size: int = 8) -> "AgentRuntime":
+                    batch_min_size: int = 8, trace_retention_days: float = DEFAULT_RETENTION_DAYS) -> "AgentRuntime":
         password = make_url(db_url).password if "://" in db_url else None
         notify = notify or NotifySettings()
         notify = NotifySettings(**{  # the webhook URL is itself a credential; so is the SMTP password
@@ -82,7 +84,8 @@ class AgentRuntime(dg.ConfigurableResource):
                    llm_timeout_s=llm.timeout_s, llm_concurrency=llm.concurrency,
                    llm_requests_per_min=llm.requests_per_min, llm_tokens_per_min=llm.tokens_per_min,
                    lease_seconds=lease_seconds, recovery_backoff_s=recovery_backoff_s,
-                   state_dir=state_dir, notify=notify, console_url=console_url, batch_max_size=batch_max_size, batch_min_size=batch_min_size)
+                   state_dir=state_dir, notify=notify, console_url=console_url, batch_max_size=batch_max_size, batch_min_size=batch_min_size,
+                   trace_retention_days=trace_retention_days)
 
 
 def env_secret(value: str | None, *names: str) -> str | dg.EnvVar | None:

@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 from sqlalchemy import select, update
 
-from agent_pipelines.framework import approvals, claims, controls
+from agent_pipelines.framework import approvals, claims, controls, otel
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
@@ -118,6 +118,9 @@ class StepRun:
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
         self._intent: Intent | None = None  # read once per step (see intent())
+        # OpenTelemetry (None when off): this intent's trace in this run, closed by finish_trace.
+        self.otel = otel.IntentTrace.open(wf.name, intent_id, self.run_id, started, str(self.mode))
+        self._guarded = self._trace_finished = False
 
     def _emit(self, kind: str, event: dict[str, Any]) -> None:
         self.ctx.log.info(f"trace.{kind} {json.dumps(event, default=str, sort_keys=True)}")
@@ -245,6 +248,39 @@ class StepRun:
 
     @contextmanager
     def guard(self, step_name: str) -> Iterator[None]:
+        """The step's guarantees (_guard), in a span of this intent's trace when OpenTelemetry is on. A
+        failure that ends the op (or this intent's part of a batch step) also ends the intent's run."""
+        self._guarded = True
+        try:
+            with otel.step_span(self.otel, step_name, self._span_outcome), self._guard(step_name):
+                yield
+        except BaseException:
+            self.finish_trace()
+            raise
+        finally:
+            if self.batch is None:  # a batch step flushes once for its chunk (Batch.finish)
+                otel.flush()
+
+    def _span_outcome(self) -> dict[str, Any]:
+        return {"agent_pipelines.state": str(self._intent.state) if self._intent is not None else None}
+
+    def finish_trace(self) -> None:
+        """This run is done with the intent (it advanced past hand-off, parked, failed or stopped): the
+        root span of its trace. An intent a batch deferred goes on in the solo retry, which ends it."""
+        if self.otel is None or not self._guarded or self._trace_finished:
+            return
+        intent = self._intent
+        if (self.batch is not None and self.batch.defer_conflicts and intent is not None
+                and intent.state == S.FAILED and (intent.reason or "").startswith(DEFERRED)):
+            return
+        self._trace_finished = True
+        otel.end_intent(self.otel, state=str(intent.state) if intent else None,
+                        reason=self.tracer.redact(intent.reason) if intent else None, approval_id=self.approval_id)
+        if self.batch is None:
+            otel.flush()
+
+    @contextmanager
+    def _guard(self, step_name: str) -> Iterator[None]:
         """Any failure of a step is recorded on the intent with a (redacted) reason before the op fails.
         The original exception is not chained into the Dagster error: its text may hold raw input."""
         # A batch op renews all its intents' leases in one statement (claims.heartbeat_many).

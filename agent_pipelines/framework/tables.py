@@ -406,3 +406,20 @@ notifications = Table(
     Column("sent_at", Ts),
     Column("created_at", Ts, nullable=False),
 )
+
+# -- forensics (migration 0014) ----------------------------------------------------------------------------
+# One row per read of an intent's or a run's trace by a person (framework/access.py): the CLI's `trace show`
+# and `approvals show`, the console's request page. Kept out of the audit chain on purpose: reads are
+# frequent and must not take the chain's head lock or need the signing key; retention never purges them.
+trace_access = Table(
+    "trace_access",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("actor", String(160), nullable=False),  # a reviewer's name, or cli:<os user>
+    Column("via", String(16), nullable=False),  # cli | console
+    Column("what", String(64), nullable=False),  # the command or page
+    Column("intent_id", String(80), index=True),
+    Column("run_id", String(64)),
+    Column("approval_id", String(80)),
+    Column("at", Ts, nullable=False, index=True),
+)

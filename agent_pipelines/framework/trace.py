@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from agent_pipelines.framework import otel
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.policy import PolicyDecision
 from agent_pipelines.framework.redaction import redact
@@ -33,6 +34,7 @@ class Tracer:
         self.db.transaction(lambda conn: conn.execute(table.insert().values(**values)))
         event = {"kind": kind, **row}
         self.events.append(event)
+        otel.record(kind, row)  # the same redacted row, exported when OpenTelemetry is on
         if self._emit:
             self._emit(kind, event)
 
@@ -66,6 +68,7 @@ class Tracer:
         """A trace event that lives only in the run log (writes are already rows in the ledger)."""
         event = {"kind": kind, **self.redact(_jsonable(data))}
         self.events.append(event)
+        otel.record(kind, event)
         if self._emit:
             self._emit(kind, event)
 
