@@ -5,14 +5,13 @@ committed demo recording by default, another recording file, or a state folder's
 the openai provider at it (AGENT_PIPELINES_LLM_PROVIDER=openai, AGENT_PIPELINES_LLM_BASE_URL=
 http://127.0.0.1:8765/v1) and the runs go through the real instructor + openai client."""
 
-import json
-import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from agent_pipelines.cli_common import emit as _emit
 from agent_pipelines.framework import recording
 
 # The offline demo's proposals, recorded by `agent-pipelines recording export` (README, "Run the demo
@@ -20,11 +19,6 @@ from agent_pipelines.framework import recording
 DEMO_RECORDING = Path(__file__).resolve().parent / "recordings" / "demo.jsonl"
 
 recording_app = typer.Typer(no_args_is_help=True, help="Recordings of LLM responses (the llm-server's answers).")
-
-
-def _emit(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, default=str, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 def from_state(state_dir: Path | None) -> tuple[list[recording.Recorded], str]:

@@ -3,31 +3,20 @@ commands use: who decides is proven by a personal token, never taken from a free
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="state folder (default .agent_pipelines)")]
+from agent_pipelines.cli_common import StateDir, console
+from agent_pipelines.cli_common import open_project as _open
+from agent_pipelines.cli_common import refused as _refused
+
 
 reviewers_app = typer.Typer(no_args_is_help=True, help=(
     "Reviewer identities: a personal token per person (only its hash is stored). Who may decide a "
     "workflow's approvals is still its policy pack's `approval.approvers`."))
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained approval audit trail.")
-
-
-def _open(state_dir: Path | None):  # type: ignore[no-untyped-def]
-    from agent_pipelines.project import Project
-
-    return Project.open(state_dir)
-
-
-def _refused(message: str) -> None:
-    console.print(f"[bold red]refused:[/] {message}")
-    raise typer.Exit(1)
 
 
 def authenticated(project: Any, claimed: str | None) -> Any:

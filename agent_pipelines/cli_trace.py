@@ -5,16 +5,14 @@ import getpass
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="state folder (default .agent_pipelines)")]
-AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+from agent_pipelines.cli_common import AsJson, StateDir, console
+from agent_pipelines.cli_common import open_project as _open
+
 
 trace_app = typer.Typer(no_args_is_help=True, help=(
     "An intent's or a run's trace, redacted; each read is logged (who, what, when) in trace_access."))
@@ -48,12 +46,6 @@ def log_cli_read(project: Any, what: str, *, intent_id: str | None = None, run_i
 
     access.log_read(project.db, actor=cli_actor(project), via=access.Via.CLI, what=what, intent_id=intent_id,
                     run_id=run_id, approval_id=approval_id)
-
-
-def _open(state_dir: Path | None):  # type: ignore[no-untyped-def]
-    from agent_pipelines.project import Project
-
-    return Project.open(state_dir)
 
 
 def _rows(conn: Any, table: Any, intent_id: str | None, run_id: str | None, order: Any) -> list[dict[str, Any]]:
