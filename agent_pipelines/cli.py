@@ -14,6 +14,7 @@ from rich.table import Table
 
 from agent_pipelines.cli_bench import register as register_bench
 from agent_pipelines.cli_console import register as register_console
+from agent_pipelines.cli_replay import register as register_replay
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -291,6 +292,7 @@ app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(audit_app, name="audit")
 register_console(app)
 register_bench(app)
+register_replay(app)
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")
