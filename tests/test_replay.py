@@ -16,7 +16,13 @@ import agent_pipelines.schema  # noqa: F401 - registers the systems-of-record ta
 from agent_pipelines.cli import app
 from agent_pipelines.framework import replay
 from agent_pipelines.framework.llm import LLMConfig
-from agent_pipelines.framework.tables import intent_runs, intents, metadata, policy_decisions, tool_calls
+from agent_pipelines.framework.tables import (
+    intent_runs,
+    intents,
+    metadata,
+    policy_decisions,
+    tool_calls,
+)
 from agent_pipelines.project import Project
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows import all_workflows
@@ -140,8 +146,8 @@ def test_a_raised_auto_approve_limit_moves_exactly_the_intents_the_recording_imp
     assert out["policy_changes"] == [f"amount_above_auto_limit 1000000→{RAISED}"]
     assert out["moves"] == [{"workflow": "invoice_matching", "from": "waiting_for_approval", "to": "completed",
                              "intents": sorted(expected)}]
-    assert out["summary"] == [f"policy amount_above_auto_limit 1000000→{RAISED} moves 3 intents: "
-                              f"waiting_for_approval → completed (invoice_matching): {sorted(expected)}"]
+    assert out["summary"] == [(f"policy amount_above_auto_limit 1000000→{RAISED} moves 3 intents: "
+                               f"waiting_for_approval → completed (invoice_matching): {sorted(expected)}")]
     assert out["reproduced"] == out["replayed"] - 3
     for r in out["intents"]:
         if r["intent_id"] in expected:

@@ -47,20 +47,25 @@ def planned_writes(wf: Workflow, context: BaseModel, plan: list[WriteAction] | t
     return out
 
 
+def rule_name(decision: PolicyDecision) -> str:
+    """The deciding rule as intent_runs.rule holds it (String(64)), for the recording and the replay alike."""
+    return decision.rule[:64]
+
+
 def record_start(db: Database, wf: Workflow, *, run_id: str, intent_id: str, mode: Mode, llm: LLMConfig,
                  intake: BaseModel) -> None:
     """READ began for this intent in this run (again, for a batch's solo retry: the row starts over)."""
-    row = dict(run_id=run_id, intent_id=intent_id, workflow=wf.name, workflow_version=wf.version,
-               prompt_version=wf.prompt_version, policy_version=wf.policy.version, policy_digest=wf.policy.digest,
-               mode=str(mode), provider=llm.provider, model=Proposer(llm).model_name,
-               intake_digest=intake_digest(intake), decision=None, rule=None, planned_writes=None,
-               started_at=utcnow(), decided_at=None)
+    row = {"run_id": run_id, "intent_id": intent_id, "workflow": wf.name, "workflow_version": wf.version,
+           "prompt_version": wf.prompt_version, "policy_version": wf.policy.version,
+           "policy_digest": wf.policy.digest, "mode": str(mode), "provider": llm.provider,
+           "model": Proposer(llm).model_name, "intake_digest": intake_digest(intake), "decision": None, "rule": None,
+           "planned_writes": None, "started_at": utcnow(), "decided_at": None}
     db.transaction(lambda conn: upsert(conn, intent_runs, row, ["run_id", "intent_id"]))
 
 
 def record_decision(db: Database, *, run_id: str, intent_id: str, decision: PolicyDecision,
                     writes: list[PlannedWrite]) -> None:
-    values = dict(decision=str(decision.decision), rule=decision.rule[:64], decided_at=utcnow(),
-                  planned_writes=[w.model_dump(mode="json") for w in writes])
+    values = {"decision": str(decision.decision), "rule": rule_name(decision), "decided_at": utcnow(),
+              "planned_writes": [w.model_dump(mode="json") for w in writes]}
     db.transaction(lambda conn: conn.execute(intent_runs.update().where(
         intent_runs.c.run_id == run_id, intent_runs.c.intent_id == intent_id).values(**values)))

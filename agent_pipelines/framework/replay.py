@@ -41,7 +41,13 @@ from agent_pipelines.framework.policy import Mode, PolicyPack, writes_land
 from agent_pipelines.framework.recording import PlannedWrite
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import Carry
-from agent_pipelines.framework.tables import intent_runs, intent_transitions, intents, llm_calls, tool_calls
+from agent_pipelines.framework.tables import (
+    intent_runs,
+    intent_transitions,
+    intents,
+    llm_calls,
+    tool_calls,
+)
 from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.framework.workflow import Step, Workflow, WriteAction
 
@@ -168,7 +174,8 @@ class ReplayGateway(ToolGateway):
 
     def __init__(self, wf: Workflow, db: Database, tracer: Tracer, *, mode: Mode, reads: dict[str, Any],
                  intake: Any) -> None:
-        self._reads, self._intake, self._kept = reads, intake, []  # type: list[Any]
+        self._reads, self._intake = reads, intake
+        self._kept: list[dict[str, Any]] = []  # provenance rows (source_record), never stored
         budget = RunBudget(db, wf.policy.budgets, tracer.run_id, intent_id=tracer.intent_id,
                            recorded=tracer.recorded_calls)
         super().__init__(wf.tools(), wf.policy, db, tracer, mode=mode, budget=budget)
@@ -251,7 +258,7 @@ def replay(db: Database, wf: Workflow, rec: Recording, *, llm: LLMConfig | None 
         decision = ruling.decision
         assert decision is not None
         writes = tuple(recording.planned_writes(wf, context, ruling.plan, tracer.redact))
-        decided = {"decision": str(decision.decision), "rule": decision.rule, "writes": writes}
+        decided = {"decision": str(decision.decision), "rule": recording.rule_name(decision), "writes": writes}
         stop = agent_steps.gate(decision, mode)
         if stop is not None:
             return Outcome(state=stop, reason="; ".join(decision.reasons), **decided)
