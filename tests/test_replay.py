@@ -209,3 +209,18 @@ def test_live_model_replay_goes_through_instructor(demo: Demo) -> None:
         config = LLMConfig(provider="openai", model="gpt-4o-mini", base_url=llm.base_url, api_key="k", max_reasks=0)
         changed = replay.replay_selected(demo.project.db, {wf.name: wf}, [tuple(completed)], llm=config)[0]
     assert changed.replayed.state == "rejected_input" and "po_not_a_candidate" in (changed.replayed.reason or "")
+
+
+def test_replay_selects_one_intent_one_run_or_refuses(demo: Demo) -> None:
+    with demo.project.db.connect() as conn:
+        run_id, n = conn.execute(select(intent_runs.c.run_id, func.count()).group_by(intent_runs.c.run_id)
+                                 .order_by(func.count().desc()).limit(1)).one()
+        one = conn.execute(select(intent_runs.c.intent_id).where(intent_runs.c.run_id == run_id).limit(1)).scalar_one()
+        at_intake = conn.execute(select(intents.c.intent_id).where(intents.c.last_run_id.is_(None)).limit(1)).scalar_one()
+    single = demo.cli("replay", one)
+    assert (single["replayed"], single["reproduced"], single["not_replayable"]) == (1, 1, [])
+    assert single["intents"][0]["run_id"] == run_id
+    by_run = demo.cli("replay", "--run", run_id)
+    assert by_run["replayed"] == by_run["reproduced"] == n > 1
+    refused = CliRunner().invoke(app, ["replay", at_intake, "--state-dir", str(demo.state)])
+    assert refused.exit_code == 1 and "decided at intake: no run" in refused.output
