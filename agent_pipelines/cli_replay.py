@@ -101,7 +101,7 @@ def _table(results: list[Any]) -> Table:
 
 
 def _refused(message: str) -> NoReturn:
-    console.print(f"[red]refused:[/] {message}", markup=True)
+    console.print(f"[red]refused:[/] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(1)
 
 
