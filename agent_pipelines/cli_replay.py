@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -101,7 +102,7 @@ def _table(results: list[Any]) -> Table:
 
 
 def _refused(message: str) -> NoReturn:
-    console.print(f"[red]refused:[/] {message}", markup=True, soft_wrap=True)
+    console.print(f"[red]refused:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
