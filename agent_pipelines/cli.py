@@ -20,6 +20,7 @@ from agent_pipelines.cli_console import register as register_console
 from agent_pipelines.cli_controls import register as register_controls
 from agent_pipelines.cli_evals import register as register_evals
 from agent_pipelines.cli_llm import register as register_llm
+from agent_pipelines.cli_replay import register as register_replay
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 from agent_pipelines.cli_trace import log_cli_read, register as register_trace
 
@@ -284,6 +285,7 @@ register_bench(app)
 register_evals(app)
 register_llm(app)
 register_trace(app)
+register_replay(app)
 
 inputs_app = typer.Typer(no_args_is_help=True, help="Answer the questions of intents waiting for input.")
 app.add_typer(inputs_app, name="inputs")

@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 
@@ -28,5 +29,6 @@ def emit(payload: dict[str, Any]) -> None:
 
 
 def refused(message: str) -> NoReturn:
-    console.print(f"[bold red]refused:[/] {message}")
+    # The message may quote input ("[...]" would read as markup); soft wrap keeps it on one line for scripts.
+    console.print(f"[bold red]refused:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)

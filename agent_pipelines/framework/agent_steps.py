@@ -10,13 +10,15 @@ first, then the decision once the framework has run the checks (one validation p
 
 from typing import Any, NamedTuple
 
-from agent_pipelines.framework import approvals, inputs, quality
-from agent_pipelines.framework.gateway import ToolBlocked
+from pydantic import BaseModel
+
+from agent_pipelines.framework import approvals, inputs, quality, run_record
+from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
-from agent_pipelines.framework.llm import ProposalFailed, Proposer
+from agent_pipelines.framework.llm import LLMUsage, ProposalFailed, Proposer
 from agent_pipelines.framework.notifications import Outbox
-from agent_pipelines.framework.policy import Decision
+from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, writes_land
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import (
     Carry,
@@ -28,7 +30,7 @@ from agent_pipelines.framework.steps import (
     parked_continuation,
     release_parked,
 )
-from agent_pipelines.framework.workflow import Validation, Verification, Workflow, WriteAction
+from agent_pipelines.framework.workflow import NeedInput, Validation, Verification, Workflow, WriteAction
 
 STEPS = ["read", "propose", "validate"]  # the steps a resumed intent may start from
 # Where a run launched by a trigger may start. Any other non-terminal state belongs to the run that
@@ -124,6 +126,8 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
         if intent.state == S.PARKED:
             release_parked(run.db, intent.intent_id)
         run.move(S.RUNNING, f"recovery run {run.run_id}" if intent.state in RECOVERY_START else None)
+        run_record.record_start(run.db, wf, run_id=run.run_id, intent_id=intent.intent_id, mode=run.mode,
+                               llm=run.runtime.llm_config(), intake=data)
         intake = wf.intake_model.model_validate(data)
         saved = inputs.saved_step(run.db, intent.intent_id, "read") if "read" in reuse else None
         if saved is not None:
@@ -148,11 +152,7 @@ def propose(wf: Workflow, run: StepRun, carry: Carry, proposer: Proposer) -> Adv
             run.log(f"propose: reusing the proposal persisted by run {saved['run_id']}")
             return Advance(carry.model_copy(update={"proposal": wf.proposal_model.model_validate(saved["output"])}), {})
         try:
-            proposal, usage = proposer.propose(
-                response_model=wf.proposal_model,
-                messages=lambda: model_messages(wf, carry.intake, carry.context),
-                offline=lambda: wf.propose_offline(carry.intake, carry.context),
-                prompt_version=wf.prompt_version)
+            proposal, usage = ask(wf, proposer, carry.intake, carry.context)
         except ProposalFailed as exc:
             run.tracer.llm_call(**exc.usage.model_dump(), output=None, error=str(exc)[:4000])
             run.budget.check_llm()  # re-asks that burned the budget quarantine rather than fail
@@ -177,29 +177,69 @@ def validate_rules(wf: Workflow, run: StepRun, carry: Carry) -> Validation | Adv
     return None
 
 
+def ask(wf: Workflow, proposer: Proposer, intake: BaseModel, context: BaseModel) -> tuple[BaseModel, LLMUsage]:
+    """One typed proposal from the model (or the offline proposer) for this intake and context."""
+    return proposer.propose(response_model=wf.proposal_model, messages=lambda: model_messages(wf, intake, context),
+                            offline=lambda: wf.propose_offline(intake, context), prompt_version=wf.prompt_version)
+
+
+class Ruling(BaseModel, frozen=True):
+    """What VALIDATE decides from a Validation with its suites run, before anything is recorded: ask a
+    question, reject with the problems, or a policy decision over the planned writes. A replay
+    (framework/replay.py) takes the same ruling in its sandbox."""
+
+    need_input: NeedInput | None = None
+    problems: tuple[str, ...] = ()
+    plan: tuple[WriteAction, ...] = ()
+    facts: dict[str, Any] = {}
+    decision: PolicyDecision | None = None
+
+
+def rule_on(wf: Workflow, gateway: ToolGateway, carry: Carry, v: Validation, mode: Mode) -> Ruling:
+    if v.need_input is not None:
+        return Ruling(need_input=v.need_input)
+    problems = [f"{x.rule}: {x.message}" for x in v.violations]
+    problems += [f"{s.suite} failed: {list(s.failed)}" for s in v.suites if not s.passed]
+    if problems:
+        return Ruling(problems=tuple(problems))
+    plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
+    planned = [(a.tool, gateway.is_high_impact(a.tool)) for a in plan]
+    # Where each destination of the planned writes came from (the pack's provenance rules): a
+    # value only untrusted text supplied is denied or sent for approval here, before commit.
+    facts = {**v.facts, **gateway.provenance_facts([(a.tool, a.params) for a in plan])}
+    return Ruling(plan=tuple(plan), facts=facts, decision=wf.policy.decide(facts, planned=planned, mode=mode))
+
+
+def gate(decision: PolicyDecision, mode: Mode) -> S | None:
+    """Where APPROVE sends a decided intent: denied, waiting_for_approval, or None (on to commit).
+    read_only/shadow change nothing, so no human is asked for them."""
+    if decision.decision == Decision.DENY:
+        return S.DENIED
+    if decision.decision == Decision.NEEDS_APPROVAL and writes_land(mode):
+        return S.WAITING_FOR_APPROVAL
+    return None
+
+
 def validate_decide(wf: Workflow, run: StepRun, carry: Carry, v: Validation) -> Advance | None:
     """Phase 2, with `v.suites` run: ask for input, reject, or take the policy decision."""
     with run.guard("validate"):
         run.check_events(v.suites)
-        if v.need_input is not None:
-            req = inputs.ask(run.db, intent_id=carry.intent_id, field=v.need_input.field,
-                             question=v.need_input.question, ttl_hours=wf.policy.input_ttl_hours, run_id=run.run_id)
-            run.park(S.WAITING_FOR_INPUT, f"{v.need_input.field}: {v.need_input.question} "
-                                          f"(question {req['request_id']})")
+        ruling = rule_on(wf, run.gateway, carry, v, run.mode)
+        if ruling.need_input is not None:
+            ask_for = ruling.need_input
+            req = inputs.ask(run.db, intent_id=carry.intent_id, field=ask_for.field,
+                             question=ask_for.question, ttl_hours=wf.policy.input_ttl_hours, run_id=run.run_id)
+            run.park(S.WAITING_FOR_INPUT, f"{ask_for.field}: {ask_for.question} (question {req['request_id']})")
             return None
-        problems = [f"{x.rule}: {x.message}" for x in v.violations]
-        problems += [f"{s.suite} failed: {list(s.failed)}" for s in v.suites if not s.passed]
-        if problems:
-            run.park(S.REJECTED_INPUT, "; ".join(problems)[:2000])
+        if ruling.problems:
+            run.park(S.REJECTED_INPUT, "; ".join(ruling.problems)[:2000])
             return None
-        plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
-        planned = [(a.tool, run.gateway.is_high_impact(a.tool)) for a in plan]
-        # Where each destination of the planned writes came from (the pack's provenance rules): a
-        # value only untrusted text supplied is denied or sent for approval here, before commit.
-        facts = {**v.facts, **run.gateway.provenance_facts([(a.tool, a.params) for a in plan])}
-        decision = wf.policy.decide(facts, planned=planned, mode=run.mode)
+        decision = ruling.decision
+        assert decision is not None
         run.tracer.policy("proposal", decision)
-        return Advance(carry.model_copy(update={"decision": decision, "facts": facts}),
+        run_record.record_decision(run.db, run_id=run.run_id, intent_id=carry.intent_id, decision=decision,
+                                  writes=run_record.planned_writes(wf, carry.context, ruling.plan, run.tracer.redact))
+        return Advance(carry.model_copy(update={"decision": decision, "facts": ruling.facts}),
                        {"decision": str(decision.decision), "rule": decision.rule})
     return None
 
@@ -213,13 +253,14 @@ def approve_gate(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
         run.checkpoint()
         if carry.resumed:
             return passed_on(carry)
-        if decision.decision == Decision.DENY:
+        stop = gate(decision, run.mode)
+        if stop == S.DENIED:
             run.park(S.DENIED, "; ".join(decision.reasons))
             return None
-        if decision.decision == Decision.NEEDS_APPROVAL and not run.writes_land:
+        if decision.decision == Decision.NEEDS_APPROVAL and stop is None:
             # read_only/shadow change nothing, so no human is asked; the trace says one would be.
             run.tracer.note("approval_not_requested", {"mode": str(run.mode), "reasons": list(decision.reasons)})
-        elif decision.decision == Decision.NEEDS_APPROVAL:
+        elif stop == S.WAITING_FOR_APPROVAL:
             plan = wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
             runtime = run.runtime
             req = approvals.request_approval(

@@ -201,8 +201,7 @@ class ToolGateway:
         guarded = [(t, recordable(p)) for t, p in writes if self.policy.provenance.get(t)]
         if not guarded or self.tracer.intent_id is None:
             return []
-        with self.db.connect() as conn:
-            sources = prov.load_sources(conn, self.tracer.intent_id)
+        sources = self.sources()
         return [f for t, p in guarded if isinstance(p, dict)
                 for f in prov.check(t, self.policy.provenance[t], p, sources)]
 
@@ -210,6 +209,11 @@ class ToolGateway:
         """`{"provenance": [finding, ...]}` for a workflow's validate facts; PolicyPack.decide turns each
         finding into a deny or needs_approval with the rule `provenance:<tool>.<param>`."""
         return {prov.PROVENANCE_FACT: [f.model_dump() for f in self.provenance_findings(writes)]}
+
+    def sources(self) -> prov.Sources:
+        """What this intent has read so far (a replay's gateway keeps them in memory instead)."""
+        with self.db.connect() as conn:
+            return prov.load_sources(conn, self.tracer.intent_id or "")
 
     def _keep_source(self, source: str, value: Any, *, trusted: bool, always: bool = False) -> None:
         tr = self.tracer
@@ -382,8 +386,7 @@ class ToolGateway:
         if not rules or self.tracer.intent_id is None:
             return
         params = p.model_dump(mode="json")
-        with self.db.connect() as conn:
-            sources = prov.load_sources(conn, self.tracer.intent_id)
+        sources = self.sources()
         findings = prov.check(tool.name, rules, params, sources)
         denied = [f for f in findings if f.otherwise == "deny"]
         if not findings or (deny_only and not denied):

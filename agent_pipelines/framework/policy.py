@@ -100,6 +100,11 @@ class Mode(StrEnum):
     FULL = "full"
 
 
+def writes_land(mode: Mode) -> bool:
+    """Whether writes reach the system of record in this mode (read_only and shadow only record them)."""
+    return mode not in (Mode.READ_ONLY, Mode.SHADOW)
+
+
 # Control characters a string parameter may not carry unless its constraint allows them: C0 except
 # TAB, DEL, and the Unicode line/paragraph separators. `multiline` allows line breaks (CR, LF, U+2028,
 # U+2029); `allow_control` allows all of them except NUL, which no parameter may carry.

@@ -196,22 +196,29 @@ def _phrases(text: str, longest: int = 4) -> Iterator[str]:
 
 
 # -- sources ---------------------------------------------------------------------------------------------
-def record_source(conn: Connection, *, intent_id: str, run_id: str | None, source: str, trusted: bool,
-                  value: Any) -> None:
-    """Keep the digests of a read's output (or a declared value) for this intent. Idempotent: the row
-    is named by its content, so the same read in a later run adds nothing."""
+def source_record(intent_id: str, source: str, trusted: bool, value: Any) -> tuple[str, dict[str, Any]] | None:
+    """The row that keeps the digests of a read's output (or a declared value) for this intent: its step
+    name (named by its content) and output. None: a lookup that found nothing vouches for nothing."""
     digests = sorted({_digest(intent_id, k) for k in _keys(value, words=not trusted)})
-    if not digests:  # a lookup that found nothing vouches for nothing
-        return
+    if not digests:
+        return None
     truncated = len(digests) > MAX_VALUES_PER_SOURCE
     digests = digests[:MAX_VALUES_PER_SOURCE]
     kind = "trusted" if trusted else "untrusted"
     name = hashlib.sha256("\x1f".join([source, *digests]).encode()).hexdigest()
-    step = f"{kind}:{name[:32 - len(kind) - 1]}"
-    insert_ignore(conn, intent_steps, dict(
-        intent_id=intent_id, step=step, run_id=run_id, at=utcnow(),
-        output={"provenance": kind, "source": source, "values": digests, "truncated": truncated}),
-        ["intent_id", "step"])
+    return f"{kind}:{name[:32 - len(kind) - 1]}", {"provenance": kind, "source": source, "values": digests,
+                                                   "truncated": truncated}
+
+
+def record_source(conn: Connection, *, intent_id: str, run_id: str | None, source: str, trusted: bool,
+                  value: Any) -> None:
+    """Keep the digests of a read's output (or a declared value) for this intent. Idempotent: the row
+    is named by its content, so the same read in a later run adds nothing."""
+    if (rec := source_record(intent_id, source, trusted, value)) is None:
+        return
+    step, output = rec
+    insert_ignore(conn, intent_steps, dict(intent_id=intent_id, step=step, run_id=run_id, at=utcnow(),
+                                           output=output), ["intent_id", "step"])
 
 
 @dataclass
@@ -229,16 +236,21 @@ class Sources:
 
 
 def load_sources(conn: Connection, intent_id: str) -> Sources:
-    src = Sources(intent_id=intent_id)
     rows = conn.execute(select(intent_steps.c.output).where(
         intent_steps.c.intent_id == intent_id,
         or_(intent_steps.c.step.like("trusted:%"), intent_steps.c.step.like("untrusted:%"))))
-    for (out,) in rows:
+    intake = conn.execute(select(intents.c.intake).where(intents.c.intent_id == intent_id)).scalar()
+    return sources_from(intent_id, [out for (out,) in rows], intake)
+
+
+def sources_from(intent_id: str, outputs: Iterable[Any], intake: Any) -> Sources:
+    """Sources from kept rows' outputs (source_record) and the intake (a replay keeps its rows in memory)."""
+    src = Sources(intent_id=intent_id)
+    for out in outputs:
         if not isinstance(out, dict) or out.get("provenance") not in ("trusted", "untrusted"):
             continue
         bucket = src.trusted if out["provenance"] == "trusted" else src.untrusted
         bucket.setdefault(str(out.get("source")), set()).update(out.get("values") or ())
-    intake = conn.execute(select(intents.c.intake).where(intents.c.intent_id == intent_id)).scalar()
     if intake is not None:  # stored as received: untrusted by definition
         src.intake_keys = _keys(intake, words=True)
         src.intake_text = "\n".join(k for k in (normalise(v) for v in leaves(intake)) if k)

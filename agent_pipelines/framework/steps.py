@@ -20,7 +20,7 @@ from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
 from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.ledger import WriteReceipt, has_writes
-from agent_pipelines.framework.policy import Mode, PolicyDecision
+from agent_pipelines.framework.policy import Mode, PolicyDecision, writes_land
 from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.redaction import redact_text
 from agent_pipelines.framework.runtime import AgentRuntime
@@ -150,7 +150,7 @@ class StepRun:
 
     @property
     def writes_land(self) -> bool:
-        return self.mode not in (Mode.READ_ONLY, Mode.SHADOW)
+        return writes_land(self.mode)
 
     def md(self, value: Any) -> dg.MetadataValue:
         """JSON metadata for the run log, redacted like the trace."""
@@ -285,6 +285,7 @@ class StepRun:
         The original exception is not chained into the Dagster error: its text may hold raw input."""
         # A batch op renews all its intents' leases in one statement (claims.heartbeat_many).
         lease = 0.0 if self.batch is not None else self.lease_s
+        self.tracer.step = step_name
         try:
             with claims.heartbeat(self.db, self.intent_id, self.run_id, lease):
                 yield

@@ -104,6 +104,9 @@ tool_calls = Table(
     Column("attempts", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("at", Ts, nullable=False),
+    # The step that made the call (read, validate, commit, ...; migration 0011): a replay answers the
+    # read step's calls from the recording, never a commit's re-read or a verify's read-back.
+    Column("step", String(32)),
 )
 
 llm_calls = Table(
@@ -407,7 +410,7 @@ notifications = Table(
     Column("created_at", Ts, nullable=False),
 )
 
-# -- forensics (migration 0014) ----------------------------------------------------------------------------
+# -- forensics (migration 0013) ----------------------------------------------------------------------------
 # One row per read of an intent's or a run's trace by a person (framework/access.py): the CLI's `trace show`
 # and `approvals show`, the console's request page. Kept out of the audit chain on purpose: reads are
 # frequent and must not take the chain's head lock or need the signing key; retention never purges them.
@@ -422,4 +425,31 @@ trace_access = Table(
     Column("run_id", String(64)),
     Column("approval_id", String(80)),
     Column("at", Ts, nullable=False, index=True),
+)
+
+# -- replay recording (migration 0011) -------------------------------------------------------------------
+# One row per intent and run that took it through READ: the versions the run was pinned to and its intake's
+# digest (written at read), then what VALIDATE decided and the writes it planned (redacted like the trace).
+# With tool_calls (the read step's results) and llm_calls (the proposal) it is what `replay` re-runs.
+intent_runs = Table(
+    "intent_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("intent_id", String(80), nullable=False, index=True),
+    Column("workflow", String(64), nullable=False),
+    Column("workflow_version", String(32), nullable=False),
+    Column("prompt_version", String(32), nullable=False),
+    Column("policy_version", String(32), nullable=False),
+    Column("policy_digest", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("intake_digest", String(64), nullable=False),  # sha256 of the intake's canonical JSON
+    Column("decision", String(16)),  # allow | needs_approval | deny, once VALIDATE decided
+    Column("rule", String(64)),
+    Column("planned_writes", JSON),  # [{action, tool, target, params}], redacted
+    Column("started_at", Ts, nullable=False),
+    Column("decided_at", Ts),
+    UniqueConstraint("run_id", "intent_id"),
 )

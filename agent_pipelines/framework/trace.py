@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from agent_pipelines.framework import otel
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.policy import PolicyDecision
@@ -26,6 +28,7 @@ class Tracer:
         self.redact_fields = redact_fields
         self.events: list[dict[str, Any]] = []
         self.recorded_calls: Counter[str] = Counter()  # tool_calls rows written, by call digest (budgets)
+        self.step: str | None = None  # the step making the calls (StepRun.guard sets it): replay reads by it
 
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
         row = self.redact(row)
@@ -47,7 +50,8 @@ class Tracer:
         self.recorded_calls[str(call_digest)] += 1
         self._record("tool_call", tool_calls, dict(
             tool=tool, kind=kind, impact=impact, params=_jsonable(params), result=_jsonable(result), status=status,
-            error=_storable(error), attempts=attempts, latency_ms=round(latency_ms, 2), call_digest=call_digest))
+            error=_storable(error), attempts=attempts, latency_ms=round(latency_ms, 2), call_digest=call_digest,
+            step=self.step))
 
     def llm_call(self, *, provider: str, model: str, prompt_version: str, attempts: int, prompt_tokens: int,
                  completion_tokens: int, cost_usd: float, output: Any, error: str | None = None,
@@ -76,9 +80,9 @@ class Tracer:
 def _jsonable(value: Any) -> Any:
     """A JSON value every backend stores: hostile inputs carry NaN, infinities and NUL characters,
     which PostgreSQL's json and text types refuse (the refusal must still be recorded)."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    return _storable(json.loads(json.dumps(value, default=str)))
+    # pydantic's encoder at any depth: a read tool's list of snapshots is recorded as data a replay can
+    # type back, not as each model's repr.
+    return _storable(json.loads(json.dumps(to_jsonable_python(value, fallback=str))))
 
 
 def _storable(value: Any) -> Any:

@@ -1,14 +1,14 @@
 """llm_calls: the raw response of each LLM call and the digest of its request, so it can be served again
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,13 +1,13 @@
 """trace_access: who read which intent's or run's trace, when, and through what (cli | console)
 
-Revision ID: 0014
+Revision ID: 0013
 Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
