@@ -1,12 +1,15 @@
 """Helpers for the tests that run real processes (the daemon test, the chaos suite): bounded polling,
-throw-away PostgreSQL databases, and clean invoices that commit without an approval."""
+throw-away PostgreSQL databases, clean invoices that commit without an approval, and local HTTP receivers
+(webhooks, an OTLP collector)."""
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 from sqlalchemy import create_engine, text
@@ -16,6 +19,25 @@ T = TypeVar("T")
 # One-line figures that tests report (e.g. the daemon test's timings); tests/conftest.py prints them in
 # the terminal summary, so they reach CI's log whatever the capture settings.
 SUMMARY: list[str] = []
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A receiver's request handler that keeps the test output free of access-log lines."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def http_receiver(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free port of 127.0.0.1 in a thread; yields the base URL, stops it afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, every_s: float = 0.2) -> T:

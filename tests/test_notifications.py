@@ -11,7 +11,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from agent_pipelines.framework.policy import PolicyError, PolicyPack
 from agent_pipelines.framework.tables import approval_events, escalations, notifications
 from agent_pipelines.project import Project
 from tests.helpers import state
+from tests.support import QuietHandler, http_receiver
 from tests.test_approvals import waiting
 
 SECRET = "sk-live-PLANTEDsecret0123456789abcdef"
@@ -56,7 +56,7 @@ class Receiver:
 def webhook() -> Iterator[tuple[Receiver, str]]:
     rec = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with rec._lock:
@@ -67,15 +67,8 @@ def webhook() -> Iterator[tuple[Receiver, str]]:
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield rec, f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret-part"
-    server.shutdown()
-    server.server_close()
+    with http_receiver(Handler) as url:
+        yield rec, f"{url}/hooks/T000/B000/secret-part"
 
 
 class MailInbox:

@@ -5,7 +5,6 @@ a root span, a span per step, per tool call and per LLM call (GenAI attributes),
 import gzip
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.helpers import intake, register, run_intent, state
+from tests.support import QuietHandler, http_receiver
 from tests.llm_server import ScriptedLLM, serve
 from tests.test_batch import _batch
 from tests.test_llm_instructor import GOOD, llm_project
@@ -62,7 +62,7 @@ def _attrs(kvs: Any) -> dict[str, Any]:
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     got = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Content-Encoding") == "gzip":
@@ -76,21 +76,12 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    got.url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", got.url)  # the exporter appends /v1/traces
-    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
-    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
-    try:
+    with http_receiver(Handler) as url:
+        got.url = url
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", got.url)  # the exporter appends /v1/traces
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+        monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
         yield got
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _every_value(span: dict[str, Any]) -> list[str]:

@@ -8,10 +8,8 @@ nobody picked up). Rows are written at the wall clock and then moved, whole, to 
 (the day before yesterday and yesterday), so both partitions are complete days whatever the hour."""
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import dagster as dg
@@ -38,6 +36,7 @@ from agent_pipelines.framework.tables import (
 from agent_pipelines.project import Project
 from agent_pipelines.settings import Settings
 from tests.helpers import intake, register, run_intent, state
+from tests.support import QuietHandler, http_receiver
 from tests.llm_server import ScriptedLLM, serve
 from tests.test_llm_instructor import GOOD, llm_project
 
@@ -72,7 +71,7 @@ class AlertReceiver:
 def receiver() -> Iterator[AlertReceiver]:
     rec = AlertReceiver()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             rec.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             rec.headers.append(dict(self.headers))
@@ -80,18 +79,9 @@ def receiver() -> Iterator[AlertReceiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/alerts"
-    try:
+    with http_receiver(Handler) as url:
+        rec.url = f"{url}/hooks/alerts"
         yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def move_rows(project: Project, since: datetime, to: datetime) -> None:

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from agent_pipelines.framework import otel
@@ -80,9 +81,19 @@ class Tracer:
 def _jsonable(value: Any) -> Any:
     """A JSON value every backend stores: hostile inputs carry NaN, infinities and NUL characters,
     which PostgreSQL's json and text types refuse (the refusal must still be recorded)."""
-    # pydantic's encoder at any depth: a read tool's list of snapshots is recorded as data a replay can
-    # type back, not as each model's repr.
-    return _storable(json.loads(json.dumps(to_jsonable_python(value, fallback=str))))
+    # Models at any depth (a read tool's list of snapshots) are recorded as data a replay can type back,
+    # not as each model's repr. json encodes the strings: it escapes a hostile lone surrogate, which
+    # pydantic's encoder refuses.
+    return _storable(json.loads(json.dumps(value, default=_plain)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")  # json recurses into it (and calls back for dates, ...)
+    try:
+        return to_jsonable_python(value, fallback=str)
+    except UnicodeEncodeError:
+        return str(value)
 
 
 def _storable(value: Any) -> Any:
