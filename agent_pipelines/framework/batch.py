@@ -4,8 +4,9 @@ decision, approval request) and the costs that were per run paid per batch.
 
 - The intents are split into chunks (`chunk_size`); each chunk is a mapped chain of ops, so with the
   Celery executor the chunks' steps run on whichever workers take them (executors.py).
-- Within a step, intents go one by one (proposals: `llm_concurrency` at a time), each inside its own
-  guard: one intent's failure is recorded on that intent and the others go on.
+- Within a step, intents go one by one (proposals: twice `llm_concurrency` at once, with at most
+  `llm_concurrency` model calls in flight), each inside its own guard: one intent's failure is recorded
+  on that intent and the others go on.
 - Great Expectations runs once per suite per chunk, over a frame of all the chunk's rows
   (quality.evaluate), and each intent gets the result of its own rows.
 - Dagster events are per step and per chunk: counts, plus one materialization per table written and
@@ -272,7 +273,9 @@ def build_batch_job(wf: Workflow, *, tags: dict[str, str]) -> dg.JobDefinition:
                 local.proposer = runtime.proposer()
             return local.proposer
 
-        threads = 1 if runtime.proposer().is_offline else max(1, runtime.llm_concurrency)
+        # Twice the calls allowed in flight (llm.py holds that bound): while some threads record a
+        # proposal, the others' calls keep every slot of the endpoint busy.
+        threads = 1 if runtime.proposer().is_offline else 2 * max(1, runtime.llm_concurrency)
         yield from b.finish(len(chunk), b.each(
             chunk, lambda c: c.intent_id,
             lambda c: steps.propose(wf, b.run_for(c.intent_id, c), c, proposer()), threads=threads))

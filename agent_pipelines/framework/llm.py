@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from agent_pipelines.framework.ratelimit import limiter_for
+from agent_pipelines.framework.ratelimit import in_flight_for, limiter_for
 from agent_pipelines.framework.recording import (
     raw_response,
     request_digest,
@@ -38,8 +38,9 @@ class LLMConfig(BaseModel, frozen=True):
     mode: Literal["tools", "json", "json_schema", "md_json"] = "tools"
     max_reasks: int = 2
     timeout_s: float = 60.0
-    # A batch step proposes for up to `concurrency` intents at once; the provider's limits (per
-    # process, per endpoint) hold whatever the concurrency.
+    # Calls in flight to the endpoint, per process. A batch step works on twice as many intents at once,
+    # so one intent's bookkeeping overlaps the others' calls and the endpoint's slots stay busy; the
+    # per-minute limits below hold whatever the concurrency.
     concurrency: int = 8
     requests_per_min: float | None = None
     tokens_per_min: float | None = None
@@ -145,9 +146,10 @@ class Proposer:
         client.on("completion:kwargs", count)
         client.on("completion:response", keep)
         try:
-            result, completion = client.create_with_completion(
-                model=self.config.model, response_model=response_model, messages=sent,
-                max_retries=self.config.max_reasks, temperature=0)
+            with in_flight_for(self.config.provider, self.config.base_url or "", self.config.concurrency):
+                result, completion = client.create_with_completion(
+                    model=self.config.model, response_model=response_model, messages=sent,
+                    max_retries=self.config.max_reasks, temperature=0)
             usage = self._usage(getattr(completion, "usage", None), prompt_version, attempts, digest, completion)
             used = usage.prompt_tokens + usage.completion_tokens or estimate
         except Exception as exc:

@@ -1,5 +1,5 @@
-"""Per-provider limits on requests and tokens per minute, shared by every thread of a process (a batch
-step proposes for many intents at once). Token buckets: a call takes one request and its estimated
+"""Per-provider limits on calls in flight and on requests and tokens per minute, shared by every thread
+of a process (a batch step proposes for many intents at once). Token buckets: a call takes one request and its estimated
 tokens before it is sent, and settles the difference with the usage the provider reported afterwards,
 so a minute's spend follows the real counts, not the estimates."""
 
@@ -86,3 +86,16 @@ def limiter_for(provider: str, endpoint: str, requests_per_min: float | None,
         if key not in _limiters:
             _limiters[key] = RateLimiter(requests_per_min, tokens_per_min)
         return _limiters[key]
+
+
+_slots: dict[tuple[str, str], tuple[int, threading.BoundedSemaphore]] = {}
+
+
+def in_flight_for(provider: str, endpoint: str, limit: int) -> threading.BoundedSemaphore:
+    """The process's bound on calls in flight to one provider endpoint. It is held for the call only, so
+    threads that are recording one intent's proposal do not keep another intent's call waiting."""
+    key = (provider, endpoint)
+    with _lock:
+        if key not in _slots or _slots[key][0] != limit:
+            _slots[key] = (limit, threading.BoundedSemaphore(max(1, limit)))
+        return _slots[key][1]

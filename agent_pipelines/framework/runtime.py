@@ -31,7 +31,7 @@ class AgentRuntime(dg.ConfigurableResource):
     llm_mode: str = "tools"
     llm_max_reasks: int = 2
     llm_timeout_s: float = 60.0
-    llm_concurrency: int = 8  # proposals in flight at once within a batch step
+    llm_concurrency: int = 8  # model calls in flight at once (per process and endpoint)
     llm_requests_per_min: float | None = None  # the provider's limits, per process (ratelimit.py)
     llm_tokens_per_min: float | None = None
     # How long a run's claim on an intent lasts without a heartbeat (each step renews it); past it the
