@@ -1,7 +1,7 @@
 """A writer process for the crash tests: one external write through the gateway (as a commit step
 would make it), in its own process so the test can SIGKILL it after the service applied the effect.
 
-    python -m tests.external_worker DB_URL TOOL INTENT_ID PARAMS_JSON
+    python -m tests.external.worker DB_URL TOOL INTENT_ID PARAMS_JSON
 
 The services' addresses come from AGENT_PIPELINES_<SERVICE>_URL, like any run's."""
 
@@ -10,7 +10,7 @@ import sys
 
 from agent_pipelines.framework.db import Database
 from agent_pipelines.services.clients import crm_task_tool, crm_update_tool, refund_tool
-from tests.external_support import gateway
+from tests.external.conftest import gateway
 
 TOOLS = {"create_refund": refund_tool, "update_opportunity": crm_update_tool, "create_task": crm_task_tool}
 

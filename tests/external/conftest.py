@@ -1,4 +1,4 @@
-"""Shared by the external-write tests: the local payments and CRM services on free ports (seeded), a
+"""Fixtures and helpers of the external-write tests (tests/external/): the local payments and CRM services on free ports (seeded), a
 gateway over the external tools, the ledger row of an intent, and the crash worker's command line."""
 
 import json
@@ -60,9 +60,9 @@ def ledger(db: Database, intent_id: str) -> dict[str, Any] | None:
 
 
 def worker_command(db_url: str, tool: str, intent_id: str, params: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "tests.external_worker", db_url, tool, intent_id, json.dumps(params)]
+    return [sys.executable, "-m", "tests.external.worker", db_url, tool, intent_id, json.dumps(params)]
 
 
 def worker_env() -> dict[str, str]:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}

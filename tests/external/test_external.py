@@ -8,12 +8,17 @@ import pytest
 from agent_pipelines.framework import controls
 from agent_pipelines.framework.external import DryRunRefused, ExternalOutcomeUnknown
 from agent_pipelines.framework.gateway import KillSwitchEngaged
-from agent_pipelines.framework.ledger import PreconditionFailed, WriteStatus, duplicate_ledger_writes, landed_writes
+from agent_pipelines.framework.ledger import (
+    PreconditionFailed,
+    WriteStatus,
+    duplicate_ledger_writes,
+    landed_writes,
+)
 from agent_pipelines.framework.policy import Mode
 from agent_pipelines.framework.recovery import pending_external
 from agent_pipelines.framework.tables import shadow_writes, tool_calls
 from agent_pipelines.services.clients import crm_task_tool, crm_update_tool, refund_tool
-from tests.external_support import WORKFLOW, crm, gateway, ledger, payments, with_sleep  # noqa: F401 - fixtures
+from tests.external.conftest import WORKFLOW, gateway, ledger, with_sleep
 from tests.support import SUMMARY
 
 REFUND = {"order_id": "O-1", "amount_cents": 2500, "reason": "damaged", "reference": "RR-1"}
