@@ -164,10 +164,13 @@ class ExternalWrite:
                                         "left_pending_by_run": row["run_id"]}}
             status, effect, evidence = self._call(client, params, key, note, tool, action)
             evidence.update(looked)
-        if status is None:  # refused before any effect (4xx): like a rolled-back write, no row stays
+        if status is None:  # refused (4xx): no effect, so no row stays, like a rolled-back write ...
+            code = evidence["http_status"]
+            if evidence.get("maybe_applied"):  # ... unless an earlier attempt may have landed: a read-back decides
+                raise ExternalOutcomeUnknown(f"{tool}: {self.service} answered HTTP {code} after an attempt that "
+                                             f"may have taken effect; the write stays pending")
             db.transaction(lambda conn: conn.execute(delete(writes).where(
                 writes.c.idempotency_key == key, writes.c.status == WriteStatus.PENDING)))
-            code = evidence["http_status"]
             exc = PreconditionFailed if code in (409, 412) else PermanentToolError
             raise exc(f"{tool}: {self.service} refused the write with HTTP {code}: {evidence.get('answer')}")
         return done.record(db, self.outcome(params, effect), status, evidence)
@@ -207,7 +210,8 @@ class ExternalWrite:
         except _Transient as exc:
             raise ExternalOutcomeUnknown(f"{tool}: {self.attempts} attempt(s) failed, last: {exc}; the write "
                                          f"stays pending until a read-back of {self.service} decides it") from exc
-        evidence = {"via": "call", "http_status": answer.status_code, "attempts": n, "answer": _body(answer)}
+        evidence = {"via": "call", "http_status": answer.status_code, "attempts": n, "answer": _body(answer),
+                    **({"maybe_applied": True} if maybe_applied else {})}
         if answer.status_code >= 400:
             return None, {}, evidence
         return WriteStatus.COMMITTED, answer.json(), evidence

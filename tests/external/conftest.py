@@ -41,8 +41,8 @@ def crm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
         yield served
 
 
-def gateway(db: Database, tools: list[Tool], intent_id: str, mode: Mode = Mode.FULL) -> ToolGateway:
-    policy = PolicyPack(workflow=WORKFLOW, version="1", allowed_tools=tuple(t.name for t in tools))
+def gateway(db: Database, tools: list[Tool], intent_id: str, mode: Mode = Mode.FULL, **pack: Any) -> ToolGateway:
+    policy = PolicyPack(workflow=WORKFLOW, version="1", allowed_tools=tuple(t.name for t in tools), **pack)
     return ToolGateway.open(ToolRegistry(tools), policy, db, intent_id=intent_id, run_id=f"run-{intent_id}",
                             mode=mode)
 

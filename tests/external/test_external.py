@@ -7,7 +7,7 @@ import pytest
 
 from agent_pipelines.framework import controls
 from agent_pipelines.framework.external import DryRunRefused, ExternalOutcomeUnknown
-from agent_pipelines.framework.gateway import KillSwitchEngaged
+from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolBlocked, ToolHeld
 from agent_pipelines.framework.ledger import (
     PreconditionFailed,
     WriteStatus,
@@ -143,3 +143,22 @@ def test_read_only_and_shadow_run_the_dry_run_or_refuse(project, payments, crm, 
             "update_opportunity", {"opportunity_id": "OP-4", "base_version": 1, "stage": "won"}, action="a")
     assert payments.effects()["writes_seen"] == 0 and crm.effects()["writes_seen"] == 0
     assert ledger(project.db, "m:1") is None and ledger(project.db, "m:2") is None
+
+
+def test_approvals_and_the_allowlist_hold_before_any_call(project, payments):
+    held = gateway(project.db, [refund_tool()], "h:1", approval={"required_for_tools": ["create_refund"]})
+    with pytest.raises(ToolHeld):
+        held.write("create_refund", REFUND, action="refund")
+    with pytest.raises(ToolBlocked):  # not in the pack's allowed_tools: denied by default
+        gateway(project.db, [], "h:2").write("create_refund", REFUND, action="refund")
+    assert payments.effects()["writes_seen"] == 0 and ledger(project.db, "h:1") is None
+
+
+def test_evidence_is_redacted_like_every_stored_value(project, payments):
+    refund = {**REFUND, "reference": "customer jane.doe@example.com asked"}
+    gateway(project.db, [refund_tool()], "p:1").write("create_refund", refund, action="refund")
+    row = ledger(project.db, "p:1")
+    assert "jane.doe@example.com" not in str(row["evidence"]) and row["evidence"]["http_status"] == 201
+    with project.db.connect() as conn:
+        traced = conn.execute(tool_calls.select().where(tool_calls.c.tool == "create_refund")).mappings().one()
+    assert "jane.doe@example.com" not in str(traced["params"]) + str(traced["result"])
