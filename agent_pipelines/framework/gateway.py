@@ -108,9 +108,7 @@ class Tool:
     retry_on: tuple[type[BaseException], ...] = (RetryableToolError, OperationalError)
     description: str = ""
     untrusted_output: bool = False
-    # An external write (framework/external.py: external_tool) calls another service outside the ledger's
-    # transaction; its `fn` is then only the dry-run of read_only and shadow modes.
-    external: "ExternalWrite | None" = None
+    external: "ExternalWrite | None" = None  # framework/external.py: a call outside our transaction; fn = its dry-run
 
 
 class ToolRegistry:
