@@ -118,6 +118,10 @@ class ExternalWrite:
     timeout_s: float = 10.0
     attempts: int = 5
     max_wait_s: float = 30.0  # Retry-After above this is capped: a longer outage is the sweeper's
+    # An API that ignores the key: after an attempt that may have reached it, wait at least this long
+    # before reading back, so a request still in flight there (slow, queued) lands before we look. Set it
+    # to the service's own request timeout; a recovery run comes a lease later anyway.
+    settle_s: float = 0.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
     def base_url(self) -> str:
@@ -129,7 +133,7 @@ class ExternalWrite:
 
     def budget_s(self) -> float:
         """The longest a write may take (every attempt, its read-back and its wait): the gateway's timeout."""
-        return self.attempts * (2 * self.timeout_s + self.max_wait_s) + self.timeout_s
+        return self.attempts * (2 * self.timeout_s + max(self.max_wait_s, self.settle_s)) + self.timeout_s
 
     def request(self, params: Any, key: str) -> HttpCall:
         call = self.call(params)
@@ -211,7 +215,8 @@ class ExternalWrite:
             raise ExternalOutcomeUnknown(f"{tool}: {self.attempts} attempt(s) failed, last: {exc}; the write "
                                          f"stays pending until a read-back of {self.service} decides it") from exc
         evidence = {"via": "call", "http_status": answer.status_code, "attempts": n, "answer": _body(answer),
-                    **({"maybe_applied": True} if maybe_applied else {})}
+                    **({"maybe_applied": True} if maybe_applied else {}),
+                    **({"replayed": True} if answer.headers.get("idempotent-replayed") == "true" else {})}
         if answer.status_code >= 400:
             return None, {}, evidence
         return WriteStatus.COMMITTED, answer.json(), evidence
@@ -219,8 +224,12 @@ class ExternalWrite:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after_s is not None:
-            return min(exc.retry_after_s, self.max_wait_s)
-        return float(wait_exponential_jitter(initial=0.1, max=min(5.0, self.max_wait_s))(state))
+            wait = min(exc.retry_after_s, self.max_wait_s)
+        else:
+            wait = float(wait_exponential_jitter(initial=0.1, max=min(5.0, self.max_wait_s))(state))
+        if isinstance(exc, _Transient) and exc.maybe_applied and not self.honours_key:
+            wait = max(wait, self.settle_s)
+        return wait
 
 
 def external_tool(name: str, params: type[BaseModel], spec: ExternalWrite, *, impact: Impact = Impact.HIGH,

@@ -95,9 +95,10 @@ def _update_outcome(p: OpportunityUpdate, opp: dict[str, Any]) -> WriteOutcome:
                         after={"version": opp["version"], **{f: opp.get(f) for f in p.fields()}})
 
 
-def crm_update_tool(name: str = "update_opportunity", *, attempts: int = 5, timeout_s: float = 10.0) -> Tool:
+def crm_update_tool(name: str = "update_opportunity", *, attempts: int = 5, timeout_s: float = 10.0,
+                    settle_s: float = 0.0) -> Tool:
     spec = ExternalWrite(
-        service="crm", honours_key=False, attempts=attempts, timeout_s=timeout_s,
+        service="crm", honours_key=False, attempts=attempts, timeout_s=timeout_s, settle_s=settle_s,
         call=lambda p: HttpCall(method="PATCH", path=f"/opportunities/{p.opportunity_id}", json_body=p.fields(),
                                 headers={"If-Match": etag(p.base_version)}),
         read_back=ReadBack(ReadBy.BUSINESS_KEY,
@@ -113,9 +114,10 @@ def _task_outcome(p: OpportunityTask, activity: dict[str, Any]) -> WriteOutcome:
                         after={"opportunity_id": p.opportunity_id, "subject": p.subject, "ref": p.ref})
 
 
-def crm_task_tool(name: str = "create_task", *, attempts: int = 5, timeout_s: float = 10.0) -> Tool:
+def crm_task_tool(name: str = "create_task", *, attempts: int = 5, timeout_s: float = 10.0,
+                  settle_s: float = 0.0) -> Tool:
     spec = ExternalWrite(
-        service="crm", honours_key=False, attempts=attempts, timeout_s=timeout_s,
+        service="crm", honours_key=False, attempts=attempts, timeout_s=timeout_s, settle_s=settle_s,
         call=lambda p: HttpCall(method="POST", path=f"/opportunities/{p.opportunity_id}/activities",
                                 json_body={"kind": "task", "subject": p.subject, "body": p.body, "ref": p.ref}),
         read_back=ReadBack(ReadBy.BUSINESS_KEY,

@@ -17,6 +17,7 @@ from agent_pipelines.framework.external import ExternalOutcomeUnknown
 from agent_pipelines.framework.ledger import WriteStatus, duplicate_ledger_writes
 from agent_pipelines.framework.recovery import pending_external
 from agent_pipelines.services.clients import crm_task_tool, crm_update_tool, refund_tool
+from agent_pipelines.services.harness import Served
 from tests.external.conftest import gateway, ledger, worker_command, worker_env
 from tests.support import SUMMARY, wait_until
 
@@ -39,6 +40,21 @@ def case(api: str, i: int) -> tuple[str, dict]:
 TOOLS = {"create_refund": refund_tool, "update_opportunity": crm_update_tool, "create_task": crm_task_tool}
 
 
+def kill_after_effect(served: Served, applied: int, command: list[str]) -> None:
+    """Start the writer; once the service's own state holds the effect (its answer is held back, so the
+    writer is between the call and its record), SIGKILL it."""
+    proc = subprocess.Popen(command, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until("the effect in the service", lambda: served.effects()["effects"] > applied or
+                   proc.poll() is not None, timeout_s=120)
+        assert proc.poll() is None, proc.communicate()  # it must not have finished (or failed) on its own
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_crash_between_call_and_record_then_recovery_gives_one_effect(project, payments, crm):
     figures: Counter[str] = Counter()
     for api, served in (("payments", payments), ("crm", crm)):
@@ -48,19 +64,7 @@ def test_crash_between_call_and_record_then_recovery_gives_one_effect(project, p
             applied = served.effects()["effects"]
             served.faults(after_effect="lose", after_effect_count=1)
             if i < KILLS:
-                proc = subprocess.Popen(worker_command(project.settings.db_url, tool, intent, params),
-                                        env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                try:
-                    # The effect is in the service's state and its answer is held: the writer is between
-                    # the call and its record. Kill it there.
-                    wait_until(f"{intent} applied by {api}", lambda: served.effects()["effects"] > applied or
-                               proc.poll() is not None, timeout_s=120)
-                    assert proc.poll() is None, proc.communicate()
-                    os.kill(proc.pid, signal.SIGKILL)
-                finally:
-                    proc.kill()
-                    proc.communicate(timeout=60)
-                assert proc.returncode == -signal.SIGKILL
+                kill_after_effect(served, applied, worker_command(project.settings.db_url, tool, intent, params))
                 figures[f"{api}_killed"] += 1
             else:
                 try:
