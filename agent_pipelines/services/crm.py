@@ -16,11 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent_pipelines.services.faults import FaultBox, Faults
+from agent_pipelines.services.faults import CountInFlight, FaultBox, Faults
 
 PATCHABLE = ("stage", "next_step", "owner", "amount_cents")
 
@@ -146,9 +147,10 @@ def crm_app(state: CrmState | None = None, faults: FaultBox | None = None) -> St
         return JSONResponse(fx.faults.model_dump())
 
     async def effects(request: Request) -> Response:
-        return JSONResponse({**st.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen})
+        return JSONResponse({**st.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen,
+                             "in_flight": fx.in_flight})
 
-    app = Starlette(routes=[
+    app = Starlette(middleware=[Middleware(CountInFlight, box=fx)], routes=[
         Route("/opportunities", list_opportunities, methods=["GET"]),
         Route("/opportunities/{opp_id}", get_opportunity, methods=["GET"]),
         Route("/opportunities/{opp_id}", patch_opportunity, methods=["PATCH"]),

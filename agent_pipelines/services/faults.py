@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOLD_LIMIT_S = 60.0  # a held response waits at most this long for its client to go away
 
@@ -34,6 +35,24 @@ class Faults(BaseModel):
     seed: int = 0
 
 
+class CountInFlight:
+    """ASGI middleware: how many requests (admin ones aside) the service is handling right now. A test
+    waits for none before it recovers, as a recovery run comes a lease after the crash: a request the
+    crashed writer sent is then applied or dropped, never still on its way."""
+
+    def __init__(self, app: ASGIApp, box: "FaultBox") -> None:
+        self.app, self.box = app, box
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_admin"):
+            return await self.app(scope, receive, send)
+        self.box.in_flight += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.box.in_flight -= 1
+
+
 class FaultBox:
     """The current faults of one service, changed by tests through the admin endpoint or directly."""
 
@@ -43,6 +62,7 @@ class FaultBox:
         self._rng = random.Random(0)
         self.injected: dict[str, int] = {}
         self.writes_seen = 0  # write requests that reached the service (a kill switch test wants 0)
+        self.in_flight = 0
 
     def set(self, faults: Faults) -> None:
         with self._lock:

@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent_pipelines.services.faults import FaultBox, Faults
+from agent_pipelines.services.faults import CountInFlight, FaultBox, Faults
 
 
 class RefundIn(BaseModel):
@@ -121,9 +122,10 @@ def payments_app(state: PaymentsState | None = None, faults: FaultBox | None = N
         return JSONResponse(fx.faults.model_dump())
 
     async def effects(request: Request) -> Response:
-        return JSONResponse({**st.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen})
+        return JSONResponse({**st.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen,
+                             "in_flight": fx.in_flight})
 
-    app = Starlette(routes=[
+    app = Starlette(middleware=[Middleware(CountInFlight, box=fx)], routes=[
         Route("/refunds", create_refund, methods=["POST"]),
         Route("/refunds", list_refunds, methods=["GET"]),
         Route("/refunds/{refund_id}", get_refund, methods=["GET"]),

@@ -4,7 +4,7 @@ gateway over the external tools, the ledger row of an intent, and the crash work
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from agent_pipelines.framework.tables import writes
 from agent_pipelines.services.crm import crm_app
 from agent_pipelines.services.harness import Served, serve
 from agent_pipelines.services.payments import payments_app
+from tests.support import wait_until
 
 WORKFLOW = "external_test"
 ORDERS = [{"id": f"O-{i}", "captured_cents": 10_000} for i in range(200)]
@@ -47,10 +48,18 @@ def gateway(db: Database, tools: list[Tool], intent_id: str, mode: Mode = Mode.F
                             mode=mode)
 
 
-def with_sleep(tool: Tool, sleeps: list[float]) -> Tool:
-    """The tool with its retry waits recorded instead of slept (assert Retry-After, never wall-clock)."""
+def settled(served: Served) -> None:
+    """Recovery comes a lease after the crash: by then the service has applied or dropped whatever the
+    crashed writer sent. Here: until the service handles no request (it counts them), not a sleep."""
+    wait_until("no request in flight", lambda: served.effects()["in_flight"] == 0, timeout_s=120)
+
+
+
+def with_sleep(tool: Tool, sleep: Callable[[float], Any]) -> Tool:
+    """The tool with its retry waits handed to `sleep` (a list's append records them: assert Retry-After,
+    never wall-clock)."""
     assert tool.external is not None
-    return replace(tool, external=replace(tool.external, sleep=sleeps.append))
+    return replace(tool, external=replace(tool.external, sleep=sleep))
 
 
 def ledger(db: Database, intent_id: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from agent_pipelines.framework.policy import Mode
 from agent_pipelines.framework.recovery import pending_external
 from agent_pipelines.framework.tables import shadow_writes, tool_calls
 from agent_pipelines.services.clients import crm_task_tool, crm_update_tool, refund_tool
-from tests.external.conftest import WORKFLOW, gateway, ledger, with_sleep
+from tests.external.conftest import WORKFLOW, gateway, ledger, settled, with_sleep
 from tests.support import SUMMARY
 
 REFUND = {"order_id": "O-1", "amount_cents": 2500, "reason": "damaged", "reference": "RR-1"}
@@ -47,6 +47,7 @@ def test_a_lost_answer_stays_pending_and_recovery_reconciles_it_by_idempotency_k
         gateway(project.db, [refund_tool(attempts=1, timeout_s=1.0)], "r:2").write("create_refund", REFUND,
                                                                                      action="refund")
     assert ledger(project.db, "r:2")["status"] == "pending"
+    settled(payments)
     with project.db.connect() as conn:
         assert [p["intent_id"] for p in pending_external(conn)] == ["r:2"]
     assert landed_writes(project.db, "r:2") == 1  # a recovery resumes at commit, never re-decides
@@ -81,7 +82,10 @@ def test_a_pending_write_that_never_landed_is_called_again_after_the_read_back(p
 def test_non_honouring_api_lost_answer_is_read_back_before_the_retry(project, crm):
     crm.faults(after_effect="lose", after_effect_count=1)
     task = {"opportunity_id": "OP-1", "subject": "Send the revised quote", "ref": "hygiene:OP-1:task"}
-    receipt = gateway(project.db, [crm_task_tool(timeout_s=1.0)], "c:1").write("create_task", task, action="task")
+    # Between attempts the tool settles (settle_s: a request still in flight lands before the read-back);
+    # here it waits until the CRM handles no request, which the CRM counts.
+    tool = with_sleep(crm_task_tool(timeout_s=1.0), lambda s: settled(crm))
+    receipt = gateway(project.db, [tool], "c:1").write("create_task", task, action="task")
     effects = crm.effects()
     assert effects["effects"] == 1 and effects["duplicates"] == 0
     row = ledger(project.db, "c:1")
@@ -95,7 +99,7 @@ def test_non_honouring_api_lost_answer_is_read_back_before_the_retry(project, cr
 def test_storm_of_429_and_5xx_gives_one_effect_and_honours_retry_after(project, payments, crm):
     sleeps: list[float] = []
     payments.faults(script=[429, 503, 500, 502, 429], retry_after_s=3)
-    gw = gateway(project.db, [with_sleep(refund_tool(attempts=6), sleeps)], "s:1")
+    gw = gateway(project.db, [with_sleep(refund_tool(attempts=6), sleeps.append)], "s:1")
     receipt = gw.write("create_refund", REFUND, action="refund")
     assert receipt.status == WriteStatus.COMMITTED and ledger(project.db, "s:1")["evidence"]["attempts"] == 6
     assert sleeps == [3.0] * 5  # Retry-After, not our own backoff
@@ -104,7 +108,7 @@ def test_storm_of_429_and_5xx_gives_one_effect_and_honours_retry_after(project, 
     crm_sleeps: list[float] = []
     crm.faults(script=[503, 429, 500, 503])  # no Retry-After: capped exponential backoff with jitter ...
     update = {"opportunity_id": "OP-2", "base_version": 1, "stage": "proposal", "next_step": "send quote"}
-    gw = gateway(project.db, [with_sleep(crm_update_tool(attempts=5, settle_s=7.0), crm_sleeps)], "s:2")
+    gw = gateway(project.db, [with_sleep(crm_update_tool(attempts=5, settle_s=7.0), crm_sleeps.append)], "s:2")
     receipt = gw.write("update_opportunity", update, action="update")
     assert receipt.status == WriteStatus.COMMITTED and receipt.after == {"version": 2, "stage": "proposal",
                                                                           "next_step": "send quote"}

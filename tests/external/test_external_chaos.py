@@ -18,7 +18,7 @@ from agent_pipelines.framework.ledger import WriteStatus, duplicate_ledger_write
 from agent_pipelines.framework.recovery import pending_external
 from agent_pipelines.services.clients import crm_task_tool, crm_update_tool, refund_tool
 from agent_pipelines.services.harness import Served
-from tests.external.conftest import gateway, ledger, worker_command, worker_env
+from tests.external.conftest import gateway, ledger, settled, worker_command, worker_env
 from tests.support import SUMMARY, wait_until
 
 CRASHES = int(os.environ.get("AGENT_PIPELINES_EXTERNAL_CRASHES", "20"))
@@ -74,6 +74,7 @@ def test_crash_between_call_and_record_then_recovery_gives_one_effect(project, p
                 except ExternalOutcomeUnknown:
                     figures[f"{api}_lost"] += 1
             assert ledger(project.db, intent)["status"] == "pending", intent
+            settled(served)
 
             receipt = gateway(project.db, [TOOLS[tool]()], intent).write(tool, params, action="apply")
             row = ledger(project.db, intent)
