@@ -32,6 +32,7 @@ from agent_pipelines.framework import inputs
 from agent_pipelines.framework.batch import batch_run_config
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.gold import Expected, GoldCase, GoldFile, load_cases
+from agent_pipelines.framework.ledger import LANDED
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.tables import (
     approval_requests,
@@ -87,7 +88,7 @@ def observe(db: Database, wf: Workflow, intent_id: str) -> Observed:
             policy_decisions.c.intent_id == intent_id, policy_decisions.c.subject == "proposal")
             .order_by(policy_decisions.c.id.desc()).limit(1)).scalar()
         ledger = conn.execute(select(writes.c.action, writes.c.target).where(
-            writes.c.intent_id == intent_id, writes.c.status == "committed").order_by(writes.c.id)).all()
+            writes.c.intent_id == intent_id, writes.c.status.in_(LANDED)).order_by(writes.c.id)).all()
         request = conn.execute(select(approval_requests.c.payload).where(
             approval_requests.c.intent_id == intent_id).order_by(approval_requests.c.created_at.desc())
             .limit(1)).scalar()

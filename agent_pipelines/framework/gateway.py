@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, select
@@ -36,6 +36,9 @@ from agent_pipelines.framework.safe_data import printable_label as _label, tree_
 from agent_pipelines.framework.sql import insert_ignore
 from agent_pipelines.framework.tables import intents, shadow_writes
 from agent_pipelines.framework.trace import Emit, Tracer
+
+if TYPE_CHECKING:
+    from agent_pipelines.framework.external import ExternalWrite
 
 
 class ToolKind(StrEnum):
@@ -105,6 +108,7 @@ class Tool:
     retry_on: tuple[type[BaseException], ...] = (RetryableToolError, OperationalError)
     description: str = ""
     untrusted_output: bool = False
+    external: "ExternalWrite | None" = None  # framework/external.py: a call outside our transaction; fn = its dry-run
 
 
 class ToolRegistry:
@@ -240,6 +244,10 @@ class ToolGateway:
             def write(conn: Connection) -> WriteOutcome:
                 return tool.fn(conn, p)
 
+            if tool.external is not None:
+                return tool.external.apply(self.db, workflow=tr.workflow, intent_id=tr.intent_id or "", action=action,
+                                           tool=tool.name, run_id=tr.run_id, params=p, approval_id=approval_id,
+                                           note=tr.note)
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
                               tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id)
 

@@ -16,9 +16,17 @@ from agent_pipelines.framework.tables import writes
 
 class WriteStatus(StrEnum):
     COMMITTED = "committed"
+    # External writes (framework/external.py): the row is committed before the call, so it can be seen
+    # pending; a read-back of the external system that decides it leaves it reconciled.
+    PENDING = "pending"
+    RECONCILED = "reconciled"
     ALREADY_COMMITTED = "already_committed"  # a retry, re-execution or concurrent run found the row
     WOULD_WRITE = "would_write"  # read_only mode: recorded, nothing changed
     SHADOW = "shadow"            # shadow mode: landed in shadow_writes, not in the system of record
+
+
+# Rows whose write took effect: committed in our transaction or by an answered call, or found by a read-back.
+LANDED = (WriteStatus.COMMITTED, WriteStatus.RECONCILED)
 
 
 class PreconditionFailed(Exception):
@@ -98,8 +106,8 @@ def excess(conn: Connection, columns: list[Any], *where: Any) -> int:
 
 
 def duplicate_ledger_writes(conn: Connection) -> int:
-    """More than one committed ledger row for the same (intent, action)."""
-    return excess(conn, [writes.c.intent_id, writes.c.action], writes.c.status == WriteStatus.COMMITTED)
+    """More than one landed ledger row for the same (intent, action)."""
+    return excess(conn, [writes.c.intent_id, writes.c.action], writes.c.status.in_(LANDED))
 
 
 def has_writes(db: Database, intent_id: str) -> bool:
@@ -108,11 +116,12 @@ def has_writes(db: Database, intent_id: str) -> bool:
 
 
 def landed_writes(db: Database, intent_id: str) -> int:
-    """Committed ledger rows of one intent (what a recovery must not write again)."""
+    """Ledger rows of one intent that landed or may have (a pending external call): what a recovery must
+    not decide again, so it resumes at commit, where a pending row is read back before any new call."""
     with db.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(writes).where(
-            writes.c.intent_id == intent_id, writes.c.status == WriteStatus.COMMITTED)).scalar_one())
+            writes.c.intent_id == intent_id, writes.c.status.in_([*LANDED, WriteStatus.PENDING]))).scalar_one())
 
 
 def count_writes(conn: Connection) -> int:
-    return conn.execute(select(func.count()).select_from(writes).where(writes.c.status == "committed")).scalar_one()
+    return conn.execute(select(func.count()).select_from(writes).where(writes.c.status.in_(LANDED))).scalar_one()

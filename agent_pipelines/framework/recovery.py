@@ -20,7 +20,7 @@ from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework.claims import live_owner
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.intents import transition
-from agent_pipelines.framework.ledger import WriteStatus
+from agent_pipelines.framework.ledger import LANDED, WriteStatus
 from agent_pipelines.framework.redaction import redact_text
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import TAG
@@ -93,7 +93,7 @@ def stalled_continuations(conn: Connection, lease_s: float, *, due_only: bool = 
 
 def partial_commits(conn: Connection) -> list[str]:
     """Intents with some but not all of their decided writes in the ledger, and no live run."""
-    landed = (select(writes.c.intent_id, func.count().label("n")).where(writes.c.status == WriteStatus.COMMITTED)
+    landed = (select(writes.c.intent_id, func.count().label("n")).where(writes.c.status.in_(LANDED))
               .group_by(writes.c.intent_id).subquery())
     rows = conn.execute(
         select(intent_steps.c.intent_id, intent_steps.c.output, landed.c.n, intents.c.owner_run_id,
@@ -104,6 +104,15 @@ def partial_commits(conn: Connection) -> list[str]:
     return sorted(r.intent_id for r in rows
                   if 0 < r.n < len((r.output or {}).get("plan") or ())
                   and live_owner(r.owner_run_id, r.lease_expires_at) is None)
+
+
+def pending_external(conn: Connection) -> list[dict[str, Any]]:
+    """External writes whose call was made (or about to be) but whose outcome is not recorded: a crash,
+    a timeout or a lost answer. The intent's recovery run reaches the same write again at commit, where
+    framework/external.py reads the external system back before it calls again."""
+    c = writes.c
+    stmt = select(c.intent_id, c.workflow, c.action, c.tool, c.run_id, c.at).where(c.status == WriteStatus.PENDING)
+    return [dict(r) for r in conn.execute(stmt.order_by(c.id)).mappings()]
 
 
 class SweepOutcome(BaseModel):

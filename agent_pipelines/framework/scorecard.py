@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, and_, case, distinct, func, literal, select, union
 
 from agent_pipelines.framework.db import aware, utcnow
-from agent_pipelines.framework.ledger import WriteStatus
+from agent_pipelines.framework.ledger import LANDED
 from agent_pipelines.framework.policy import Decision
 from agent_pipelines.framework.recovery import SWEEPABLE
 from agent_pipelines.framework.states import TERMINAL
@@ -183,7 +183,7 @@ def _writes_stmt(workflow: str, days: Sequence[date]) -> Any:
     w = writes.c
     touched = select(w.intent_id).where(w.workflow == workflow, _within(w.at, days))
     ranked = select(w.at, func.row_number().over(partition_by=(w.intent_id, w.action), order_by=w.id).label("rn")) \
-        .where(w.status == WriteStatus.COMMITTED, w.intent_id.in_(touched)).subquery()
+        .where(w.status.in_(LANDED), w.intent_id.in_(touched)).subquery()
     b = _bucket(ranked.c.at, days).label("b")
     return select(b, func.count(), func.sum(case((ranked.c.rn > 1, 1), else_=0))) \
         .where(_within(ranked.c.at, days)).group_by(b)

@@ -77,12 +77,15 @@ writes = Table(
     Column("action", String(64), nullable=False),
     Column("tool", String(64), nullable=False),
     Column("target", Text, nullable=False),  # table:primary key of the record written
-    Column("status", String(16), nullable=False),  # committed | would_write
+    # committed | pending (an external call whose outcome is not recorded yet) | reconciled (decided by
+    # reading the external system back); framework/ledger.py WriteStatus.
+    Column("status", String(16), nullable=False, index=True),
     Column("before", JSON),
     Column("after", JSON),
     Column("run_id", String(64)),
     Column("approval_id", String(80)),  # the approval this write carried out (decisions hold who and when)
     Column("at", Ts, nullable=False),
+    Column("evidence", JSON),  # external writes: the HTTP answer or the read-back that decided the row (redacted)
 )
 
 tool_calls = Table(
