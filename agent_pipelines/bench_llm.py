@@ -133,6 +133,9 @@ def serve(llm: Completions, host: str = "127.0.0.1", port: int = 0) -> Iterator[
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connections
+        # Headers and body go out as two writes: with Nagle's algorithm on, the body waits for the
+        # client's delayed ACK of the headers, ~40 ms added to every answer on top of the latency L.
+        disable_nagle_algorithm = True
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
             payload = json.dumps(body).encode()

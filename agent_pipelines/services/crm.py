@@ -16,12 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent_pipelines.services.faults import CountInFlight, FaultBox, Faults
+from agent_pipelines.services.faults import FaultBox, service_app
 
 PATCHABLE = ("stage", "next_step", "owner", "amount_cents")
 
@@ -142,23 +141,11 @@ def crm_app(state: CrmState | None = None, faults: FaultBox | None = None) -> St
                 st.opportunities[o["id"]] = {"id": o["id"], **{f: o.get(f) for f in PATCHABLE}, "version": 1}
             return JSONResponse({"opportunities": len(st.opportunities)})
 
-    async def set_faults(request: Request) -> Response:
-        fx.set(Faults.model_validate(await request.json()))
-        return JSONResponse(fx.faults.model_dump())
-
-    async def effects(request: Request) -> Response:
-        return JSONResponse({**st.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen,
-                             "in_flight": fx.in_flight})
-
-    app = Starlette(middleware=[Middleware(CountInFlight, box=fx)], routes=[
+    return service_app([
         Route("/opportunities", list_opportunities, methods=["GET"]),
         Route("/opportunities/{opp_id}", get_opportunity, methods=["GET"]),
         Route("/opportunities/{opp_id}", patch_opportunity, methods=["PATCH"]),
         Route("/opportunities/{opp_id}/activities", create_activity, methods=["POST"]),
         Route("/opportunities/{opp_id}/activities", list_activities, methods=["GET"]),
         Route("/_admin/opportunities", seed, methods=["POST"]),
-        Route("/_admin/faults", set_faults, methods=["POST"]),
-        Route("/_admin/effects", effects, methods=["GET"]),
-    ])
-    app.state.service, app.state.faults = st, fx
-    return app
+    ], st, fx)

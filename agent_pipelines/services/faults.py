@@ -8,10 +8,14 @@ import asyncio
 import random
 import threading
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOLD_LIMIT_S = 60.0  # a held response waits at most this long for its client to go away
@@ -108,3 +112,24 @@ class FaultBox:
         while not await request.is_disconnected() and loop.time() < deadline:
             await asyncio.sleep(0.02)  # polling the connection, not timing a race
         return response
+
+
+def service_app(routes: list[Route], state: Any, fx: "FaultBox") -> Starlette:
+    """A stand-in service: its own routes plus the admin ones every service has (set the faults; count
+    the effects from its own state, so a test sees duplicates), counting requests in flight."""
+
+    async def set_faults(request: Request) -> Response:
+        fx.set(Faults.model_validate(await request.json()))
+        return JSONResponse(fx.faults.model_dump())
+
+    async def effects(request: Request) -> Response:
+        return JSONResponse({**state.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen,
+                             "in_flight": fx.in_flight})
+
+    app = Starlette(middleware=[Middleware(CountInFlight, box=fx)], routes=[
+        *routes,
+        Route("/_admin/faults", set_faults, methods=["POST"]),
+        Route("/_admin/effects", effects, methods=["GET"]),
+    ])
+    app.state.service, app.state.faults = state, fx
+    return app

@@ -13,12 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent_pipelines.services.faults import CountInFlight, FaultBox, Faults
+from agent_pipelines.services.faults import FaultBox, service_app
 
 
 class RefundIn(BaseModel):
@@ -117,26 +116,14 @@ def payments_app(state: PaymentsState | None = None, faults: FaultBox | None = N
                                       "currency": o.get("currency", "USD")}
         return JSONResponse({"orders": len(st.orders)})
 
-    async def set_faults(request: Request) -> Response:
-        fx.set(Faults.model_validate(await request.json()))
-        return JSONResponse(fx.faults.model_dump())
-
-    async def effects(request: Request) -> Response:
-        return JSONResponse({**st.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen,
-                             "in_flight": fx.in_flight})
-
-    app = Starlette(middleware=[Middleware(CountInFlight, box=fx)], routes=[
+    return service_app([
         Route("/refunds", create_refund, methods=["POST"]),
         Route("/refunds", list_refunds, methods=["GET"]),
         Route("/refunds/{refund_id}", get_refund, methods=["GET"]),
         Route("/orders/{order_id}", get_order, methods=["GET"]),
         Route("/orders/{order_id}/refunds", order_refunds, methods=["GET"]),
         Route("/_admin/orders", seed_orders, methods=["POST"]),
-        Route("/_admin/faults", set_faults, methods=["POST"]),
-        Route("/_admin/effects", effects, methods=["GET"]),
-    ])
-    app.state.service, app.state.faults = st, fx
-    return app
+    ], st, fx)
 
 
 def _public(refund: dict[str, Any] | None) -> dict[str, Any]:
