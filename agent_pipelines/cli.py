@@ -22,6 +22,7 @@ from agent_pipelines.cli_evals import register as register_evals
 from agent_pipelines.cli_llm import register as register_llm
 from agent_pipelines.cli_replay import register as register_replay
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
+from agent_pipelines.cli_services import register as register_services
 from agent_pipelines.cli_trace import log_cli_read, register as register_trace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -53,11 +54,20 @@ def _run_ticks(project: Any, until_idle: bool) -> dict[str, int]:
 @app.command()
 def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """Seed a system of record and an invoice inbox, then run what the sensors request."""
+    from agent_pipelines.services.local import local_services
+
+    project = _open(state_dir)
+    # The external systems (payments, CRM) the demo's workflows call: local stand-ins in this process
+    # unless their URLs are set (agent-pipelines services).
+    with local_services():
+        _demo(project, as_json)
+
+
+def _demo(project: Any, as_json: bool) -> None:
     from agent_pipelines.workflows.access_offboarding import demo_data as access_demo
     from agent_pipelines.workflows.invoice_matching import demo_data as invoice_demo
     from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
-    project = _open(state_dir)
     with project.db.begin() as conn:
         invoice_demo.seed_system_of_record(conn)
         ticket_demo.seed_system_of_record(conn)
@@ -284,6 +294,7 @@ register_controls(app)
 register_bench(app)
 register_evals(app)
 register_llm(app)
+register_services(app)
 register_trace(app)
 register_replay(app)
 

@@ -101,6 +101,21 @@ class _Transient(Exception):
         self.maybe_applied, self.retry_after_s = maybe_applied, retry_after_s
 
 
+def service_url_var(service: str) -> str:
+    return f"AGENT_PIPELINES_{service.upper()}_URL"
+
+
+def service_url(service: str) -> str:
+    """The base URL of an external service, from AGENT_PIPELINES_<SERVICE>_URL: the one place an
+    external tool (write or read) learns where its system of record is."""
+    var = service_url_var(service)
+    url = os.environ.get(var)
+    if not url:
+        raise PermanentToolError(f"{var} is not set: no address for the {service} service (run "
+                                 f"`agent-pipelines services` and export the URLs it prints)")
+    return url.rstrip("/")
+
+
 @dataclass(frozen=True)
 class ExternalWrite:
     """What an external write tool declares: the service (its base URL comes from the environment,
@@ -125,11 +140,7 @@ class ExternalWrite:
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
     def base_url(self) -> str:
-        var = f"AGENT_PIPELINES_{self.service.upper()}_URL"
-        url = os.environ.get(var)
-        if not url:
-            raise PermanentToolError(f"{var} is not set: no address for the {self.service} service")
-        return url
+        return service_url(self.service)
 
     def budget_s(self) -> float:
         """The longest a write may take (every attempt, its read-back and its wait): the gateway's timeout."""
@@ -314,3 +325,19 @@ def _body(answer: httpx.Response) -> Any:
 def _evidence(by: ReadBy, when: str, effect: dict[str, Any], attempt: int | None = None) -> dict[str, Any]:
     return {"via": "read_back", "by": str(by), "when": when, "decision": "committed", "found": effect,
             **({"attempt": attempt} if attempt is not None else {})}
+
+
+def read_json(service: str, path: str, params: dict[str, str] | None = None, *, timeout_s: float = 10.0) -> Any:
+    """A read-only GET on an external service, for a workflow's read and verify tools: the JSON answer,
+    None for a 404. A timeout, a lost connection, a 429 or a 5xx is a RetryableToolError (the gateway
+    retries reads); another 4xx is a PermanentToolError naming the answer."""
+    try:
+        with httpx.Client(base_url=service_url(service), timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s))) as client:
+            answer = _send(client, HttpCall(method="GET", path=path, params=params or {}))
+    except _Transient as exc:
+        raise RetryableToolError(f"reading {service} {path}: {exc}") from exc
+    if answer.status_code == 404:
+        return None
+    if answer.status_code >= 400:
+        raise PermanentToolError(f"reading {service} {path}: HTTP {answer.status_code}: {_body(answer)}")
+    return answer.json()

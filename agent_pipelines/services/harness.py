@@ -36,11 +36,12 @@ class Served:
 
 
 @contextmanager
-def serve(app: Starlette) -> Iterator[Served]:
-    """Bind 127.0.0.1:0 ourselves (no port race), run uvicorn on it, wait until it answers, stop it after."""
+def serve(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[Served]:
+    """Bind the socket ourselves (port 0: a free one, no port race), run uvicorn on it, wait until it
+    answers, stop it after."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"service:{port}", daemon=True)
@@ -54,7 +55,7 @@ def serve(app: Starlette) -> Iterator[Served]:
     if not started.is_set():
         raise RuntimeError(f"service on port {port} did not start within {START_TIMEOUT_S:.0f}s")
     try:
-        yield Served(app, f"http://127.0.0.1:{port}")
+        yield Served(app, f"http://{host}:{port}")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
