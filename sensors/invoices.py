@@ -12,7 +12,7 @@ from agent_pipelines.framework.inbox import ingest_inbox
 from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_requests, launch_stopped
+from agent_pipelines.framework.triggers import TRIGGER_INTERVAL_S, launch_requests, launch_stopped, runs_in_flight
 from agent_pipelines.framework.workflow import Workflow
 from resources.inbox import InboxResource
 
@@ -53,9 +53,11 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition,
             elif not intent.is_terminal:
                 # Same bytes under two names give the same intent and run_key: Dagster launches it once.
                 launch[intent.intent_id] = intent
-        # One file: its own run, at once; a flood: batch runs (adaptive batching, triggers.launch_requests).
+        # One file: its own run, at once; a flood, or files arriving faster than runs finish: batch runs
+        # (adaptive batching, triggers.launch_requests).
         requests = launch_requests(runtime.db, wf, list(launch.values()), model, runtime.batch_max_size,
-                                   runtime.batch_min_size, batched=batch is not None)
+                                   runtime.batch_min_size, batched=batch is not None,
+                                   in_flight=runs_in_flight(context.instance, wf) if len(launch) > 1 else 0)
         context.log.info(f"{len(done.registered)} new file(s): {len(launch)} intent(s) in {len(requests)} run "
                          f"request(s), {rejected} rejected" + (", more next tick" if done.more else ""))
         return dg.SensorResult(run_requests=requests, cursor=display)

@@ -150,6 +150,30 @@ def test_the_sensor_launches_a_trickle_alone_and_a_flood_in_batches(project):
     assert done == {"completed": 9} and _duplicates(project) == 0
 
 
+def test_arrivals_while_the_workflows_runs_are_queued_go_as_one_batch(project):
+    """On the daemon runs take seconds to start: files that arrive while the workflow's runs are still
+    queued or running are launched as one batch run, however few, instead of queueing one run each."""
+    from agent_pipelines.framework.jobs import run_config
+
+    with project.db.begin() as conn:
+        bench.seed(conn, 4)
+    inbox = project.settings.invoice_inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    job = project.definitions.get_job_def("invoice_matching")
+    waiting = project.instance.create_run_for_job(job, run_config=run_config(WF, "inv-elsewhere"),
+                                                  status=dg.DagsterRunStatus.NOT_STARTED)
+    bench.write_files(inbox, bench.intakes(3))
+    ticks = tick(project.definitions, project.instance, project.db)
+    runs = [r for t in ticks for r in t.runs if r.job.startswith("invoice_matching")]
+    assert [r.job for r in runs] == ["invoice_matching__batch"] and runs[0].success
+    # The queue drained: one more file is a trickle again, its own run at once.
+    project.instance.report_run_canceled(project.instance.get_run_by_id(waiting.run_id))
+    bench.write_files(inbox, bench.intakes(4)[3:])
+    ticks = tick(project.definitions, project.instance, project.db)
+    assert [r.job for t in ticks for r in t.runs if r.job.startswith("invoice_matching")] == ["invoice_matching"]
+    assert IntentStore(project.db).counts()["invoice_matching"] == {"completed": 4} and _duplicates(project) == 0
+
+
 def test_the_rate_limiter_holds_requests_and_tokens_per_minute():
     from agent_pipelines.framework.ratelimit import RateLimiter
 

@@ -142,15 +142,28 @@ def run_request(db: Database, wf: Workflow, intent: Intent, model: str) -> dg.Ru
                          tags=launch_tags(db, wf, intent.intent_id, model=model))
 
 
+_UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+
+
+def runs_in_flight(instance: dg.DagsterInstance, wf: Workflow) -> int:
+    """The workflow's runs (either shape) queued or running: the backlog adaptive batching looks at."""
+    return sum(instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=_UNFINISHED))
+               for job in (wf.name, f"{wf.name}__batch"))
+
+
 def launch_requests(db: Database, wf: Workflow, new: list[Intent], model: str, max_batch: int,
-                    min_batch: int = 8, batched: bool = True) -> list[dg.RunRequest]:
-    """Adaptive batching: what a tick found is launched as one run per intent while it is fewer than
-    `min_batch` intents (a trickle: each starts at once, on its own), else as batch runs of up to
-    `max_batch` intents, in arrival order (a flood: Dagster's per-run costs paid once per batch).
+                    min_batch: int = 8, batched: bool = True, in_flight: int = 0) -> list[dg.RunRequest]:
+    """Adaptive batching: what a tick found is launched as one run per intent while it is a trickle
+    (fewer than `min_batch` intents, and none of the workflow's runs still queued or running: each
+    starts at once, on its own), else as batch runs of up to `max_batch` intents, in arrival order (a
+    flood, or arrivals faster than runs finish: Dagster's per-run costs, a process start each on the
+    daemon, are paid once per batch instead of piling up in the run queue).
     A batch's run_key is a digest of its intent ids, so the same batch is never launched twice. If a
     batch run never starts, its intents stay `received` without a claim and the recovery sweeper
     launches them one by one after a lease: an unlaunched intent is never lost."""
-    if len(new) < max(2, min_batch) or not batched:  # not batched: a sensor built without the batch job
+    trickle = len(new) < max(2, min_batch) and (in_flight == 0 or len(new) < 2)
+    if trickle or not batched:  # not batched: a sensor built without the batch job
         return [run_request(db, wf, i, model) for i in new]
     out = []
     for start in range(0, len(new), max_batch):
@@ -320,7 +333,8 @@ def build_record_sensor(wf: Workflow, jobs: list[dg.JobDefinition], *, name: str
             elif not intent.is_terminal:
                 launch[intent.intent_id] = intent
         requests = launch_requests(runtime.db, wf, list(launch.values()), model, runtime.batch_max_size,
-                                   runtime.batch_min_size, batched=len(jobs) > 1)
+                                   runtime.batch_min_size, batched=len(jobs) > 1,
+                                   in_flight=runs_in_flight(context.instance, wf) if len(launch) > 1 else 0)
         if last_seq != cursor.last_seq:
             save_cursor(runtime.db, name, SeqCursor(last_seq=last_seq).model_dump_json())
         context.log.info(f"{len(rows)} {noun}(s) read, up to seq {last_seq}: {len(launch)} intent(s) in "
