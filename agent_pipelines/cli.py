@@ -59,7 +59,7 @@ def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     project = _open(state_dir)
     # The external systems (payments, CRM) the demo's workflows call: local stand-ins in this process
     # unless their URLs are set (agent-pipelines services).
-    with local_services():
+    with local_services(project.settings.state_dir):
         _demo(project, as_json)
 
 
@@ -101,8 +101,11 @@ def _demo(project: Any, as_json: bool) -> None:
 @app.command("tick")
 def tick_cmd(state_dir: StateDir = None, as_json: AsJson = False) -> None:
     """Evaluate every sensor once and execute the requested runs in-process (what the daemon does)."""
+    from agent_pipelines.services.local import local_services
+
     project = _open(state_dir)
-    ticks = project.tick()
+    with local_services(project.settings.state_dir):  # the external systems' stand-ins, as in `demo`
+        ticks = project.tick()
     status = project.status()
     if as_json:
         _emit({**status.model_dump(), "ticks": [t.model_dump() for t in ticks]})
@@ -130,7 +133,15 @@ def status(state_dir: StateDir = None, as_json: AsJson = False) -> None:
 @app.command()
 def ui(state_dir: StateDir = None, port: int = 3000) -> None:
     """Open the Dagster UI: dagster-webserver + dagster-daemon (the production pair) on the CLI's state."""
+    from agent_pipelines.services.local import local_services
+
     project = _open(state_dir)
+    # The run workers call the external systems' stand-ins in this process (unless their URLs are set).
+    with local_services(project.settings.state_dir):
+        _serve_ui(project, port)
+
+
+def _serve_ui(project: Any, port: int) -> None:
     from agent_pipelines.project import REPO_ROOT
 
     s = project.settings

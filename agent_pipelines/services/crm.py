@@ -10,8 +10,6 @@
 - GET /opportunities/{id}/activities.
 - Admin: POST /_admin/opportunities (seed), POST /_admin/faults, GET /_admin/effects."""
 
-import itertools
-import threading
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent_pipelines.services.faults import FaultBox, service_app
+from agent_pipelines.services.faults import FaultBox, ServiceState, service_app
 
 PATCHABLE = ("stage", "next_step", "owner", "amount_cents")
 
@@ -41,15 +39,18 @@ class ActivityIn(BaseModel):
     ref: str = Field(default="", max_length=200)
 
 
-class CrmState:
+class CrmState(ServiceState):
+    """Opportunities and their history (updates, notes, tasks), under the lock."""
+
+    persisted = ("opportunities", "activities")
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.opportunities: dict[str, dict[str, Any]] = {}
         self.activities: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
 
     def add_activity(self, **fields: Any) -> dict[str, Any]:
-        activity = {"id": f"act_{next(self._ids):06d}", **fields}
+        activity = {"id": f"act_{self.next_seq():06d}", **fields}
         self.activities.append(activity)
         return activity
 

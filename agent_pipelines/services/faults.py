@@ -5,10 +5,13 @@ Only requests that change state ("writes") are subject to status faults and to l
 read-back must be able to see what happened, which is the point of the exercise."""
 
 import asyncio
+import json
+import os
 import random
 import threading
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -37,6 +40,58 @@ class Faults(BaseModel):
     after_effect: AfterEffect = AfterEffect.RESPOND
     after_effect_count: int = 0          # how many applied writes get `after_effect` (then RESPOND)
     seed: int = 0
+
+
+class ServiceState:
+    """A service's own records: plain JSON-able attributes (`persisted`) under one lock. Attached to a
+    file, the state is loaded from it and saved after every request that may change it, so a stand-in
+    restarted by the next `demo` or `tick` still holds what earlier runs did (the verify step and a
+    recovery's read-back look there). Unattached (the tests), it lives in memory."""
+
+    persisted: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seq = 0  # the last id handed out
+        self.path: Path | None = None
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def attach(self, path: Path) -> "ServiceState":
+        self.path = path
+        if path.exists():
+            saved = json.loads(path.read_text())
+            with self.lock:
+                self.seq = saved["seq"]
+                for name in self.persisted:
+                    setattr(self, name, saved[name])
+        return self
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        with self.lock:
+            data = json.dumps({"seq": self.seq, **{name: getattr(self, name) for name in self.persisted}})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(data)
+        os.replace(tmp, self.path)  # a reader never sees half a file
+
+
+class SaveAfterWrites:
+    """ASGI middleware: save the state after every request other than a GET (admin seeds included)."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http" and scope["method"] != "GET":
+                self.state.save()
 
 
 class CountInFlight:
@@ -114,7 +169,7 @@ class FaultBox:
         return response
 
 
-def service_app(routes: list[Route], state: Any, fx: "FaultBox") -> Starlette:
+def service_app(routes: list[Route], state: ServiceState, fx: "FaultBox") -> Starlette:
     """A stand-in service: its own routes plus the admin ones every service has (set the faults; count
     the effects from its own state, so a test sees duplicates), counting requests in flight."""
 
@@ -126,7 +181,7 @@ def service_app(routes: list[Route], state: Any, fx: "FaultBox") -> Starlette:
         return JSONResponse({**state.effects(), "injected": dict(fx.injected), "writes_seen": fx.writes_seen,
                              "in_flight": fx.in_flight})
 
-    app = Starlette(middleware=[Middleware(CountInFlight, box=fx)], routes=[
+    app = Starlette(middleware=[Middleware(SaveAfterWrites, state=state), Middleware(CountInFlight, box=fx)], routes=[
         *routes,
         Route("/_admin/faults", set_faults, methods=["POST"]),
         Route("/_admin/effects", effects, methods=["GET"]),

@@ -7,8 +7,6 @@
 - GET /orders/{id}: the order with its captured and refunded amounts.
 - Admin (tests and the demo): POST /_admin/orders (seed), POST /_admin/faults, GET /_admin/effects."""
 
-import itertools
-import threading
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -17,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent_pipelines.services.faults import FaultBox, service_app
+from agent_pipelines.services.faults import FaultBox, ServiceState, service_app
 
 
 class RefundIn(BaseModel):
@@ -27,15 +25,16 @@ class RefundIn(BaseModel):
     reference: str = Field(default="", max_length=200)  # the merchant's own reference, stored as is
 
 
-class PaymentsState:
-    """In memory, under a lock: orders (captured amount) and refunds (each one is an effect)."""
+class PaymentsState(ServiceState):
+    """Orders (captured amount) and refunds (each one is an effect), under the lock."""
+
+    persisted = ("orders", "refunds", "by_key")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.orders: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.by_key: dict[str, str] = {}
-        self._ids = itertools.count(1)
 
     def refunded(self, order_id: str) -> int:
         return sum(r["amount_cents"] for r in self.refunds.values() if r["order_id"] == order_id)
@@ -76,7 +75,7 @@ def payments_app(state: PaymentsState | None = None, faults: FaultBox | None = N
                 return JSONResponse({"error": f"no order {body.order_id}"}, status_code=404)
             if body.amount_cents > order["captured_cents"] - st.refunded(body.order_id):
                 return JSONResponse({"error": "amount exceeds captured minus refunded"}, status_code=422)
-            refund = {"id": f"re_{next(st._ids):06d}", "status": "succeeded", "idempotency_key": key,
+            refund = {"id": f"re_{st.next_seq():06d}", "status": "succeeded", "idempotency_key": key,
                       **body.model_dump(), "request": body.model_dump()}
             st.refunds[refund["id"]] = refund
             st.by_key[key] = refund["id"]

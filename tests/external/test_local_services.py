@@ -5,9 +5,10 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
 
-from agent_pipelines.framework.external import read_json, service_url_var
+from agent_pipelines.framework.external import read_json, service_url, service_url_var
 from agent_pipelines.framework.gateway import PermanentToolError
 from agent_pipelines.services.local import local_services, seed
 
@@ -29,8 +30,8 @@ def test_unset_services_start_for_the_block_and_their_urls_go_with_it(monkeypatc
 
 def test_a_configured_service_is_used_not_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(service_url_var("crm"), raising=False)
-    with local_services(("payments",)) as outer:
-        with local_services(("payments",)) as inner:
+    with local_services(names=("payments",)) as outer:
+        with local_services(names=("payments",)) as inner:
             assert inner == outer
         assert os.environ[service_url_var("payments")] == outer["payments"]  # the inner block left it alone
 
@@ -51,3 +52,25 @@ def test_the_services_command_serves_both_and_prints_their_variables() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_stand_in_with_a_state_folder_keeps_its_records_for_the_next_command(tmp_path, monkeypatch) -> None:
+    for name in ("payments", "crm"):
+        monkeypatch.delenv(service_url_var(name), raising=False)
+    with local_services(tmp_path):
+        seed("payments", "/_admin/orders", [{"id": "O-7", "captured_cents": 9000}])
+        seed("crm", "/_admin/opportunities", [{"id": "OP-7", "stage": "qualify", "next_step": "call",
+                                               "owner": "ana", "amount_cents": 100}])
+        url = service_url("payments")
+        for key in ("k-1", "k-1", "k-2"):  # the second is a replay of the first: one refund
+            answer = httpx.post(f"{url}/refunds", json={"order_id": "O-7", "amount_cents": 1000, "reason": "damaged"},
+                                headers={"Idempotency-Key": key})
+            assert answer.status_code in (200, 201), answer.text
+    with local_services(tmp_path):  # a new process's stand-in, on the same folder
+        assert read_json("payments", "/orders/O-7")["refunded_cents"] == 2000
+        refunds = read_json("payments", "/orders/O-7/refunds")["data"]
+        assert sorted(r["id"] for r in refunds) == ["re_000001", "re_000002"]
+        assert read_json("crm", "/opportunities/OP-7")["stage"] == "qualify"
+        answer = httpx.post(f"{service_url('payments')}/refunds", headers={"Idempotency-Key": "k-3"},
+                            json={"order_id": "O-7", "amount_cents": 1000, "reason": "damaged"})
+        assert answer.json()["id"] == "re_000003"  # ids go on from the saved ones, never reused
