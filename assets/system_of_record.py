@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from agent_pipelines.framework.runtime import AgentRuntime
 from assets import expectations
+from resources.incidents import incidents
 from resources.system_of_record import scheduled_payments, staged_invoice_lines, staged_invoices
 
 VENDORS = dg.AssetKey(["sor", "vendors"])
@@ -38,6 +39,9 @@ SPECS = [
     dg.AssetSpec(dg.AssetKey(["sor", "role_grants"]),
                  description="Role grants; access_offboarding sets revoked_at (rows are never deleted).",
                  group_name="system_of_record", kinds={"sql"}, deps=[dg.AssetKey(["sor", "directory_accounts"])]),
+    # incident_triage opens incident tickets for humans (and changes nothing else).
+    dg.AssetSpec(dg.AssetKey(["sor", "incidents"]), description="Incident tickets (created by incident_triage).",
+                 group_name="system_of_record", kinds={"sql"}),
 ]
 
 
@@ -68,6 +72,21 @@ def staged_invoices_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
                                          "failed": dg.MetadataValue.json(list(result.failed))})
 
 
-CHECKS = [staged_invoices_post_write]
+@dg.asset_check(asset=dg.AssetKey(["sor", "incidents"]), name="incidents__post_write",
+                description="The post-write suite VERIFY runs per incident, over the whole table.")
+def incidents_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
+    i = incidents.c
+    with runtime.db.connect() as conn:
+        frame = pd.read_sql(select(i.incident_id, i.created_by_intent, i.severity, i.status, i.team, i.summary,
+                                   i.fingerprint), conn)
+    if frame.empty:
+        return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+    result = expectations.incidents_post_write(frame)
+    return dg.AssetCheckResult(passed=result.passed, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"rows": len(frame), "evaluated": result.evaluated,
+                                         "failed": dg.MetadataValue.json(list(result.failed))})
+
+
+CHECKS = [staged_invoices_post_write, incidents_post_write]
 check_job = dg.define_asset_job("system_of_record__checks", selection=dg.AssetSelection.checks(*CHECKS),
                                executor_def=dg.in_process_executor)
