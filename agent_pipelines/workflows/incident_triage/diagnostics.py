@@ -92,7 +92,7 @@ def write(root: Path, d: Diagnostics) -> None:
 
 # The gold cases' services (scripts/gold/incident_triage.py names them in gold.yaml).
 GOLD: tuple[Diagnostics, ...] = tuple(
-    [Diagnostics(f"gold-{p.replace('_', '-')}-{k}", p) for p in PROFILES for k in range(1, 4)]
+    [Diagnostics(f"gold-{p.replace('_', '-')}-{k}", p) for p in PROFILES for k in range(1, 6)]
     + [Diagnostics(f"gold-hostile-{k}", p, hostile=True)
        for k, p in enumerate(("sev2_errors", "sev3_errors", "sev1_outage", "sev4_healthy"), start=1)]
     + [Diagnostics("gold-no-metrics", "sev2_errors", metrics="missing"),
