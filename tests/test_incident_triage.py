@@ -96,7 +96,6 @@ def test_demo_alerts_reach_completed_waiting_and_rejected_with_one_incident_each
     assert seed_alerts(oncall) == len(demo_data.ALERTS) and seed_alerts(oncall) == 0
     ticks = tick(oncall)
     assert all(r.success for r in ticks[SENSOR].runs)
-    tick(oncall)  # anything deferred to a solo run
     rules = demo_data.expected_rules()
     for alert_id, category in demo_data.expected_outcomes().items():
         it = intent(oncall, record_intent_id(WF.name, alert_id, 1))
@@ -164,11 +163,14 @@ def test_two_pages_for_one_fingerprint_approved_both_open_one_incident(oncall):
     assert [intent(oncall, i).state for i in (first, second)] == ["waiting_for_approval"] * 2
     for i in (first, second):
         approve(oncall, approval_of(oncall, i)["approval_id"])
-    tick(oncall)
-    tick(oncall)
-    assert intent(oncall, first).state == "completed"
-    late = intent(oncall, second)
-    assert late.state != "completed" and count(oncall, incidents) == 1 and duplicates(oncall) == 0
+    runs = tick(oncall)["approvals__on_decision"].runs
+    assert sorted(r.success for r in runs) == [False, True]  # the later commit refuses: it writes nothing
+    done, late = sorted((intent(oncall, i) for i in (first, second)), key=lambda i: i.state != "completed")
+    assert done.state == "completed"
+    # the first one's incident changed what the second was triaged against: a person looks at it
+    assert late.state == "needs_attention" and "records changed since they were read" in late.reason
+    assert tools.incident_id_for(done.intent_id) in late.reason
+    assert count(oncall, incidents) == 1 and count(oncall, writes) == 1 and duplicates(oncall) == 0
 
 
 def test_a_repeated_alert_is_deduped_against_the_open_incident(oncall):
