@@ -2,6 +2,7 @@
 location, as the daemon would) -> approval -> continuation run, on the selected backend. Diagnostics are
 real files in the project's diagnostics folder."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,12 @@ from agent_pipelines.framework.ledger import duplicate_ledger_writes
 from agent_pipelines.framework.tables import approval_requests, writes
 from agent_pipelines.framework.untrusted import FENCE, instruction_like
 from agent_pipelines.project import Project
-from agent_pipelines.workflows.incident_triage import demo_data, diagnostics, prompts, tools
+from agent_pipelines.workflows.incident_triage import (
+    demo_data,
+    diagnostics,
+    prompts,
+    tools,
+)
 from agent_pipelines.workflows.incident_triage.models import TriageProposal
 from agent_pipelines.workflows.incident_triage.workflow import IncidentTriage
 from resources.incidents import alerts, incidents
@@ -45,8 +51,6 @@ def seed_alerts(project: Project) -> int:
 
 
 def add_alert(project: Project, alert_id: str, service: str, fingerprint: str, **kw: Any) -> str:
-    from datetime import UTC, datetime
-
     with project.db.begin() as conn:
         conn.execute(alerts.insert().values(alert_id=alert_id, version=1, source="test", service=service,
                                             fingerprint=fingerprint, title=kw.pop("title", "alert"),

@@ -66,7 +66,7 @@ class IncidentSnapshot(StepModel):
     summary: str
     status: str
     alert_id: str
-    flags: dict[str, list[str]] = {}
+    flags: dict[str, list[str]] = Field(default_factory=dict)
     created_by_intent: str
 
 
@@ -87,6 +87,7 @@ class MetricsRead(StepModel):
     found: bool
     metrics: Metrics | None = None
     problem: str | None = None
+    unreadable: bool = False  # a file is there but is not a metrics document (half-written, too big)
 
 
 class LogExcerpt(StepModel):

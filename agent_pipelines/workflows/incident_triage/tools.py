@@ -121,13 +121,14 @@ def read_metrics(conn: Connection, p: ReadMetrics) -> MetricsRead:
     if not path.is_file():
         return MetricsRead(service=p.service, found=False, problem=f"no {p.service}/{METRICS_FILE} in the diagnostics folder")
     if path.stat().st_size > MAX_METRICS_BYTES:
-        return MetricsRead(service=p.service, found=False,
+        return MetricsRead(service=p.service, found=False, unreadable=True,
                            problem=f"{p.service}/{METRICS_FILE} is over {MAX_METRICS_BYTES:,} bytes")
     try:
         return MetricsRead(service=p.service, found=True, metrics=Metrics.model_validate(json.loads(path.read_bytes())))
     except (ValueError, ValidationError) as exc:  # a half-written or malformed file is a finding, not a crash
         problem = str(exc).splitlines()[0][:200]
-        return MetricsRead(service=p.service, found=False, problem=f"{p.service}/{METRICS_FILE} is unreadable: {problem}")
+        return MetricsRead(service=p.service, found=False, unreadable=True,
+                           problem=f"{p.service}/{METRICS_FILE} is unreadable: {problem}")
 
 
 class ReadLogs(BaseModel):

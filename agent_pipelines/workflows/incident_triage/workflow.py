@@ -116,8 +116,7 @@ class IncidentTriage(Workflow[AlertIntake, TriageContext, TriageProposal]):
         if metrics is None or metrics.metrics is None or logs is None or not logs.found:
             missing = [p for p in (metrics and metrics.problem,
                                    None if logs and logs.found else f"no {service}/{tools.LOG_FILE}") if p]
-            rule = "diagnostics_unreadable" if metrics is not None and metrics.found is False and \
-                "unreadable" in (metrics.problem or "") else "diagnostics_missing"
+            rule = "diagnostics_unreadable" if metrics is not None and metrics.unreadable else "diagnostics_missing"
             return _reject(rule, f"diagnostics for {service} are incomplete ({'; '.join(missing)}): the severity "
                            f"cannot be judged without them; re-send the alert once the collector has written them")
 
