@@ -68,6 +68,7 @@ def run_evals(settings: Any, workflows: Sequence[Any], golds: dict[str, Any] | N
                                               raise_on_error=False).success
 
             gold = (golds or {}).get(wf.name) or gold_of(wf)
+            wf.seed_gold_files(settings)
             reports.append(run_gold(wf, gold, db, execute, build_jobs(wf).batch, model))
     return reports
 

@@ -5,6 +5,7 @@ import dagster as dg
 from agent_pipelines.framework.jobs import WorkflowJobs, build_jobs
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
+from agent_pipelines.workflows.incident_triage.workflow import IncidentTriage
 from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
@@ -16,6 +17,7 @@ from resources import build_resources
 from sensors.access import build_access_sensor
 from sensors.approvals import build_approval_sensors, build_failure_sensor
 from sensors.controls import build_release_sensor
+from sensors.incidents import build_alert_sensor
 from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
 from sensors.notifications import build_notify_sensor
@@ -29,7 +31,8 @@ check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", jo
 def shipped_workflows() -> dict[str, WorkflowJobs]:
     """Every shipped workflow with its jobs: the approval, input, kill-switch and recovery sensors serve
     them all."""
-    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding())}
+    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding(),
+                                                                  IncidentTriage())}
 
 
 def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | None = None) -> dg.Definitions:
@@ -44,6 +47,8 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
             build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
             build_access_sensor(access.wf, access.jobs.main, batch=access.jobs.batch),
+            *([build_alert_sensor(shipped["incident_triage"].wf, shipped["incident_triage"].jobs.main,
+                                  batch=shipped["incident_triage"].jobs.batch)] if "incident_triage" in shipped else []),
             *build_approval_sensors(shipped, housekeeping_job),
             build_input_sensor(shipped),
             build_release_sensor(shipped),

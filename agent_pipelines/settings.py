@@ -17,6 +17,8 @@ class Settings(BaseModel, frozen=True):
     invoice_inbox: Path
     # A file modified this recently may still be being written: the inbox sensor leaves it for a later tick.
     inbox_settle_seconds: float = 1.0
+    # The log and metric files incident_triage reads (<dir>/<service>/app.log, metrics.json); None: <state>/diagnostics.
+    diagnostics_dir: Path | None = None
     llm: LLMConfig = Field(default_factory=LLMConfig)
     lease_seconds: float = Field(DEFAULT_LEASE_S, ge=0)
     # Adaptive batching: a trigger tick with fewer than batch_min_size new intents launches each alone
@@ -55,6 +57,7 @@ class Settings(BaseModel, frozen=True):
             tokens_per_min=float(env["AGENT_PIPELINES_LLM_TPM"]) if env.get("AGENT_PIPELINES_LLM_TPM") else None,
         )
         settle = float(env.get("AGENT_PIPELINES_INBOX_SETTLE_SECONDS", "1.0"))
+        diagnostics = env.get("AGENT_PIPELINES_DIAGNOSTICS_DIR")
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
         return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
                    lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
@@ -66,7 +69,12 @@ class Settings(BaseModel, frozen=True):
                    alert_webhook_url=env.get("AGENT_PIPELINES_ALERT_WEBHOOK_URL") or None,
                    alert_timeout_s=float(env.get("AGENT_PIPELINES_ALERT_TIMEOUT_SECONDS") or 5.0),
                    trace_retention_days=float(env.get("AGENT_PIPELINES_TRACE_RETENTION_DAYS")
-                                              or DEFAULT_RETENTION_DAYS))
+                                              or DEFAULT_RETENTION_DAYS),
+                   diagnostics_dir=Path(diagnostics).resolve() if diagnostics else None)
+
+    @property
+    def diagnostics_folder(self) -> Path:
+        return self.diagnostics_dir or self.state_dir / "diagnostics"
 
     @property
     def dagster_home(self) -> Path:

@@ -55,3 +55,60 @@ def staged_invoices_post_write_check(invoices: pd.DataFrame) -> SuiteCheck:
 def staged_invoices_post_write(invoices: pd.DataFrame) -> SuiteResult:
     """The whole table at once (the asset check)."""
     return run_checks([staged_invoices_post_write_check(invoices)])[0]
+
+
+# -- incident_triage ------------------------------------------------------------------------------------
+INCIDENT_PRE_WRITE = "incidents.pre_write"
+INCIDENTS_POST_WRITE = "incidents.post_write"
+_SEVERITY_SET = ["sev1", "sev2", "sev3", "sev4"]
+
+
+def _incident_pre_write(gxe: Any) -> list[Any]:
+    return [
+        gxe.ExpectColumnValuesToBeInSet(column="severity", value_set=_SEVERITY_SET),
+        gxe.ExpectColumnValuesToNotBeNull(column="team"),
+        gxe.ExpectColumnValuesToBeBetween(column="summary_chars", min_value=1, max_value=500),
+        # the summary quotes nothing that addresses an agent (log lines are untrusted text)
+        gxe.ExpectColumnValuesToBeBetween(column="summary_instruction_like", min_value=0, max_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="error_rate", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="availability", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="p99_latency_ms", min_value=0),
+    ]
+
+
+def _incidents_post_write(gxe: Any) -> list[Any]:
+    return [
+        gxe.ExpectColumnValuesToBeUnique(column="incident_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="created_by_intent"),
+        gxe.ExpectColumnValuesToBeInSet(column="severity", value_set=_SEVERITY_SET),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["open", "resolved"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="team"),
+        gxe.ExpectColumnValuesToBeBetween(column="summary_instruction_like", min_value=0, max_value=0),
+        # at most one open incident per fingerprint (resolved ones have no open_fingerprint)
+        gxe.ExpectColumnValuesToBeUnique(column="open_fingerprint"),
+    ]
+
+
+def _instruction_like_count(summaries: pd.Series) -> pd.Series:
+    from agent_pipelines.framework.untrusted import instruction_like
+
+    return summaries.fillna("").map(lambda s: len(instruction_like(s)))
+
+
+def incident_pre_write(planned: pd.DataFrame) -> SuiteCheck:
+    """The incident one alert would open (severity, team, summary) with the metric figures it rests on."""
+    frame = planned.assign(summary_chars=planned["summary"].fillna("").str.len(),
+                           summary_instruction_like=_instruction_like_count(planned["summary"]))
+    return SuiteCheck(INCIDENT_PRE_WRITE, "sor/incidents", _incident_pre_write, frame)
+
+
+def incidents_post_write_check(rows: pd.DataFrame) -> SuiteCheck:
+    """`rows`: incidents as stored (incident_id, created_by_intent, severity, status, team, summary, fingerprint)."""
+    frame = rows.assign(summary_instruction_like=_instruction_like_count(rows["summary"]),
+                        open_fingerprint=rows["fingerprint"].where(rows["status"] == "open"))
+    return SuiteCheck(INCIDENTS_POST_WRITE, "sor/incidents", _incidents_post_write, frame)
+
+
+def incidents_post_write(rows: pd.DataFrame) -> SuiteResult:
+    """The whole table at once (the asset check)."""
+    return run_checks([incidents_post_write_check(rows)])[0]

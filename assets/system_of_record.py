@@ -1,12 +1,16 @@
 """The system-of-record tables as assets (written by agent runs, read by reconciliation) and their
 checks. Commits log AssetMaterializations on these keys; VERIFY logs the post-write suite on them."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import pandas as pd
 from sqlalchemy import func, select
 
+from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.runtime import AgentRuntime
 from assets import expectations
+from resources.incidents import incidents
 from resources.system_of_record import scheduled_payments, staged_invoice_lines, staged_invoices
 
 VENDORS = dg.AssetKey(["sor", "vendors"])
@@ -38,6 +42,9 @@ SPECS = [
     dg.AssetSpec(dg.AssetKey(["sor", "role_grants"]),
                  description="Role grants; access_offboarding sets revoked_at (rows are never deleted).",
                  group_name="system_of_record", kinds={"sql"}, deps=[dg.AssetKey(["sor", "directory_accounts"])]),
+    # incident_triage opens incident tickets for humans (and changes nothing else).
+    dg.AssetSpec(dg.AssetKey(["sor", "incidents"]), description="Incident tickets (created by incident_triage).",
+                 group_name="system_of_record", kinds={"sql"}),
 ]
 
 
@@ -56,18 +63,32 @@ def staged_invoices_frame(runtime: AgentRuntime) -> pd.DataFrame:
         return pd.read_sql(stmt, conn)
 
 
-@dg.asset_check(asset=STAGED_INVOICES, name="staged_invoices__post_write",
-                description="The post-write suite VERIFY runs per invoice, over the whole table.")
-def staged_invoices_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
-    frame = staged_invoices_frame(runtime)
+def suite_check_result(frame: pd.DataFrame, suite: Callable[[pd.DataFrame], SuiteResult]) -> dg.AssetCheckResult:
+    """A post-write suite over a whole table as an asset check result (an empty table passes)."""
     if frame.empty:
         return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
-    result = expectations.staged_invoices_post_write(frame)
+    result = suite(frame)
     return dg.AssetCheckResult(passed=result.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"rows": len(frame), "evaluated": result.evaluated,
                                          "failed": dg.MetadataValue.json(list(result.failed))})
 
 
-CHECKS = [staged_invoices_post_write]
+@dg.asset_check(asset=STAGED_INVOICES, name="staged_invoices__post_write",
+                description="The post-write suite VERIFY runs per invoice, over the whole table.")
+def staged_invoices_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
+    return suite_check_result(staged_invoices_frame(runtime), expectations.staged_invoices_post_write)
+
+
+@dg.asset_check(asset=dg.AssetKey(["sor", "incidents"]), name="incidents__post_write",
+                description="The post-write suite VERIFY runs per incident, over the whole table.")
+def incidents_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
+    i = incidents.c
+    with runtime.db.connect() as conn:
+        frame = pd.read_sql(select(i.incident_id, i.created_by_intent, i.severity, i.status, i.team, i.summary,
+                                   i.fingerprint), conn)
+    return suite_check_result(frame, expectations.incidents_post_write)
+
+
+CHECKS = [staged_invoices_post_write, incidents_post_write]
 check_job = dg.define_asset_job("system_of_record__checks", selection=dg.AssetSelection.checks(*CHECKS),
                                executor_def=dg.in_process_executor)

@@ -1,5 +1,7 @@
 """The deployment's Dagster resources, built from Settings (the one place configuration is read)."""
 
+import os
+
 from agent_pipelines.framework.runtime import AgentRuntime, env_secret
 from agent_pipelines.framework.scorecard_alerts import AlertWebhook
 from agent_pipelines.framework.step_store import StepStore
@@ -14,6 +16,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
                                        console_url=settings.console_url, batch_max_size=settings.batch_max_size,
                                        batch_min_size=settings.batch_min_size,
                                        trace_retention_days=settings.trace_retention_days)
+    # incident_triage's read tools get a connection, not the settings: they find the diagnostics folder
+    # here (inherited by run workers, like DAGSTER_HOME). Imported lazily: no workflow at module load.
+    from agent_pipelines.workflows.incident_triage.tools import DIAGNOSTICS_ENV
+
+    os.environ[DIAGNOSTICS_ENV] = str(settings.diagnostics_folder)
     return {
         "runtime": runtime,
         "invoice_inbox": InboxResource(path=str(settings.invoice_inbox), settle_seconds=settings.inbox_settle_seconds),

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
 from agent_pipelines.workflows.invoice_matching import demo_data
+from agent_pipelines.workflows.incident_triage import demo_data as incident_demo
 from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
 EXPECTED_STATE = {
@@ -55,8 +56,13 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
     assert len(ticket_outcomes) >= 50 and len(tickets) == len(ticket_outcomes)
     assert sorted(tickets.values()) == sorted(ticket_demo.EXPECTED_STATE[c] for c in ticket_outcomes.values())
     tickets_done = sum(s == "completed" for s in tickets.values())
-    # stage invoice + PO invoiced amount + payment per invoice; create or append per message
-    assert first["writes"] == 3 * completed + tickets_done
+    # alerts: every seeded alert ends where its category says; one incident per completed one
+    alerts = {r["source_ref"]: r["state"] for r in project.intents("incident_triage")}
+    alert_outcomes = incident_demo.expected_outcomes()
+    assert sorted(alerts.values()) == sorted(incident_demo.EXPECTED_STATE[c] for c in alert_outcomes.values())
+    incidents_done = sum(s == "completed" for s in alerts.values())
+    # stage invoice + PO invoiced amount + payment per invoice; create or append per message; one incident
+    assert first["writes"] == 3 * completed + tickets_done + incidents_done
 
     second = cli("demo")
     assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)

@@ -40,11 +40,14 @@ def test_reconciliation_finds_a_tampered_payment_once(seeded):
 def test_asset_check_passes_on_agent_writes_and_fails_on_drift(seeded):
     completed_invoice(seeded)
     ok = run_job(seeded, "system_of_record__checks")
-    assert [e.passed for e in ok.get_asset_check_evaluations()] == [True]
+    assert {e.check_name: e.passed for e in ok.get_asset_check_evaluations()} == {
+        "staged_invoices__post_write": True, "incidents__post_write": True}  # no incidents: an empty table passes
     with seeded.db.begin() as conn:
         conn.execute(update(scheduled_payments).values(amount_cents=1))
     bad = run_job(seeded, "system_of_record__checks")
-    [evaluation] = bad.get_asset_check_evaluations()
+    by_name = {e.check_name: e for e in bad.get_asset_check_evaluations()}
+    assert by_name["incidents__post_write"].passed
+    evaluation = by_name["staged_invoices__post_write"]
     assert not evaluation.passed
     assert evaluation.asset_key == dg.AssetKey(["sor", "staged_invoices"])
     failed = evaluation.metadata["failed"].value

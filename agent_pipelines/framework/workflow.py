@@ -163,6 +163,10 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
         return RecordPreview(table=write.tool, after=dict(write.params),
                              basis="the write's planned parameters; earlier values are not derived for this tool")
 
+    def seed_gold_files(self, settings: Any) -> None:
+        """Files (not rows) the gold cases read, written into the fresh eval state before they run (a
+        workflow whose read tools read files, such as incident_triage's diagnostics). None by default."""
+
     def duplicate_writes(self, conn: Connection) -> int:
         """Records in this workflow's system of record that exist more than once for one intent or
         business key, counted from the tables themselves (never from a stored counter)."""
