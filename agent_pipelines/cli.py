@@ -64,8 +64,10 @@ def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
 
 
 def _demo(project: Any, as_json: bool) -> None:
+    from agent_pipelines.services.local import seed
     from agent_pipelines.workflows.access_offboarding import demo_data as access_demo
     from agent_pipelines.workflows.invoice_matching import demo_data as invoice_demo
+    from agent_pipelines.workflows.refund import demo_data as refund_demo
     from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
     with project.db.begin() as conn:
@@ -74,18 +76,20 @@ def _demo(project: Any, as_json: bool) -> None:
         messages = ticket_demo.seed_inbound_messages(conn)
         access_demo.seed_system_of_record(conn)
         requests = access_demo.seed_access_requests(conn)
+        refund_requests = refund_demo.seed_refund_requests(conn)
+    seed("payments", "/_admin/orders", refund_demo.orders())  # the orders live in the payments service
     files = invoice_demo.write_inbox(project.settings.invoice_inbox)
     if not as_json:
         console.print(f"state: {project.settings.state_dir}  database: {project.db.dialect}  "
                       f"inbox: {len(files)} invoice files  inbound_messages: {messages} new  "
-                      f"access_requests: {requests} new")
+                      f"access_requests: {requests} new  refund_requests: {refund_requests} new")
     with console.status("evaluating sensors and executing runs...", spinner="dots") if not as_json else nullcontext():
         totals = _run_ticks(project, until_idle=True)
     status = project.status()
     if as_json:
         _emit({**status.model_dump(), **totals, "state_dir": str(project.settings.state_dir)})
         return
-    for workflow in ("invoice_matching", "ticket_intake", "access_offboarding"):
+    for workflow in ("invoice_matching", "ticket_intake", "access_offboarding", "refund"):
         t = Table(title=f"{workflow}: one row per intent")
         for col in ("source", "state", "reason"):
             t.add_column(col, overflow="fold")

@@ -7,6 +7,7 @@ from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
 from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+from agent_pipelines.workflows.refund.workflow import Refund
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
 from assets.scorecard import build_scorecard
@@ -20,6 +21,7 @@ from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
 from sensors.notifications import build_notify_sensor
 from sensors.recovery import build_recovery_sensor
+from sensors.refunds import build_refund_sensor
 from sensors.tickets import build_ticket_sensor
 
 check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", job=check_job,
@@ -29,13 +31,15 @@ check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", jo
 def shipped_workflows() -> dict[str, WorkflowJobs]:
     """Every shipped workflow with its jobs: the approval, input, kill-switch and recovery sensors serve
     them all."""
-    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding())}
+    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding(),
+                                                               Refund())}
 
 
 def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | None = None) -> dg.Definitions:
     """`shipped` replaces the workflows (tests run a variant with injected faults through the same wiring)."""
     shipped = shipped or shipped_workflows()
     invoices, tickets, access = (shipped[n] for n in ("invoice_matching", "ticket_intake", "access_offboarding"))
+    refund = shipped["refund"]
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     scorecards, scorecard_job, scorecard_schedule = build_scorecard(list(shipped))
     return dg.Definitions(
@@ -44,6 +48,7 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
             build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
             build_access_sensor(access.wf, access.jobs.main, batch=access.jobs.batch),
+            build_refund_sensor(refund.wf, refund.jobs.main, batch=refund.jobs.batch),
             *build_approval_sensors(shipped, housekeeping_job),
             build_input_sensor(shipped),
             build_release_sensor(shipped),

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from agent_pipelines.framework.runtime import AgentRuntime
 from assets import expectations
+from assets import refunds as refund_assets
 from resources.system_of_record import scheduled_payments, staged_invoice_lines, staged_invoices
 
 VENDORS = dg.AssetKey(["sor", "vendors"])
@@ -69,5 +70,7 @@ def staged_invoices_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
 
 
 CHECKS = [staged_invoices_post_write]
+SPECS.append(refund_assets.SPEC)
+CHECKS.append(refund_assets.payments_refunds_post_write)
 check_job = dg.define_asset_job("system_of_record__checks", selection=dg.AssetSelection.checks(*CHECKS),
                                executor_def=dg.in_process_executor)
