@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
 from agent_pipelines.workflows.invoice_matching import demo_data
+from agent_pipelines.workflows.refund import demo_data as refund_demo
 from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
 EXPECTED_STATE = {
@@ -55,8 +56,15 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
     assert len(ticket_outcomes) >= 50 and len(tickets) == len(ticket_outcomes)
     assert sorted(tickets.values()) == sorted(ticket_demo.EXPECTED_STATE[c] for c in ticket_outcomes.values())
     tickets_done = sum(s == "completed" for s in tickets.values())
+    # refunds: every seeded request ends where its category says; one refund (through the payments
+    # service) and one notice draft per completed request
+    refunds = {r["source_ref"].split(":", 1)[1].split("@")[0]: r["state"] for r in project.intents("refund")}
+    refund_outcomes = refund_demo.expected_outcomes()
+    assert refunds == {rid: refund_demo.EXPECTED_STATE[c] for rid, c in refund_outcomes.items()}
+    refunds_done = sum(s == "completed" for s in refunds.values())
+    assert {"completed", "waiting_for_approval", "rejected_input"} <= set(refunds.values())
     # stage invoice + PO invoiced amount + payment per invoice; create or append per message
-    assert first["writes"] == 3 * completed + tickets_done
+    assert first["writes"] == 3 * completed + tickets_done + 2 * refunds_done
 
     second = cli("demo")
     assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)
