@@ -242,3 +242,38 @@ def test_a_lost_answer_after_the_effect_is_reconciled_by_the_sweeper_with_one_re
         assert pending_external(conn) == []
     st = project.status()
     assert (st.duplicate_writes, st.stranded, st.partial_commits) == (0, 0, 0)
+
+
+# -- smaller rules: a refused earlier request, the pack's sending flag, the asset check ---------------------
+def test_a_refused_earlier_request_does_not_make_a_duplicate(project, payments):
+    refused = add_request(project, "R-a", "Cheaper elsewhere.", order_id="ORD-1009", amount_cents=500,
+                          reason="price_drop")
+    retry = add_request(project, "R-b", "The frame is cracked.", order_id="ORD-1009", amount_cents=500)
+    assert all(r.success for r in tick_until_idle(project))
+    assert intent(project, refused).state == "rejected_input"
+    assert intent(project, retry).state == "completed"
+    assert [r["reference"] for r in refunds_for(payments, "ORD-1009")] == ["R-b"]
+
+
+def test_a_draft_is_ready_to_send_only_when_the_pack_allows_it_and_the_asset_check_reads_the_service(
+        project, payments, tmp_path):
+    pack = tmp_path / "policy.yaml"
+    pack.write_text(WF.policy_file.read_text().replace("send_customer_notifications: false",
+                                                       "send_customer_notifications: true"))
+
+    class Sending(Refund):
+        policy_file = pack
+
+    assert Sending().policy.hand_off.send_customer_notifications and Sending().policy.digest != WF.policy.digest
+    with_workflow(project, Sending())
+    done = add_request(project, "R-s", "Parcel never arrived.", order_id="ORD-1011", amount_cents=1_000)
+    assert all(r.success for r in tick_until_idle(project))
+    assert intent(project, done).state == "completed"
+    with project.db.connect() as conn:
+        assert conn.execute(select(refund_notices.c.status, refund_notices.c.to_address)).all() == [
+            ("ready_to_send", "kara.obi@mail.example")]  # the address the payments API holds for the order
+    check = project.definitions.resolve_job_def("system_of_record__checks").execute_in_process(
+        instance=project.instance, raise_on_error=False)
+    assert check.success
+    [evaluation] = [e for e in check.get_asset_check_evaluations() if e.check_name == "payments_refunds__post_write"]
+    assert evaluation.passed and evaluation.metadata["rows"].value == 1
