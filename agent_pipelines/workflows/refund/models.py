@@ -31,7 +31,8 @@ class RefundRequestIntake(StepModel):
     version: int = 1
     order_id: str | None = Field(None, max_length=64)  # from the form; None when the customer left it out
     customer_email: str = Field("", max_length=254)
-    amount_cents: int | None = None  # what the customer asks for; None: everything that is left
+    # what the customer asks for; None: everything that is left (beyond ±100,000.00 the row is refused)
+    amount_cents: int | None = Field(None, ge=-10_000_000, le=10_000_000)
     reason: str | None = Field(None, max_length=64)  # the reason picked on the form, if any
     text: str = Field("", max_length=MAX_TEXT_CHARS)  # the customer's message: untrusted
     submitted_at: datetime | None = None

@@ -83,6 +83,11 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
         """The pack's list: the one_of of create_refund's `reason` constraint (the gateway enforces it too)."""
         return tuple(self.policy.constraints[REFUND_TOOL]["reason"].one_of or ())
 
+    @property
+    def notice_status(self) -> str:
+        """A draft for a person to send, unless the pack's hand_off section allows sending."""
+        return "ready_to_send" if self.policy.hand_off.send_customer_notifications else "draft"
+
     # 1. READ ------------------------------------------------------------------------------------------
     def read(self, step: Step, intake: RefundRequestIntake) -> RefundContext:
         order_id = _well_formed(intake.evidence_order_id, ORDER_ID_PATTERN)
@@ -176,7 +181,6 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
                     proposal: RefundProposal) -> list[WriteAction]:
         order = context.order
         assert order is not None and proposal.order_id and proposal.reason_code
-        send = self.policy.hand_off.send_customer_notifications
         plan = [WriteAction(action="refund", tool=REFUND_TOOL, params={
             "order_id": proposal.order_id, "amount_cents": proposal.amount_cents, "reason": proposal.reason_code,
             "reference": intake.request_id})]
@@ -186,7 +190,7 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
             plan.append(WriteAction(action="notice", tool=NOTICE_TOOL, params={
                 "intent_id": intent_id, "request_id": intake.request_id, "order_id": proposal.order_id,
                 "to_address": order.customer_email, "subject": f"Your refund for order {proposal.order_id}",
-                "body": notice_body(proposal, order.currency), "status": "ready_to_send" if send else "draft"}))
+                "body": notice_body(proposal, order.currency), "status": self.notice_status}))
         return plan
 
     def preview_write(self, context: RefundContext, write: WriteAction) -> RecordPreview:
@@ -221,8 +225,8 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
         drafted = any(r.action == "notice" for r in receipts)
         if drafted and notice is None:
             problems.append(f"no notice draft for {step.intent.intent_id}")
-        elif notice is not None and notice.status != ("ready_to_send" if self.policy.hand_off.send_customer_notifications else "draft"):
-            problems.append(f"the notice is {notice.status}; the pack does not allow that")
+        elif notice is not None and notice.status != self.notice_status:
+            problems.append(f"the notice is {notice.status}, not {self.notice_status} as the pack says")
         if order is None:
             problems.append(f"order {proposal.order_id} is no longer in the payments service")
         frame = pd.DataFrame([{"refund_id": r.id, "order_id": r.order_id, "reference": r.reference,
@@ -258,7 +262,7 @@ def propose_refund(intake: RefundRequestIntake, context: RefundContext) -> Refun
     order = context.order
     remaining = order.remaining_cents if order else 0
     amount = intake.amount_cents if intake.amount_cents is not None else remaining
-    reason = (intake.reason or "").strip().lower() or reason_from_text(intake.text)
+    reason = re.sub(r"[\s-]+", "_", (intake.reason or "").strip().lower()) or reason_from_text(intake.text)
     notes = []
     if order is None:
         notes.append("no order was found for the request, so nothing can be refunded")
