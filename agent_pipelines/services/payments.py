@@ -115,7 +115,7 @@ def payments_app(state: PaymentsState | None = None, faults: FaultBox | None = N
             for o in orders:
                 st.orders[o["id"]] = {"id": o["id"], "captured_cents": int(o["captured_cents"]),
                                       "currency": o.get("currency", "USD"),
-                                      "customer_email": o.get("customer_email", "")}
+                                      **({"customer_email": o["customer_email"]} if o.get("customer_email") else {})}
                 # Refunds made before (by hand, in the provider's dashboard): seeded once per key.
                 for n, r in enumerate(o.get("refunds") or ()):
                     key = f"seed:{o['id']}:{n}"
