@@ -64,9 +64,12 @@ def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
 
 
 def _demo(project: Any, as_json: bool) -> None:
+    from agent_pipelines.services.local import seed
+    from agent_pipelines.workflows import all_workflows
     from agent_pipelines.workflows.access_offboarding import demo_data as access_demo
     from agent_pipelines.workflows.incident_triage import demo_data as incident_demo
     from agent_pipelines.workflows.invoice_matching import demo_data as invoice_demo
+    from agent_pipelines.workflows.refund import demo_data as refund_demo
     from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
     with project.db.begin() as conn:
@@ -77,19 +80,22 @@ def _demo(project: Any, as_json: bool) -> None:
         requests = access_demo.seed_access_requests(conn)
         incident_demo.seed_system_of_record(conn)
         alert_rows = incident_demo.seed_alerts(conn)
+        refund_requests = refund_demo.seed_refund_requests(conn)
+    seed("payments", "/_admin/orders", refund_demo.orders())  # the orders live in the payments service
     files = invoice_demo.write_inbox(project.settings.invoice_inbox)
     incident_demo.write_diagnostics(project.settings.diagnostics_folder)
     if not as_json:
         console.print(f"state: {project.settings.state_dir}  database: {project.db.dialect}  "
                       f"inbox: {len(files)} invoice files  inbound_messages: {messages} new  "
-                      f"access_requests: {requests} new  alerts: {alert_rows} new")
+                      f"access_requests: {requests} new  alerts: {alert_rows} new  "
+                      f"refund_requests: {refund_requests} new")
     with console.status("evaluating sensors and executing runs...", spinner="dots") if not as_json else nullcontext():
         totals = _run_ticks(project, until_idle=True)
     status = project.status()
     if as_json:
         _emit({**status.model_dump(), **totals, "state_dir": str(project.settings.state_dir)})
         return
-    for workflow in ("invoice_matching", "ticket_intake", "access_offboarding", "incident_triage"):
+    for workflow in (wf.name for wf in all_workflows()):
         t = Table(title=f"{workflow}: one row per intent")
         for col in ("source", "state", "reason"):
             t.add_column(col, overflow="fold")

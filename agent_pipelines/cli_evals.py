@@ -46,6 +46,7 @@ def run_evals(settings: Any, workflows: Sequence[Any], golds: dict[str, Any] | N
     from agent_pipelines.framework.jobs import TAG, build_jobs, run_tags
     from agent_pipelines.framework.runtime import database
     from agent_pipelines.framework.tables import intents
+    from agent_pipelines.services.local import local_services
     from resources import build_resources
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,8 @@ def run_evals(settings: Any, workflows: Sequence[Any], golds: dict[str, Any] | N
     resources = build_resources(settings)
     model = settings.llm.model
     reports = []
-    with dg.DagsterInstance.ephemeral() as instance:
+    # The external systems some workflows call (payments, CRM): local stand-ins, unless their URLs are set.
+    with local_services(), dg.DagsterInstance.ephemeral() as instance:
         for wf in workflows:
             tags = {k: v for k, v in run_tags(wf, "-", model=model).items() if k != f"{TAG}/intent_id"}
 

@@ -4,11 +4,8 @@ import dagster as dg
 
 from agent_pipelines.framework.jobs import WorkflowJobs, build_jobs
 from agent_pipelines.settings import Settings
-from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
-from agent_pipelines.workflows.incident_triage.workflow import IncidentTriage
+from agent_pipelines.workflows import all_workflows
 from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
-from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
-from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
 from assets.scorecard import build_scorecard
 from assets.retention import retention_job, retention_schedule
@@ -22,7 +19,13 @@ from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
 from sensors.notifications import build_notify_sensor
 from sensors.recovery import build_recovery_sensor
+from sensors.refunds import build_refund_sensor
 from sensors.tickets import build_ticket_sensor
+
+# Each workflow's trigger: a sensor on its inbox or its table, launching its runs (adaptive batching).
+TRIGGERS = {"invoice_matching": build_invoice_sensor, "ticket_intake": build_ticket_sensor,
+            "access_offboarding": build_access_sensor, "incident_triage": build_alert_sensor,
+            "refund": build_refund_sensor}
 
 check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", job=check_job,
                                        cron_schedule="30 6 * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
@@ -31,24 +34,18 @@ check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", jo
 def shipped_workflows() -> dict[str, WorkflowJobs]:
     """Every shipped workflow with its jobs: the approval, input, kill-switch and recovery sensors serve
     them all."""
-    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding(),
-                                                                  IncidentTriage())}
+    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in all_workflows()}
 
 
 def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | None = None) -> dg.Definitions:
     """`shipped` replaces the workflows (tests run a variant with injected faults through the same wiring)."""
     shipped = shipped or shipped_workflows()
-    invoices, tickets, access = (shipped[n] for n in ("invoice_matching", "ticket_intake", "access_offboarding"))
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     scorecards, scorecard_job, scorecard_schedule = build_scorecard(list(shipped))
     return dg.Definitions(
         jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job, scorecard_job, retention_job],
         sensors=[
-            build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
-            build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
-            build_access_sensor(access.wf, access.jobs.main, batch=access.jobs.batch),
-            *([build_alert_sensor(shipped["incident_triage"].wf, shipped["incident_triage"].jobs.main,
-                                  batch=shipped["incident_triage"].jobs.batch)] if "incident_triage" in shipped else []),
+            *(TRIGGERS[name](w.wf, w.jobs.main, batch=w.jobs.batch) for name, w in shipped.items() if name in TRIGGERS),
             *build_approval_sensors(shipped, housekeeping_job),
             build_input_sensor(shipped),
             build_release_sensor(shipped),

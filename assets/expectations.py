@@ -112,3 +112,47 @@ def incidents_post_write_check(rows: pd.DataFrame) -> SuiteCheck:
 def incidents_post_write(rows: pd.DataFrame) -> SuiteResult:
     """The whole table at once (the asset check)."""
     return run_checks([incidents_post_write_check(rows)])[0]
+# -- refund (the payments API is the system of record; frames are built from what it returns) ----------
+REFUND_PRE_WRITE = "refund.pre_write"
+PAYMENTS_REFUNDS_POST_WRITE = "payments_refunds.post_write"
+
+
+def _refund_pre_write(gxe: Any) -> list[Any]:
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="amount_cents", min_value=1, max_value=10_000_000),
+        # never more than is left on the order, and never more left than was captured
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="remaining_cents", column_B="amount_cents",
+                                                    or_equal=True),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="captured_cents", column_B="remaining_cents",
+                                                    or_equal=True),
+    ]
+
+
+def _payments_refunds_post_write(gxe: Any) -> list[Any]:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="refund_id"),
+        gxe.ExpectColumnValuesToBeUnique(column="refund_id"),
+        # one refund per request (its reference) and order: a second one is a duplicate refund
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["order_id", "reference"]),
+        gxe.ExpectColumnValuesToBeBetween(column="amount_cents", min_value=1),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["succeeded"]),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="captured_cents", column_B="refunded_cents",
+                                                    or_equal=True),
+    ]
+
+
+def refund_pre_write(amount_cents: int, remaining_cents: int, captured_cents: int) -> SuiteCheck:
+    """One proposed refund against its order, before anything is written (the framework runs it, batched)."""
+    frame = pd.DataFrame([{"amount_cents": amount_cents, "remaining_cents": remaining_cents,
+                           "captured_cents": captured_cents}])
+    return SuiteCheck(REFUND_PRE_WRITE, "payments/refunds", _refund_pre_write, frame)
+
+
+def payments_refunds_post_write_check(refunds: pd.DataFrame) -> SuiteCheck:
+    """`refunds`: refund_id, order_id, reference, amount_cents, status, and the order's captured_cents and
+    refunded_cents, as read back from the payments API (see assets/refunds.py)."""
+    return SuiteCheck(PAYMENTS_REFUNDS_POST_WRITE, "payments/refunds", _payments_refunds_post_write, refunds)
+
+
+def payments_refunds_post_write(refunds: pd.DataFrame) -> SuiteResult:
+    return run_checks([payments_refunds_post_write_check(refunds)])[0]

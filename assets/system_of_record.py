@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.runtime import AgentRuntime
 from assets import expectations
+from assets import refunds as refund_assets
 from resources.incidents import incidents
 from resources.system_of_record import scheduled_payments, staged_invoice_lines, staged_invoices
 
@@ -89,6 +90,7 @@ def incidents_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
     return suite_check_result(frame, expectations.incidents_post_write)
 
 
-CHECKS = [staged_invoices_post_write, incidents_post_write]
+SPECS.append(refund_assets.SPEC)
+CHECKS = [staged_invoices_post_write, incidents_post_write, refund_assets.payments_refunds_post_write]
 check_job = dg.define_asset_job("system_of_record__checks", selection=dg.AssetSelection.checks(*CHECKS),
                                executor_def=dg.in_process_executor)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from agent_pipelines.cli import app
 from agent_pipelines.workflows.invoice_matching import demo_data
 from agent_pipelines.workflows.incident_triage import demo_data as incident_demo
+from agent_pipelines.workflows.refund import demo_data as refund_demo
 from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
 EXPECTED_STATE = {
@@ -61,8 +62,16 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
     alert_outcomes = incident_demo.expected_outcomes()
     assert sorted(alerts.values()) == sorted(incident_demo.EXPECTED_STATE[c] for c in alert_outcomes.values())
     incidents_done = sum(s == "completed" for s in alerts.values())
-    # stage invoice + PO invoiced amount + payment per invoice; create or append per message; one incident
-    assert first["writes"] == 3 * completed + tickets_done + incidents_done
+    # refunds: every seeded request ends where its category says; one refund (through the payments
+    # service) and one notice draft per completed request
+    refunds = {r["source_ref"].split(":", 1)[1].split("@")[0]: r["state"] for r in project.intents("refund")}
+    refund_outcomes = refund_demo.expected_outcomes()
+    assert refunds == {rid: refund_demo.EXPECTED_STATE[c] for rid, c in refund_outcomes.items()}
+    refunds_done = sum(s == "completed" for s in refunds.values())
+    assert {"completed", "waiting_for_approval", "rejected_input"} <= set(refunds.values())
+    # stage invoice + PO invoiced amount + payment per invoice; create or append per message; one
+    # incident per completed alert; a refund and its notice draft per completed refund request
+    assert first["writes"] == 3 * completed + tickets_done + incidents_done + 2 * refunds_done
 
     second = cli("demo")
     assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)

@@ -41,7 +41,8 @@ def test_asset_check_passes_on_agent_writes_and_fails_on_drift(seeded):
     completed_invoice(seeded)
     ok = run_job(seeded, "system_of_record__checks")
     assert {e.check_name: e.passed for e in ok.get_asset_check_evaluations()} == {
-        "staged_invoices__post_write": True, "incidents__post_write": True}  # no incidents: an empty table passes
+        "staged_invoices__post_write": True, "incidents__post_write": True,  # no incidents: an empty table passes
+        "payments_refunds__post_write": True}  # no refund in the ledger to read back
     with seeded.db.begin() as conn:
         conn.execute(update(scheduled_payments).values(amount_cents=1))
     bad = run_job(seeded, "system_of_record__checks")

@@ -341,3 +341,12 @@ def read_json(service: str, path: str, params: dict[str, str] | None = None, *, 
     if answer.status_code >= 400:
         raise PermanentToolError(f"reading {service} {path}: HTTP {answer.status_code}: {_body(answer)}")
     return answer.json()
+
+
+def seed_service(service: str, path: str, records: list[dict[str, Any]]) -> Any:
+    """POST `records` to an admin endpoint of a configured service (a local stand-in's seed, e.g. the
+    payments API's /_admin/orders): the demo and the gold cases load their external records this way."""
+    with httpx.Client(base_url=service_url(service), timeout=10.0) as client:
+        answer = client.post(path, json=records)
+        answer.raise_for_status()
+        return answer.json()

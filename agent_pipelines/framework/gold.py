@@ -5,7 +5,9 @@ A gold file has the workflow's name, optional `shared` system-of-record rows (re
 case reads, such as teams and products: seeded once), and the cases. Each case brings its own
 system-of-record rows (`records`, table -> rows, with keys no other case uses, so cases run together
 in one batch without reading each other's records), the intake the workflow receives, and what must
-happen (`expected`): the terminal state, the rule that decided it, and the writes.
+happen (`expected`): the terminal state, the rule that decided it, and the writes. Rows of a workflow's
+`service_records` (records an external service holds, e.g. the payments API's orders) are posted to
+that service's admin path instead; the caller runs the services (evals run inside local_services()).
 
 `expected.rule` is, by state: the policy rule that decided (completed: `within_policy`;
 waiting_for_approval and denied: the winning rule), the first validation rule of a rejection, or the
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Table
 
 from agent_pipelines.framework.db import Database
+from agent_pipelines.framework.external import seed_service
 from agent_pipelines.framework.intents import IntentStore, digest
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.workflow import Workflow
@@ -107,18 +110,26 @@ def load_cases(db: Database, wf: Workflow, gold: GoldFile) -> dict[str, str]:
     A case that names a table outside the workflow's system of record, or a row whose key another case
     already used, fails here: cases must not see each other."""
     tables = {t.name: t for t in wf.record_tables}
+    external = wf.service_records
 
     def table(name: str, case: str) -> Table:
         if name not in tables:
-            raise ValueError(f"{case}: {name!r} is not one of {wf.name}'s system-of-record tables {sorted(tables)}")
+            raise ValueError(f"{case}: {name!r} is not one of {wf.name}'s system-of-record tables "
+                             f"{sorted(tables)} or external records {sorted(external)}")
         return tables[name]
 
     for c in gold.cases:
         for name in c.records:
-            table(name, c.name)
+            if name not in external:
+                table(name, c.name)
+    # Records of an external system go to its (local) service through the admin path the workflow names.
+    for name, (service, path) in external.items():
+        rows = [*gold.shared.get(name, []), *(r for c in gold.cases for r in c.records.get(name, []))]
+        if rows:
+            seed_service(service, path, json.loads(json.dumps(rows, default=str)))
     with db.begin() as conn:
         for name, rows in gold.shared.items():
-            if rows:
+            if rows and name not in external:
                 conn.execute(table(name, "shared").insert(), rows)
         # Insert table by table in the order the workflow lists them (parents before children).
         for t in wf.record_tables:

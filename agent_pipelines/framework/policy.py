@@ -270,6 +270,14 @@ class Recovery(BaseModel):
         return min(self.max_backoff_s, self.backoff_s * 2 ** max(attempt - 1, 0))
 
 
+class HandOff(BaseModel):
+    """What a workflow's hand-off may do beyond storing it. A message to someone outside the company (a
+    customer) is only ever stored as a draft for a person to send, unless the pack sets this true."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    send_customer_notifications: bool = False
+
+
 class Rollout(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     mode: Mode = Mode.FULL
@@ -295,6 +303,7 @@ class PolicyPack(BaseModel):
                                         "values must come from (framework/provenance.py)")
     notifications: NotificationsPolicy | None = Field(None, description="who is told of a new approval "
                                                       "request, how, and what it may say (framework/notifications.py)")
+    hand_off: HandOff = Field(default_factory=HandOff, description="what a hand-off may send (default: nothing)")
 
     @model_validator(mode="before")
     @classmethod
@@ -355,6 +364,8 @@ class PolicyPack(BaseModel):
         for section in ("provenance", "notifications"):
             if not data[section]:  # packs without the section keep the digest they had before it existed
                 del data[section]
+        if data["hand_off"] == HandOff().model_dump(mode="json"):  # likewise for the default hand-off
+            del data["hand_off"]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

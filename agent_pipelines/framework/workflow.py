@@ -105,6 +105,9 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     # and its gold cases (framework/gold.py), beside the policy pack.
     record_tables: ClassVar[tuple[Table, ...]] = ()
     gold_file: ClassVar[Path | None] = None
+    # Records that live in an external service (framework/external.py), not our database: a gold
+    # case's `records` name -> (service, admin path that upserts them), e.g. the payments API's orders.
+    service_records: ClassVar[dict[str, tuple[str, str]]] = {}
 
     @functools.cached_property
     def policy(self) -> PolicyPack:

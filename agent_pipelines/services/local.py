@@ -16,10 +16,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 
-from agent_pipelines.framework.external import service_url, service_url_var
+from agent_pipelines.framework.external import seed_service, service_url, service_url_var
 from agent_pipelines.services.crm import CrmState, crm_app
 from agent_pipelines.services.faults import ServiceState
 from agent_pipelines.services.harness import serve
@@ -59,7 +58,4 @@ def local_services(state_dir: Path | None = None,
 
 def seed(service: str, path: str, records: list[dict[str, Any]]) -> Any:
     """POST `records` to an admin endpoint of a configured service (e.g. payments /_admin/orders)."""
-    with httpx.Client(base_url=service_url(service), timeout=10.0) as client:
-        answer = client.post(path, json=records)
-        answer.raise_for_status()
-        return answer.json()
+    return seed_service(service, path, records)

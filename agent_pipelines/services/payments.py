@@ -5,7 +5,8 @@
   refund back (`Idempotent-Replayed: true`), with another body a 422. Amount above captured − refunded: 422.
 - GET /refunds/{id}; GET /refunds?idempotency_key=K (the read-back); GET /orders/{id}/refunds.
 - GET /orders/{id}: the order with its captured and refunded amounts.
-- Admin (tests and the demo): POST /_admin/orders (seed), POST /_admin/faults, GET /_admin/effects."""
+- Admin (tests and the demo): POST /_admin/orders (seed: id, captured_cents, currency, customer_email, and
+  the refunds made before, each once), POST /_admin/faults, GET /_admin/effects."""
 
 from typing import Any
 
@@ -112,7 +113,19 @@ def payments_app(state: PaymentsState | None = None, faults: FaultBox | None = N
         with st.lock:
             for o in orders:
                 st.orders[o["id"]] = {"id": o["id"], "captured_cents": int(o["captured_cents"]),
-                                      "currency": o.get("currency", "USD")}
+                                      "currency": o.get("currency", "USD"),
+                                      **({"customer_email": o["customer_email"]} if o.get("customer_email") else {})}
+                # Refunds made before (by hand, in the provider's dashboard): seeded once per key.
+                for n, r in enumerate(o.get("refunds") or ()):
+                    key = f"seed:{o['id']}:{n}"
+                    if key in st.by_key:
+                        continue
+                    body = RefundIn(order_id=o["id"], amount_cents=r["amount_cents"], reason=r.get("reason", "other"),
+                                    reference=r.get("reference", f"manual:{o['id']}:{n}")).model_dump()
+                    refund = {"id": f"re_{next(st._ids):06d}", "status": "succeeded", "idempotency_key": key,
+                              **body, "request": body}
+                    st.refunds[refund["id"]] = refund
+                    st.by_key[key] = refund["id"]
         return JSONResponse({"orders": len(st.orders)})
 
     return service_app([
