@@ -2,9 +2,9 @@
 
 import json
 import os
-from contextlib import nullcontext
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +23,8 @@ from agent_pipelines.cli_llm import register as register_llm
 from agent_pipelines.cli_replay import register as register_replay
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 from agent_pipelines.cli_services import register as register_services
-from agent_pipelines.cli_trace import log_cli_read, register as register_trace
+from agent_pipelines.cli_trace import log_cli_read
+from agent_pipelines.cli_trace import register as register_trace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -65,6 +66,7 @@ def demo(state_dir: StateDir = None, as_json: AsJson = False) -> None:
 
 def _demo(project: Any, as_json: bool) -> None:
     from agent_pipelines.workflows.access_offboarding import demo_data as access_demo
+    from agent_pipelines.workflows.crm_hygiene import demo_data as crm_demo
     from agent_pipelines.workflows.invoice_matching import demo_data as invoice_demo
     from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
@@ -75,6 +77,7 @@ def _demo(project: Any, as_json: bool) -> None:
         access_demo.seed_system_of_record(conn)
         requests = access_demo.seed_access_requests(conn)
     files = invoice_demo.write_inbox(project.settings.invoice_inbox)
+    crm_demo.seed_crm()  # the CRM service of local_services(): its opportunities and their notes
     if not as_json:
         console.print(f"state: {project.settings.state_dir}  database: {project.db.dialect}  "
                       f"inbox: {len(files)} invoice files  inbound_messages: {messages} new  "
@@ -85,7 +88,7 @@ def _demo(project: Any, as_json: bool) -> None:
     if as_json:
         _emit({**status.model_dump(), **totals, "state_dir": str(project.settings.state_dir)})
         return
-    for workflow in ("invoice_matching", "ticket_intake", "access_offboarding"):
+    for workflow in ("invoice_matching", "ticket_intake", "access_offboarding", "crm_hygiene"):
         t = Table(title=f"{workflow}: one row per intent")
         for col in ("source", "state", "reason"):
             t.add_column(col, overflow="fold")
@@ -234,7 +237,6 @@ def _decide(approval_id: str, actor: str | None, kind: str, note: str | None, st
             changes: dict[str, Any] | None = None) -> None:
     from agent_pipelines.cli_reviewers import authenticated
     from agent_pipelines.framework import approvals, review
-
     from agent_pipelines.workflows import all_workflows
 
     project = _open(state_dir)

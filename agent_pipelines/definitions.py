@@ -5,17 +5,22 @@ import dagster as dg
 from agent_pipelines.framework.jobs import WorkflowJobs, build_jobs
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
-from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
+from agent_pipelines.workflows.crm_hygiene.workflow import CrmHygiene
+from agent_pipelines.workflows.invoice_matching.reconcile import (
+    reconciliation_job,
+    reconciliation_schedule,
+)
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
-from assets.scorecard import build_scorecard
 from assets.retention import retention_job, retention_schedule
+from assets.scorecard import build_scorecard
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
 from sensors.access import build_access_sensor
 from sensors.approvals import build_approval_sensors, build_failure_sensor
 from sensors.controls import build_release_sensor
+from sensors.crm import build_crm_schedule
 from sensors.inputs import build_input_sensor
 from sensors.invoices import build_invoice_sensor
 from sensors.notifications import build_notify_sensor
@@ -29,13 +34,15 @@ check_schedule = dg.ScheduleDefinition(name="system_of_record__checks_daily", jo
 def shipped_workflows() -> dict[str, WorkflowJobs]:
     """Every shipped workflow with its jobs: the approval, input, kill-switch and recovery sensors serve
     them all."""
-    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding())}
+    return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding(),
+                                                                            CrmHygiene())}
 
 
 def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | None = None) -> dg.Definitions:
     """`shipped` replaces the workflows (tests run a variant with injected faults through the same wiring)."""
     shipped = shipped or shipped_workflows()
     invoices, tickets, access = (shipped[n] for n in ("invoice_matching", "ticket_intake", "access_offboarding"))
+    crm = shipped.get("crm_hygiene")
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     scorecards, scorecard_job, scorecard_schedule = build_scorecard(list(shipped))
     return dg.Definitions(
@@ -52,7 +59,7 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_notify_sensor(),
         ],
         schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule, scorecard_schedule,
-                   retention_schedule],
+                   retention_schedule, *([build_crm_schedule(crm.wf, crm.jobs.main)] if crm else [])],
         assets=[*SPECS, pending_queue, *scorecards],
         asset_checks=CHECKS,
         resources=build_resources(settings),

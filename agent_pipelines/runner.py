@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.triggers import load_cursor, save_cursor
 
-RUN_KEY, SENSOR_NAME = "dagster/run_key", "dagster/sensor_name"
+RUN_KEY, SENSOR_NAME, SCHEDULE_NAME = "dagster/run_key", "dagster/sensor_name", "dagster/schedule_name"
+TICKABLE = "agent_pipelines/tick"  # schedule metadata: `tick` evaluates it too (sensors/crm.py)
 CURSOR_PREFIX = "tick:"  # the sensors' own rows are keyed by bare sensor name; ours must not collide
 # Quiet console; the run's full event log is stored in the instance as usual.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -36,8 +37,8 @@ class SensorTick(BaseModel):
     runs: list[RunOutcome] = []
 
 
-def already_launched(instance: dg.DagsterInstance, sensor: str, run_key: str) -> bool:
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY: run_key, SENSOR_NAME: sensor}))
+def already_launched(instance: dg.DagsterInstance, sensor: str, run_key: str, by: str = SENSOR_NAME) -> bool:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY: run_key, by: sensor}))
     return any(r.status != dg.DagsterRunStatus.NOT_STARTED for r in runs)
 
 
@@ -83,5 +84,29 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, db: Database
     return out
 
 
+def tick_schedule(defs: dg.Definitions, instance: dg.DagsterInstance, schedule: dg.ScheduleDefinition) -> SensorTick:
+    """A schedule that registers intents (a scan), evaluated now as the daemon would at its time; its
+    requests are deduplicated by run_key like a sensor's."""
+    repo = defs.get_repository_def()
+    out = SensorTick(sensor=schedule.name)
+    with dg.build_schedule_context(instance=instance, resources=defs.resources) as ctx:
+        data = schedule.evaluate_tick(ctx)
+    out.skip_reason = data.skip_message
+    for rr in data.run_requests or []:
+        out.requested += 1
+        if rr.run_key and already_launched(instance, schedule.name, rr.run_key, SCHEDULE_NAME):
+            out.skipped_existing += 1
+            continue
+        job = repo.get_job(rr.job_name or schedule.job_name)
+        tags = {**rr.tags, SCHEDULE_NAME: schedule.name, **({RUN_KEY: rr.run_key} if rr.run_key else {})}
+        result = execute(job, instance, rr.run_config, tags)
+        out.runs.append(RunOutcome(run_id=result.run_id, job=job.name, run_key=rr.run_key or "", success=result.success))
+    return out
+
+
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, db: Database) -> list[SensorTick]:
-    return [tick_sensor(defs, instance, db, sensor) for sensor in defs.get_repository_def().sensor_defs]
+    """Every sensor, then every schedule marked `agent_pipelines/tick` (one that registers intents, such
+    as the CRM scan): the other schedules (reports, housekeeping) keep their time."""
+    repo = defs.get_repository_def()
+    return [tick_sensor(defs, instance, db, sensor) for sensor in repo.sensor_defs] + [
+        tick_schedule(defs, instance, s) for s in repo.schedule_defs if s.metadata.get(TICKABLE)]

@@ -105,6 +105,9 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     # and its gold cases (framework/gold.py), beside the policy pack.
     record_tables: ClassVar[tuple[Table, ...]] = ()
     gold_file: ClassVar[Path | None] = None
+    # Records the workflow's system of record keeps in an external service (gold cases seed them through
+    # `seed_external`, in this order, after the tables): e.g. ("crm.opportunities", "crm.notes").
+    external_records: ClassVar[tuple[str, ...]] = ()
 
     @functools.cached_property
     def policy(self) -> PolicyPack:
@@ -162,6 +165,10 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
         knows only the write's parameters; a workflow that can derive the record from its context says so."""
         return RecordPreview(table=write.tool, after=dict(write.params),
                              basis="the write's planned parameters; earlier values are not derived for this tool")
+
+    def seed_external(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Put gold-case records of `name` (one of external_records) into the external service."""
+        raise NotImplementedError(f"{self.name} keeps no external records")
 
     def duplicate_writes(self, conn: Connection) -> int:
         """Records in this workflow's system of record that exist more than once for one intent or
