@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
+from agent_pipelines.workflows.crm_hygiene import demo_data as crm_demo
 from agent_pipelines.workflows.invoice_matching import demo_data
 from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 
@@ -55,8 +56,12 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
     assert len(ticket_outcomes) >= 50 and len(tickets) == len(ticket_outcomes)
     assert sorted(tickets.values()) == sorted(ticket_demo.EXPECTED_STATE[c] for c in ticket_outcomes.values())
     tickets_done = sum(s == "completed" for s in tickets.values())
+    # crm_hygiene: every stale opportunity ends where the demo data says (one intent per opportunity)
+    crm = {r["source_ref"].split(":", 1)[1].split("@")[0]: r["state"] for r in project.intents("crm_hygiene")}
+    assert crm == crm_demo.expected_states()
+    crm_done = sum(s == "completed" for s in crm.values())  # one If-Match update each
     # stage invoice + PO invoiced amount + payment per invoice; create or append per message
-    assert first["writes"] == 3 * completed + tickets_done
+    assert first["writes"] == 3 * completed + tickets_done + crm_done
 
     second = cli("demo")
     assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)

@@ -215,7 +215,7 @@ def from_notes(intake: StaleOpportunity, context: CrmContext) -> HygieneProposal
         if m := _NEXT_STEP.search(text):
             fields["next_step"] = m.group(1).strip()
         if m := _OWNER.search(text):
-            fields["owner"] = m.group(1).lower()
+            fields["owner"] = m.group(1).lower().rstrip(".-")  # "reassign to theo." names theo
         if m := _AMOUNT.search(text):
             value = float(m.group(1).replace(",", "")) * (1000 if m.group(2) else 1)
             fields["amount_cents"] = round(value * 100)
