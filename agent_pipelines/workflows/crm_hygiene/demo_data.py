@@ -28,12 +28,13 @@ OPPORTUNITIES: dict[str, tuple[str, str, str, int, list[str], str]] = {
 }
 
 
-def seed_crm() -> int:
-    """Upsert the demo opportunities (at version 1) and write their notes through the CRM's API."""
+def seed_crm(only: tuple[str, ...] | None = None) -> int:
+    """Upsert the demo opportunities (at version 1; `only` these) and write their notes through the CRM's API."""
+    chosen = {k: v for k, v in OPPORTUNITIES.items() if only is None or k in only}
     rows: list[dict[str, Any]] = [{"id": k, "stage": s, "next_step": n, "owner": o, "amount_cents": a}
-                                  for k, (s, n, o, a, _, _) in OPPORTUNITIES.items()]
+                                  for k, (s, n, o, a, _, _) in chosen.items()]
     seed("crm", "/_admin/opportunities", rows)
-    for k, (*_, notes, _) in OPPORTUNITIES.items():
+    for k, (*_, notes, _) in chosen.items():
         for text in notes:
             seed("crm", f"/opportunities/{k}/activities", {"kind": "note", "subject": "call notes", "body": text})  # type: ignore[arg-type]
     return len(rows)
