@@ -7,6 +7,7 @@ whose run_key already has a run from this sensor (in any status but NOT_STARTED)
 Dagster-side cursors this runner keeps (today only the run-failure sensor's) live in our database,
 table `sensor_cursors`, under `tick:<sensor name>`, beside the cursors the sensors keep themselves."""
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -61,23 +62,30 @@ def execute(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: Any
     return job.execute_in_process(run_config=config, instance=instance, tags=tags, raise_on_error=False)
 
 
-def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, db: Database,
-                sensor: dg.SensorDefinition) -> SensorTick:
+def launch(defs: dg.Definitions, instance: dg.DagsterInstance, out: SensorTick, data: Any, by: str,
+           default_job: Callable[[], str]) -> SensorTick:
+    """Execute a tick's run requests, skipping a run_key this trigger (`by`: the sensor or schedule tag)
+    already launched, as the daemon does."""
     repo = defs.get_repository_def()
-    out = SensorTick(sensor=sensor.name)
-    cursor = load_cursor(db, CURSOR_PREFIX + sensor.name)
-    data = evaluate(defs, instance, sensor, cursor)
     out.skip_reason = data.skip_message
     for rr in data.run_requests or []:
         out.requested += 1
-        if rr.run_key and already_launched(instance, sensor.name, rr.run_key):
+        if rr.run_key and already_launched(instance, out.sensor, rr.run_key, by):
             out.skipped_existing += 1
             continue
-        job = repo.get_job(rr.job_name or sensor.job_name)
-        tags = {**rr.tags, SENSOR_NAME: sensor.name, **({RUN_KEY: rr.run_key} if rr.run_key else {})}
+        job = repo.get_job(rr.job_name or default_job())  # asked only then: a multi-job sensor has none
+        tags = {**rr.tags, by: out.sensor, **({RUN_KEY: rr.run_key} if rr.run_key else {})}
         result = execute(job, instance, rr.run_config, tags)
         out.runs.append(RunOutcome(run_id=result.run_id, job=job.name, run_key=rr.run_key or "",
                                    success=result.success))
+    return out
+
+
+def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, db: Database,
+                sensor: dg.SensorDefinition) -> SensorTick:
+    cursor = load_cursor(db, CURSOR_PREFIX + sensor.name)
+    data = evaluate(defs, instance, sensor, cursor)
+    out = launch(defs, instance, SensorTick(sensor=sensor.name), data, SENSOR_NAME, lambda: sensor.job_name)
     # Like the daemon: the cursor moves only once the tick's requests were handled.
     if data.cursor is not None and data.cursor != cursor:
         save_cursor(db, CURSOR_PREFIX + sensor.name, data.cursor)
@@ -85,23 +93,10 @@ def tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, db: Database
 
 
 def tick_schedule(defs: dg.Definitions, instance: dg.DagsterInstance, schedule: dg.ScheduleDefinition) -> SensorTick:
-    """A schedule that registers intents (a scan), evaluated now as the daemon would at its time; its
-    requests are deduplicated by run_key like a sensor's."""
-    repo = defs.get_repository_def()
-    out = SensorTick(sensor=schedule.name)
+    """A schedule that registers intents (a scan), evaluated now as the daemon would at its time."""
     with dg.build_schedule_context(instance=instance, resources=defs.resources) as ctx:
         data = schedule.evaluate_tick(ctx)
-    out.skip_reason = data.skip_message
-    for rr in data.run_requests or []:
-        out.requested += 1
-        if rr.run_key and already_launched(instance, schedule.name, rr.run_key, SCHEDULE_NAME):
-            out.skipped_existing += 1
-            continue
-        job = repo.get_job(rr.job_name or schedule.job_name)
-        tags = {**rr.tags, SCHEDULE_NAME: schedule.name, **({RUN_KEY: rr.run_key} if rr.run_key else {})}
-        result = execute(job, instance, rr.run_config, tags)
-        out.runs.append(RunOutcome(run_id=result.run_id, job=job.name, run_key=rr.run_key or "", success=result.success))
-    return out
+    return launch(defs, instance, SensorTick(sensor=schedule.name), data, SCHEDULE_NAME, lambda: schedule.job_name)
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, db: Database) -> list[SensorTick]:
