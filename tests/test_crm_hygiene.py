@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from agent_pipelines.framework import controls
+from agent_pipelines.framework import controls, inputs
 from agent_pipelines.framework.approvals import DecisionKind
 from agent_pipelines.framework.intents import IntentStore, record_intent_id
 from agent_pipelines.framework.jobs import (
@@ -104,7 +104,7 @@ def tick(project: Project) -> dict[str, Any]:
 def test_the_daily_scan_reaches_every_end_state_and_writes_each_update_once(project, crm):
     demo_data.seed_crm()
     first = tick(project)[SCAN]
-    assert first.requested == 7 and all(r.success for r in first.runs)  # OPP-D108 is up to date
+    assert first.requested == 8 and all(r.success for r in first.runs)  # OPP-D108 is up to date
     for opp_id, expected in demo_data.expected_states().items():
         got = state(project, opp_id)
         assert got.state == expected, (opp_id, got.reason)
@@ -123,7 +123,7 @@ def test_the_daily_scan_reaches_every_end_state_and_writes_each_update_once(proj
                    "next_step": "walk theo through the redlines"}}]
     assert "invalid_stage_transition" in state(project, "OPP-D106").reason
     assert "amount_change_over_limit" in state(project, "OPP-D107").reason
-    for opp_id in ("OPP-D103", "OPP-D104", "OPP-D105", "OPP-D106", "OPP-D107", "OPP-D108"):
+    for opp_id in ("OPP-D103", "OPP-D104", "OPP-D105", "OPP-D106", "OPP-D107", "OPP-D108", "OPP-D109"):
         assert crm.updates(opp_id) == [] and crm.get(opp_id)["version"] == 1
     assert [(w["target"], w["status"]) for w in ledger(project)] == [
         ("crm.opportunities:OPP-D101", "committed"), ("crm.opportunities:OPP-D102", "committed")]
@@ -164,6 +164,19 @@ def test_a_record_changed_between_read_and_write_needs_attention_and_keeps_the_o
     assert [w for w in ledger(project) if w["target"].endswith("OPP-D104") or w["intent_id"] == intent_of("OPP-D104")] == []
     # the next scan sees the record at its new version: not stale any more (updated after its notes)
     assert tick(project)[SCAN].requested == 0
+
+
+def test_a_missing_next_step_is_asked_of_the_owner_and_the_answer_completes_the_update(project, crm):
+    demo_data.seed_crm(("OPP-D109",))
+    tick(project)
+    asked = state(project, "OPP-D109")
+    assert asked.state == "waiting_for_input" and asked.reason.startswith("next_step_hint:")
+    inputs.provide(project.db, intent_of("OPP-D109"), {"next_step_hint": "call the office manager back on Monday"},
+                   by="ana", allowed_fields=set(WF.intake_model.model_fields))
+    assert [r.success for r in tick(project)["inputs__on_answer"].runs] == [True]
+    assert state(project, "OPP-D109").state == "completed"
+    d109 = crm.get("OPP-D109")
+    assert (d109["stage"], d109["next_step"], d109["version"]) == ("prospecting", "call the office manager back on Monday", 2)
 
 
 class FastCrmHygiene(CrmHygiene):

@@ -25,6 +25,7 @@ OPPORTUNITIES: dict[str, tuple[str, str, str, int, list[str], str]] = {
     "OPP-D107": ("proposal", "wait for feedback", "ana", 10_000_000,
                  ["Scope cut to one team. Revised amount: $20k. Next step: send the updated quote."], "denied"),
     "OPP-D108": ("proposal", "follow up on Friday", "ben", 700_000, [], "not_stale"),
+    "OPP-D109": ("prospecting", "", "ana", 900_000, ["Left a voicemail with the office manager."], "waiting_for_input"),
 }
 
 
