@@ -2,9 +2,9 @@
 
 import json
 import os
+from contextlib import nullcontext
 import subprocess
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +23,7 @@ from agent_pipelines.cli_llm import register as register_llm
 from agent_pipelines.cli_replay import register as register_replay
 from agent_pipelines.cli_reviewers import audit_app, reviewers_app
 from agent_pipelines.cli_services import register as register_services
-from agent_pipelines.cli_trace import log_cli_read
-from agent_pipelines.cli_trace import register as register_trace
+from agent_pipelines.cli_trace import log_cli_read, register as register_trace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -237,6 +236,7 @@ def _decide(approval_id: str, actor: str | None, kind: str, note: str | None, st
             changes: dict[str, Any] | None = None) -> None:
     from agent_pipelines.cli_reviewers import authenticated
     from agent_pipelines.framework import approvals, review
+
     from agent_pipelines.workflows import all_workflows
 
     project = _open(state_dir)

@@ -6,15 +6,13 @@ from agent_pipelines.framework.jobs import WorkflowJobs, build_jobs
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
 from agent_pipelines.workflows.crm_hygiene.workflow import CrmHygiene
-from agent_pipelines.workflows.invoice_matching.reconcile import (
-    reconciliation_job,
-    reconciliation_schedule,
-)
+from agent_pipelines.workflows.invoice_matching.reconcile import reconciliation_job, reconciliation_schedule
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
 from assets.approvals import housekeeping_job, housekeeping_schedule, pending_queue
-from assets.retention import retention_job, retention_schedule
+from assets.crm import CRM_SPECS, crm_check_job, crm_check_schedule, crm_opportunities_table
 from assets.scorecard import build_scorecard
+from assets.retention import retention_job, retention_schedule
 from assets.system_of_record import CHECKS, SPECS, check_job
 from resources import build_resources
 from sensors.access import build_access_sensor
@@ -35,7 +33,7 @@ def shipped_workflows() -> dict[str, WorkflowJobs]:
     """Every shipped workflow with its jobs: the approval, input, kill-switch and recovery sensors serve
     them all."""
     return {wf.name: WorkflowJobs(wf, build_jobs(wf)) for wf in (InvoiceMatching(), TicketIntake(), AccessOffboarding(),
-                                                                            CrmHygiene())}
+                                                                  CrmHygiene())}
 
 
 def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | None = None) -> dg.Definitions:
@@ -46,7 +44,8 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
     agent_jobs = [job for w in shipped.values() for job in w.jobs]
     scorecards, scorecard_job, scorecard_schedule = build_scorecard(list(shipped))
     return dg.Definitions(
-        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job, scorecard_job, retention_job],
+        jobs=[*agent_jobs, reconciliation_job, check_job, housekeeping_job, scorecard_job, retention_job,
+              *([crm_check_job] if crm else [])],
         sensors=[
             build_invoice_sensor(invoices.wf, invoices.jobs.main, batch=invoices.jobs.batch),
             build_ticket_sensor(tickets.wf, tickets.jobs.main, batch=tickets.jobs.batch),
@@ -59,9 +58,10 @@ def build_definitions(settings: Settings, shipped: dict[str, WorkflowJobs] | Non
             build_notify_sensor(),
         ],
         schedules=[reconciliation_schedule, check_schedule, housekeeping_schedule, scorecard_schedule,
-                   retention_schedule, *([build_crm_schedule(crm.wf, crm.jobs.main)] if crm else [])],
-        assets=[*SPECS, pending_queue, *scorecards],
-        asset_checks=CHECKS,
+                   retention_schedule,
+                   *([build_crm_schedule(crm.wf, crm.jobs.main), crm_check_schedule] if crm else [])],
+        assets=[*SPECS, pending_queue, *scorecards, *CRM_SPECS],
+        asset_checks=[*CHECKS, *([crm_opportunities_table] if crm else [])],
         resources=build_resources(settings),
     )
 

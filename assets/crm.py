@@ -30,3 +30,10 @@ def crm_opportunities_table() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=result.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"rows": len(rows), "evaluated": result.evaluated,
                                          "failed": dg.MetadataValue.json(list(result.failed))})
+
+
+# Its own job: the CRM is another service, so its check runs (and fails loudly) apart from our tables'.
+crm_check_job = dg.define_asset_job("crm_hygiene__checks", selection=dg.AssetSelection.checks(crm_opportunities_table),
+                                    executor_def=dg.in_process_executor)
+crm_check_schedule = dg.ScheduleDefinition(name="crm_hygiene__checks_daily", job=crm_check_job,
+                                           cron_schedule="45 6 * * *", default_status=dg.DefaultScheduleStatus.RUNNING)

@@ -7,12 +7,7 @@ from sqlalchemy import func, select
 
 from agent_pipelines.framework.runtime import AgentRuntime
 from assets import expectations
-from assets.crm import CRM_SPECS, crm_opportunities_table
-from resources.system_of_record import (
-    scheduled_payments,
-    staged_invoice_lines,
-    staged_invoices,
-)
+from resources.system_of_record import scheduled_payments, staged_invoice_lines, staged_invoices
 
 VENDORS = dg.AssetKey(["sor", "vendors"])
 PURCHASE_ORDERS = dg.AssetKey(["sor", "purchase_orders"])
@@ -43,7 +38,6 @@ SPECS = [
     dg.AssetSpec(dg.AssetKey(["sor", "role_grants"]),
                  description="Role grants; access_offboarding sets revoked_at (rows are never deleted).",
                  group_name="system_of_record", kinds={"sql"}, deps=[dg.AssetKey(["sor", "directory_accounts"])]),
-    *CRM_SPECS,
 ]
 
 
@@ -74,6 +68,6 @@ def staged_invoices_post_write(runtime: AgentRuntime) -> dg.AssetCheckResult:
                                          "failed": dg.MetadataValue.json(list(result.failed))})
 
 
-CHECKS = [staged_invoices_post_write, crm_opportunities_table]
+CHECKS = [staged_invoices_post_write]
 check_job = dg.define_asset_job("system_of_record__checks", selection=dg.AssetSelection.checks(*CHECKS),
                                executor_def=dg.in_process_executor)

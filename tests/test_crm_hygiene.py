@@ -132,6 +132,14 @@ def test_the_daily_scan_reaches_every_end_state_and_writes_each_update_once(proj
     assert again.runs == [] and again.requested == 0
     assert crm.state.effects()["duplicates"] == 0 and duplicates(project) == 0
     assert project.status().duplicate_writes == 0
+    # the asset check over the CRM's opportunities: green after the agent's updates, red on a bad stage
+    check = project.definitions.get_job_def("crm_hygiene__checks")
+    assert [e.passed for e in check.execute_in_process(instance=project.instance).get_asset_check_evaluations()] == [True]
+    crm.served.admin("/_admin/opportunities", [{"id": "OPP-X", "stage": "maybe", "next_step": "x", "owner": "ana",
+                                                "amount_cents": 1}])
+    [bad] = check.execute_in_process(instance=project.instance).get_asset_check_evaluations()
+    assert not bad.passed and any(f["expectation"] == "expect_column_values_to_be_in_set"
+                                  for f in bad.metadata["failed"].value)
 
 
 def test_an_owner_change_is_written_only_after_a_sales_manager_approves(project, crm):
