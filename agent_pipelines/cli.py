@@ -67,6 +67,7 @@ def _demo(project: Any, as_json: bool) -> None:
     from agent_pipelines.services.local import seed
     from agent_pipelines.workflows import all_workflows
     from agent_pipelines.workflows.access_offboarding import demo_data as access_demo
+    from agent_pipelines.workflows.crm_hygiene import demo_data as crm_demo
     from agent_pipelines.workflows.incident_triage import demo_data as incident_demo
     from agent_pipelines.workflows.invoice_matching import demo_data as invoice_demo
     from agent_pipelines.workflows.refund import demo_data as refund_demo
@@ -84,6 +85,7 @@ def _demo(project: Any, as_json: bool) -> None:
     seed("payments", "/_admin/orders", refund_demo.orders())  # the orders live in the payments service
     files = invoice_demo.write_inbox(project.settings.invoice_inbox)
     incident_demo.write_diagnostics(project.settings.diagnostics_folder)
+    crm_demo.seed_crm()  # the CRM service of local_services(): its opportunities and their notes
     if not as_json:
         console.print(f"state: {project.settings.state_dir}  database: {project.db.dialect}  "
                       f"inbox: {len(files)} invoice files  inbound_messages: {messages} new  "

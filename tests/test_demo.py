@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent_pipelines.cli import app
+from agent_pipelines.workflows.crm_hygiene import demo_data as crm_demo
 from agent_pipelines.workflows.invoice_matching import demo_data
 from agent_pipelines.workflows.incident_triage import demo_data as incident_demo
 from agent_pipelines.workflows.refund import demo_data as refund_demo
@@ -69,9 +70,14 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
     assert refunds == {rid: refund_demo.EXPECTED_STATE[c] for rid, c in refund_outcomes.items()}
     refunds_done = sum(s == "completed" for s in refunds.values())
     assert {"completed", "waiting_for_approval", "rejected_input"} <= set(refunds.values())
+    # crm_hygiene: every stale opportunity ends where the demo data says (one intent per opportunity)
+    crm = {r["source_ref"].split(":", 1)[1].split("@")[0]: r["state"] for r in project.intents("crm_hygiene")}
+    assert crm == crm_demo.expected_states()
+    crm_done = sum(s == "completed" for s in crm.values())  # one If-Match update each
     # stage invoice + PO invoiced amount + payment per invoice; create or append per message; one
-    # incident per completed alert; a refund and its notice draft per completed refund request
-    assert first["writes"] == 3 * completed + tickets_done + incidents_done + 2 * refunds_done
+    # incident per completed alert; a refund and its notice draft per completed refund request; one
+    # If-Match update per completed opportunity
+    assert first["writes"] == 3 * completed + tickets_done + incidents_done + 2 * refunds_done + crm_done
 
     second = cli("demo")
     assert (second["runs"], second["writes"], second["duplicate_writes"]) == (0, first["writes"], 0)

@@ -28,6 +28,7 @@ OFFLINE_UNREACHABLE = {
     "access_offboarding": {"no_bulk_changes": "validation rejects a second user before policy sees one"},
     "incident_triage": {},
     "refund": {},
+    "crm_hygiene": {},
 }
 
 

@@ -111,7 +111,7 @@ def test_replaying_every_intent_of_the_demo_reproduces_its_recorded_decision(dem
     assert {s for s in ran.values()} == {"completed", "waiting_for_approval", "waiting_for_input", "rejected_input",
                                           "denied"}
     assert {r["workflow"] for r in out["intents"]} == {"invoice_matching", "ticket_intake", "access_offboarding",
-                                                       "incident_triage", "refund"}
+                                                       "incident_triage", "refund", "crm_hygiene"}
     completed = [r for r in out["intents"] if r["recorded"]["state"] == "completed"]
     assert all(r["replayed"]["writes"] and r["replayed"]["writes"] == r["recorded"]["writes"] for r in completed)
     # Intents their trigger rejected never ran a step: listed, not counted as replayed.

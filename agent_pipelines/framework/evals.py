@@ -249,8 +249,11 @@ def run_gold(wf: Workflow, gold: GoldFile, db: Database, execute: Callable[[dg.J
              job: dg.JobDefinition, model: str) -> WorkflowReport:
     """Load the cases, run them all through `job` (the workflow's batch job) with `execute(job, run_config)`,
     and score each case's outcome."""
-    ids = load_cases(db, wf, gold)
-    ok = execute(job, batch_run_config(wf, list(ids.values()), chunk_size=max(1, len(ids))))
+    from agent_pipelines.services.local import local_services
+
+    with local_services():  # the external systems the cases read and write (unless their URLs are set)
+        ids = load_cases(db, wf, gold)
+        ok = execute(job, batch_run_config(wf, list(ids.values()), chunk_size=max(1, len(ids))))
     outcomes = {name: observe(db, wf, intent_id) for name, intent_id in ids.items()}
     results = score(wf, gold, outcomes)
     return WorkflowReport(workflow=wf.name, workflow_version=wf.version, prompt_version=wf.prompt_version,

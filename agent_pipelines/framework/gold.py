@@ -5,9 +5,7 @@ A gold file has the workflow's name, optional `shared` system-of-record rows (re
 case reads, such as teams and products: seeded once), and the cases. Each case brings its own
 system-of-record rows (`records`, table -> rows, with keys no other case uses, so cases run together
 in one batch without reading each other's records), the intake the workflow receives, and what must
-happen (`expected`): the terminal state, the rule that decided it, and the writes. Rows of a workflow's
-`service_records` (records an external service holds, e.g. the payments API's orders) are posted to
-that service's admin path instead; the caller runs the services (evals run inside local_services()).
+happen (`expected`): the terminal state, the rule that decided it, and the writes.
 
 `expected.rule` is, by state: the policy rule that decided (completed: `within_policy`;
 waiting_for_approval and denied: the winning rule), the first validation rule of a rejection, or the
@@ -25,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Table
 
 from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.external import seed_service
 from agent_pipelines.framework.intents import IntentStore, digest
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.workflow import Workflow
@@ -110,32 +107,30 @@ def load_cases(db: Database, wf: Workflow, gold: GoldFile) -> dict[str, str]:
     A case that names a table outside the workflow's system of record, or a row whose key another case
     already used, fails here: cases must not see each other."""
     tables = {t.name: t for t in wf.record_tables}
-    external = wf.service_records
 
-    def table(name: str, case: str) -> Table:
+    def table(name: str, case: str) -> Table | None:
+        if name in wf.external_records:
+            return None
         if name not in tables:
-            raise ValueError(f"{case}: {name!r} is not one of {wf.name}'s system-of-record tables "
-                             f"{sorted(tables)} or external records {sorted(external)}")
+            raise ValueError(f"{case}: {name!r} is not one of {wf.name}'s system-of-record tables {sorted(tables)}")
         return tables[name]
 
     for c in gold.cases:
         for name in c.records:
-            if name not in external:
-                table(name, c.name)
-    # Records of an external system go to its (local) service through the admin path the workflow names.
-    for name, (service, path) in external.items():
-        rows = [*gold.shared.get(name, []), *(r for c in gold.cases for r in c.records.get(name, []))]
-        if rows:
-            seed_service(service, path, json.loads(json.dumps(rows, default=str)))
+            table(name, c.name)
     with db.begin() as conn:
         for name, rows in gold.shared.items():
-            if rows and name not in external:
-                conn.execute(table(name, "shared").insert(), rows)
+            if rows and (t := table(name, "shared")) is not None:
+                conn.execute(t.insert(), rows)
         # Insert table by table in the order the workflow lists them (parents before children).
         for t in wf.record_tables:
             rows = [r for c in gold.cases for r in c.records.get(t.name, [])]
             if rows:
                 conn.execute(t.insert(), rows)
+    for name in wf.external_records:  # an external service's records, after our own
+        rows = gold.shared.get(name, []) + [r for c in gold.cases for r in c.records.get(name, [])]
+        if rows:
+            wf.seed_external(name, json.loads(json.dumps(rows, default=str)))  # dates as the API's strings
     store, ids = IntentStore(db), {}
     for c in gold.cases:
         intake = wf.intake_model.model_validate(c.intake)  # a malformed intake is the gold file's error

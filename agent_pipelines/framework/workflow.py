@@ -105,9 +105,9 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     # and its gold cases (framework/gold.py), beside the policy pack.
     record_tables: ClassVar[tuple[Table, ...]] = ()
     gold_file: ClassVar[Path | None] = None
-    # Records that live in an external service (framework/external.py), not our database: a gold
-    # case's `records` name -> (service, admin path that upserts them), e.g. the payments API's orders.
-    service_records: ClassVar[dict[str, tuple[str, str]]] = {}
+    # Records the workflow's system of record keeps in an external service (gold cases seed them through
+    # `seed_external`, in this order, after the tables): e.g. ("crm.opportunities", "crm.notes").
+    external_records: ClassVar[tuple[str, ...]] = ()
 
     @functools.cached_property
     def policy(self) -> PolicyPack:
@@ -169,6 +169,10 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     def seed_gold_files(self, settings: Any) -> None:
         """Files (not rows) the gold cases read, written into the fresh eval state before they run (a
         workflow whose read tools read files, such as incident_triage's diagnostics). None by default."""
+
+    def seed_external(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Put gold-case records of `name` (one of external_records) into the external service."""
+        raise NotImplementedError(f"{self.name} keeps no external records")
 
     def duplicate_writes(self, conn: Connection) -> int:
         """Records in this workflow's system of record that exist more than once for one intent or

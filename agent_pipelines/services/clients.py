@@ -95,8 +95,15 @@ def _update_outcome(p: OpportunityUpdate, opp: dict[str, Any]) -> WriteOutcome:
                         after={"version": opp["version"], **{f: opp.get(f) for f in p.fields()}})
 
 
+def _update_dry_run(conn: Connection, p: OpportunityUpdate) -> WriteOutcome:
+    return WriteOutcome(table="crm.opportunities", key=p.opportunity_id, before={"version": p.base_version},
+                        after={**p.fields(), "status": "would_update"})
+
+
 def crm_update_tool(name: str = "update_opportunity", *, attempts: int = 5, timeout_s: float = 10.0,
-                    settle_s: float = 0.0) -> Tool:
+                    settle_s: float = 0.0, params: type[OpportunityUpdate] = OpportunityUpdate, dry_run: bool = True,
+                    description: str = "Update an opportunity's stage or next step") -> Tool:
+    """`params`: the fields the tool may carry (a subclass adds owner or amount for a tool a pack gates)."""
     spec = ExternalWrite(
         service="crm", honours_key=False, attempts=attempts, timeout_s=timeout_s, settle_s=settle_s,
         call=lambda p: HttpCall(method="PATCH", path=f"/opportunities/{p.opportunity_id}", json_body=p.fields(),
@@ -105,8 +112,8 @@ def crm_update_tool(name: str = "update_opportunity", *, attempts: int = 5, time
                            request=lambda p, key: HttpCall(method="GET",
                                                            path=f"/opportunities/{p.opportunity_id}/activities"),
                            match=_update_match),
-        outcome=_update_outcome)
-    return external_tool(name, OpportunityUpdate, spec, description="Update an opportunity's stage or next step")
+        outcome=_update_outcome, dry_run=_update_dry_run if dry_run else None)
+    return external_tool(name, params, spec, description=description)
 
 
 def _task_outcome(p: OpportunityTask, activity: dict[str, Any]) -> WriteOutcome:

@@ -146,7 +146,7 @@ def test_read_only_and_shadow_run_the_dry_run_or_refuse(project, payments, crm, 
     with project.db.connect() as conn:
         assert conn.execute(shadow_writes.select()).mappings().one()["tool"] == "create_refund"
     with pytest.raises(DryRunRefused):  # no dry-run declared: refused
-        gateway(project.db, [crm_update_tool()], "m:2", mode).write(
+        gateway(project.db, [crm_update_tool(dry_run=False)], "m:2", mode).write(
             "update_opportunity", {"opportunity_id": "OP-4", "base_version": 1, "stage": "won"}, action="a")
     assert payments.effects()["writes_seen"] == 0 and crm.effects()["writes_seen"] == 0
     assert ledger(project.db, "m:1") is None and ledger(project.db, "m:2") is None

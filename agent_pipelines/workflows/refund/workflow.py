@@ -11,11 +11,12 @@ Policy: policy.yaml beside this file."""
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, select
 
+from agent_pipelines.framework.external import seed_service
 from agent_pipelines.framework.gateway import ToolRegistry
 from agent_pipelines.framework.ledger import LANDED, WriteReceipt, excess
 from agent_pipelines.framework.tables import writes
@@ -71,12 +72,15 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
     record_tables = (refund_requests, refund_notices)
     gold_file = Path(__file__).with_name("gold.yaml")
     # Gold cases seed the orders (and their earlier refunds) into the payments service, not our database.
-    service_records: ClassVar[dict[str, tuple[str, str]]] = {"payments.orders": ("payments", "/_admin/orders")}
+    external_records = ("payments.orders",)
     # The refund call's retry settings (tests lose an answer with one short attempt).
     refund_attempts, refund_timeout_s = 5, 10.0
 
     def tools(self) -> ToolRegistry:
         return tools.registry(attempts=self.refund_attempts, timeout_s=self.refund_timeout_s)
+
+    def seed_external(self, name: str, rows: list[dict[str, Any]]) -> None:
+        seed_service("payments", "/_admin/orders", rows)
 
     @property
     def allowed_reasons(self) -> tuple[str, ...]:
