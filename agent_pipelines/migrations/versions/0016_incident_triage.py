@@ -1,15 +1,15 @@
 """incident triage: service_catalog, alerts (the webhook's table, followed by seq) and incidents (one
 ticket per accepted alert; at most one open incident per fingerprint)
 
-Revision ID: 0017
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
