@@ -236,12 +236,13 @@ def test_scorecard_figures_and_checks_fire_on_a_seeded_spike(seeded, receiver, c
 
 def test_definitions_list_the_scorecard_assets_checks_and_schedule(project, monkeypatch):
     from agent_pipelines.definitions import defs
+    from agent_pipelines.workflows import all_workflows
 
     monkeypatch.setenv("AGENT_PIPELINES_DB_URL", project.settings.db_url)
     monkeypatch.setenv("AGENT_PIPELINES_STATE_DIR", str(project.settings.state_dir))
     loaded = defs()
     graph = loaded.resolve_asset_graph()
-    workflows = {"invoice_matching", "ticket_intake", "access_offboarding", "incident_triage"}
+    workflows = {wf.name for wf in all_workflows()}  # every shipped workflow has its scorecard
     assert {k for k in graph.get_all_asset_keys() if k.path[0] == "scorecard"} == {
         dg.AssetKey(["scorecard", w]) for w in workflows}
     assert {(k.asset_key.path[1], k.name) for k in graph.asset_check_keys if k.asset_key.path[0] == "scorecard"} == {

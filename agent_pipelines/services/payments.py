@@ -122,7 +122,7 @@ def payments_app(state: PaymentsState | None = None, faults: FaultBox | None = N
                         continue
                     body = RefundIn(order_id=o["id"], amount_cents=r["amount_cents"], reason=r.get("reason", "other"),
                                     reference=r.get("reference", f"manual:{o['id']}:{n}")).model_dump()
-                    refund = {"id": f"re_{next(st._ids):06d}", "status": "succeeded", "idempotency_key": key,
+                    refund = {"id": f"re_{st.next_seq():06d}", "status": "succeeded", "idempotency_key": key,
                               **body, "request": body}
                     st.refunds[refund["id"]] = refund
                     st.by_key[key] = refund["id"]
