@@ -241,7 +241,7 @@ def test_definitions_list_the_scorecard_assets_checks_and_schedule(project, monk
     monkeypatch.setenv("AGENT_PIPELINES_STATE_DIR", str(project.settings.state_dir))
     loaded = defs()
     graph = loaded.resolve_asset_graph()
-    workflows = {"invoice_matching", "ticket_intake", "access_offboarding"}
+    workflows = {"invoice_matching", "ticket_intake", "access_offboarding", "refund"}
     assert {k for k in graph.get_all_asset_keys() if k.path[0] == "scorecard"} == {
         dg.AssetKey(["scorecard", w]) for w in workflows}
     assert {(k.asset_key.path[1], k.name) for k in graph.asset_check_keys if k.asset_key.path[0] == "scorecard"} == {
@@ -284,6 +284,8 @@ def test_the_demo_day_on_the_scorecard(project, monkeypatch, capsys):
     assert (figures["invoice_matching"]["completed"], figures["invoice_matching"]["writes"]) == (33, 99)
     assert (figures["ticket_intake"]["completed"], figures["ticket_intake"]["writes"]) == (48, 48)
     assert figures["access_offboarding"]["reviews"] == 8
+    assert (figures["refund"]["completed"], figures["refund"]["writes"], figures["refund"]["reviews"]) == (4, 8, 4)
+    assert figures["refund"]["retry_loops"] == 0  # READ, the precondition re-read and VERIFY read different calls
     assert all(c.passed for c in run.get_asset_check_evaluations())
     with capsys.disabled():
         for wf, f in sorted(figures.items()):
