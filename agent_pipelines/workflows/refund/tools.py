@@ -51,12 +51,14 @@ def get_order(conn: Connection, p: GetOrder) -> OrderSnapshot | None:
 
 class ListOrderRefunds(BaseModel):
     order_id: OrderId
+    reference: str | None = Field(None, max_length=200, description="only the refunds carrying this reference "
+                                  "(VERIFY: the ones made for one request)")
 
 
 def list_order_refunds(conn: Connection, p: ListOrderRefunds) -> list[RefundSnapshot]:
     found = read_json(SERVICE, f"/orders/{p.order_id}/refunds") or {"data": []}
     return [RefundSnapshot.model_validate({k: r.get(k) for k in RefundSnapshot.model_fields if k in r})
-            for r in found["data"]]
+            for r in found["data"] if p.reference is None or r.get("reference") == p.reference]
 
 
 class GetRefund(BaseModel):

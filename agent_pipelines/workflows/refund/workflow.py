@@ -211,9 +211,11 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
     def verify(self, step: Step, intake: RefundRequestIntake, context: RefundContext, proposal: RefundProposal,
                receipts: list[WriteReceipt]) -> Verification:
         refund_id = next(r.key for r in receipts if r.action == "refund")
+        # Reads that READ and commit's precondition re-read did not make (the same call a third time in
+        # one run counts as a retry loop): the refund by id, and the order's refunds for this request.
         back: RefundSnapshot | None = step.tools.read("get_refund", {"refund_id": refund_id})
-        order = step.tools.read("get_order", {"order_id": proposal.order_id})
-        all_refunds: list[RefundSnapshot] = step.tools.read("list_order_refunds", {"order_id": proposal.order_id})
+        mine: list[RefundSnapshot] = step.tools.read("list_order_refunds", {"order_id": proposal.order_id,
+                                                                            "reference": intake.request_id})
         notice: NoticeSnapshot | None = step.tools.read("get_refund_notice", {"intent_id": step.intent.intent_id})
         problems: list[str] = []
         if back is None:
@@ -222,26 +224,26 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
                 proposal.order_id, proposal.amount_cents, proposal.reason_code, intake.request_id, "succeeded"):
             problems.append(f"refund {refund_id} reads back as {back.amount_cents} on {back.order_id} "
                             f"({back.reason}, {back.reference}, {back.status})")
-        mine = [r.id for r in all_refunds if r.reference == intake.request_id]
-        if mine != [refund_id]:
-            problems.append(f"order {proposal.order_id} has refunds {mine} for request {intake.request_id}, "
-                            f"expected exactly [{refund_id}]")
+        if [r.id for r in mine] != [refund_id]:
+            problems.append(f"order {proposal.order_id} has refunds {[r.id for r in mine]} for request "
+                            f"{intake.request_id}, expected exactly [{refund_id}]")
         drafted = any(r.action == "notice" for r in receipts)
         if drafted and notice is None:
             problems.append(f"no notice draft for {step.intent.intent_id}")
         elif notice is not None and notice.status != self.notice_status:
             problems.append(f"the notice is {notice.status}, not {self.notice_status} as the pack says")
-        if order is None:
-            problems.append(f"order {proposal.order_id} is no longer in the payments service")
+        order = context.order
+        assert order is not None
+        # The order's totals: captured as READ saw it (the API has no way to change it), refunded as
+        # READ saw it plus this request's refunds read back. The asset check reads the whole order.
+        refunded = order.refunded_cents + sum(r.amount_cents for r in mine)
         frame = pd.DataFrame([{"refund_id": r.id, "order_id": r.order_id, "reference": r.reference,
                                "amount_cents": r.amount_cents, "status": r.status,
-                               "captured_cents": order and order.captured_cents,
-                               "refunded_cents": order and order.refunded_cents} for r in all_refunds])
+                               "captured_cents": order.captured_cents, "refunded_cents": refunded} for r in mine])
         return Verification(passed=not problems, problems=tuple(problems),
                             checks=(expectations.payments_refunds_post_write_check(frame),),
                             records={"refund": refund_id, "order": proposal.order_id,
-                                     "amount_cents": back and back.amount_cents,
-                                     "order_refunded_cents": order and order.refunded_cents,
+                                     "amount_cents": back and back.amount_cents, "order_refunded_cents": refunded,
                                      "notice": notice and notice.status})
 
     # Audit: duplicates counted from the ledger and our notices ----------------------------------------
