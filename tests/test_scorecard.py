@@ -241,7 +241,7 @@ def test_definitions_list_the_scorecard_assets_checks_and_schedule(project, monk
     monkeypatch.setenv("AGENT_PIPELINES_STATE_DIR", str(project.settings.state_dir))
     loaded = defs()
     graph = loaded.resolve_asset_graph()
-    workflows = {"invoice_matching", "ticket_intake", "access_offboarding"}
+    workflows = {"invoice_matching", "ticket_intake", "access_offboarding", "crm_hygiene"}
     assert {k for k in graph.get_all_asset_keys() if k.path[0] == "scorecard"} == {
         dg.AssetKey(["scorecard", w]) for w in workflows}
     assert {(k.asset_key.path[1], k.name) for k in graph.asset_check_keys if k.asset_key.path[0] == "scorecard"} == {
