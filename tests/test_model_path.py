@@ -93,9 +93,10 @@ def test_demo_through_the_llm_server_ends_as_the_offline_demo(project, backend, 
     assert states == offline_states  # every intent ends in the same state
     for key in ("intents", "by_workflow", "writes"):
         assert served[key] == offline[key], key
-    assert (served["writes"], served["duplicate_writes"], served["failed_runs"], served["runs"]) == (155, 0, 0, 4)
-    assert served["intents"] == {"completed": 85, "denied": 2, "rejected_input": 29, "waiting_for_approval": 23,
-                                 "waiting_for_input": 19}
+    # the six workflows' demo: 5 batch runs (one per record or inbox sensor) and the CRM scan's 8 runs
+    assert (served["writes"], served["duplicate_writes"], served["failed_runs"], served["runs"]) == (160, 0, 0, 13)
+    assert served["intents"] == {"completed": 90, "denied": 4, "rejected_input": 37, "waiting_for_approval": 28,
+                                 "waiting_for_input": 21}
     # Every proposal came from the server through instructor, with usage, and is itself recorded.
     assert len(calls) == len(offline_calls)
     assert {(c["provider"], c["model"], c["error"], c["attempts"]) for c in calls} == {("openai", "offline-rules", None, 1)}
