@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import select
+
 from tests.support import PG_ADMIN_URL, fresh_pg_database, invoice_bytes, wait_until  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,6 +118,18 @@ class Stack:
         proc.wait(timeout=10)
         self.logs.pop(name).close()
 
+    def kill_daemon(self, keep_group: int | None = None) -> None:
+        """A crash: SIGKILL the daemon's process group (daemon, code server, run workers), then any
+        process of this deployment that left it (a run worker in its own session), except the process
+        group `keep_group` (a webserver that stays up)."""
+        self.stop("daemon", sig=signal.SIGKILL)
+        for pid in our_processes(self.home):
+            if _pgid(pid) != keep_group:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
@@ -144,6 +157,27 @@ class Stack:
             return {Path(ref).name: {"intent_id": iid, "state": state, "created": as_epoch(created),
                                      "completed": as_epoch(at) if at else None}
                     for iid, ref, state, created, at in conn.execute(stmt)}
+
+
+def our_processes(home: Path) -> list[int]:
+    """Pids whose environment points at this deployment's DAGSTER_HOME: daemon, code server, workers."""
+    needle = f"DAGSTER_HOME={home}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if needle in (proc / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(proc.name))
+            except OSError:  # gone, or not ours to read
+                continue
+    return pids
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 @contextmanager

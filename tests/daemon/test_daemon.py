@@ -4,12 +4,10 @@ SIGKILLed daemon with its run workers leaves no intent unfinished, half-committe
 
 import json
 import os
-import signal
 import socket
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -49,20 +47,6 @@ def webserver_up(port: int) -> bool:
 def completed(s: Stack, names: list[str]) -> bool:
     rows = s.intents_by_file()
     return all(rows.get(n, {}).get("state") == "completed" for n in names)
-
-
-def our_processes(home: Path) -> list[int]:
-    """Pids whose environment points at this deployment's DAGSTER_HOME: daemon, code server, workers."""
-    needle = f"DAGSTER_HOME={home}".encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                if needle in (proc / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(proc.name))
-            except OSError:  # gone, or not ours to read
-                continue
-    return pids
 
 
 def settled(s: Stack):  # type: ignore[no-untyped-def]
@@ -129,11 +113,7 @@ def test_a_killed_daemon_and_its_workers_leave_every_intent_finished_exactly_onc
 
     run_id = wait_until("a run of the new intents to start",
                         lambda: started_run(s, new_intents() or set()), timeout_s=90, every_s=0.1)
-    s.stop("daemon", sig=signal.SIGKILL)  # its process group: daemon, code server, run workers
-    web = s.procs["webserver"].pid
-    for pid in our_processes(s.home):  # a worker that left the daemon's group; the webserver's group stays up
-        if _pgid(pid) != web:
-            os.kill(pid, signal.SIGKILL)
+    s.kill_daemon(keep_group=s.procs["webserver"].pid)  # daemon, code server, run workers; not the webserver
     interrupted = s.project.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
 
     s.start_daemon()
@@ -145,13 +125,6 @@ def test_a_killed_daemon_and_its_workers_leave_every_intent_finished_exactly_onc
     report(request, f"daemon crash: files={SECOND} killed_run={run_id[:8]} interrupted={interrupted} "
                     f"recovery_runs={len(runs)} "
                     f"seconds={time.monotonic() - t0:.1f}")
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
 
 
 def test_tick_and_the_daemon_share_their_cursors_and_launch_nothing_twice(deployment, request):  # type: ignore[no-untyped-def]
