@@ -4,7 +4,8 @@ id and the version the scan saw. A re-scan of an unchanged record finds its inte
 an opportunity updated since is a new version, and so a new intent if it is still stale.
 
 A schedule, with `agent_pipelines/tick` metadata so `agent-pipelines tick` (runner.py) evaluates it like
-the daemon would at its time. Each intent gets its own run (run_key = intent id) on the workflow's job."""
+the daemon would at its time. Each intent gets its own run (run_key = intent id) on the workflow's job: a
+schedule targets one job, and a day's stale opportunities are a trickle, not a flood."""
 
 import json
 

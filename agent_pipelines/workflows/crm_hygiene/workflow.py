@@ -135,6 +135,8 @@ class CrmHygiene(Workflow[StaleOpportunity, CrmContext, HygieneProposal]):
         })
 
     # 4. COMMIT: one PATCH, If-Match on the version READ saw; the CRM refuses it (412) if that moved --------
+    # No `preconditions()`: the If-Match header is the precondition, checked by the CRM itself at the write
+    # (a re-read before it would only narrow the window, and a 412 ends the intent in needs_attention).
     def plan_writes(self, intent_id: str, intake: StaleOpportunity, context: CrmContext,
                     proposal: HygieneProposal) -> list[WriteAction]:
         opp = context.opportunity
