@@ -18,6 +18,7 @@ from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
 from agent_pipelines.framework.llm import LLMUsage, ProposalFailed, Proposer
 from agent_pipelines.framework.notifications import Outbox
+from agent_pipelines.framework.rowbuffer import Direct
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, writes_land
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import (
@@ -126,7 +127,7 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
         if intent.state == S.PARKED:
             release_parked(run.db, intent.intent_id)
         run.move(S.RUNNING, f"recovery run {run.run_id}" if intent.state in RECOVERY_START else None)
-        run_record.record_start(run.db, wf, run_id=run.run_id, intent_id=intent.intent_id, mode=run.mode,
+        run_record.record_start(run.sink, wf, run_id=run.run_id, intent_id=intent.intent_id, mode=run.mode,
                                llm=run.runtime.llm_config(), intake=data)
         intake = wf.intake_model.model_validate(data)
         saved = inputs.saved_step(run.db, intent.intent_id, "read") if "read" in reuse else None
@@ -135,7 +136,7 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
             run.log(f"read: reusing the context persisted by run {saved['run_id']}")
         else:
             ctx_model = wf.read(run.step(), intake)
-            inputs.save_step(run.db, intent.intent_id, "read", ctx_model.model_dump(mode="json"), run.run_id)
+            inputs.save_step(run.sink, intent.intent_id, "read", ctx_model.model_dump(mode="json"), run.run_id)
         return Advance(Carry(intent_id=intent.intent_id, intake=intake, context=ctx_model, reuse=reuse), {})
     return None
 
@@ -159,7 +160,7 @@ def propose(wf: Workflow, run: StepRun, carry: Carry, proposer: Proposer) -> Adv
             raise StepFailed(S.FAILED, f"no valid proposal after {exc.usage.attempts} attempt(s): {exc}") from exc
         run.tracer.llm_call(**usage.model_dump(), output=proposal)
         run.budget.check_llm()
-        inputs.save_step(run.db, carry.intent_id, "propose", proposal.model_dump(mode="json"), run.run_id)
+        inputs.save_step(run.sink, carry.intent_id, "propose", proposal.model_dump(mode="json"), run.run_id)
         return Advance(carry.model_copy(update={"proposal": proposal}), {
             "model": usage.model, "prompt_version": usage.prompt_version, "attempts": usage.attempts,
             "tokens": usage.prompt_tokens + usage.completion_tokens, "cost_usd": usage.cost_usd})
@@ -237,7 +238,7 @@ def validate_decide(wf: Workflow, run: StepRun, carry: Carry, v: Validation) -> 
         decision = ruling.decision
         assert decision is not None
         run.tracer.policy("proposal", decision)
-        run_record.record_decision(run.db, run_id=run.run_id, intent_id=carry.intent_id, decision=decision,
+        run_record.record_decision(run.sink, run_id=run.run_id, intent_id=carry.intent_id, decision=decision,
                                   writes=run_record.planned_writes(wf, carry.context, ruling.plan, run.tracer.redact))
         return Advance(carry.model_copy(update={"decision": decision, "facts": ruling.facts}),
                        {"decision": str(decision.decision), "rule": decision.rule})
@@ -292,9 +293,10 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
         check_preconditions(wf, run, carry)
         receipts: list[WriteReceipt] = []
         plan = carry.plan or wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
-        # The decided plan is stored before the first write: a recovery resumes here with exactly it.
+        # The decided plan is stored before the first write, never buffered: a recovery resumes here with
+        # exactly it.
         decided = carry.model_copy(update={"plan": tuple(plan), "receipts": (), "resumed": False, "reuse": ()})
-        inputs.save_step(run.db, carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
+        inputs.save_step(Direct(run.db), carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
         if not run.writes_land:
             receipts = run.gateway.dry_run([(a.tool, a.params, a.action) for a in plan])
             for r in receipts:

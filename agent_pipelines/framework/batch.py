@@ -31,6 +31,7 @@ from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
 from agent_pipelines.framework.llm import Proposer
+from agent_pipelines.framework.rowbuffer import RowBuffer
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import DEFERRED, TAG, BatchScope, Carry, StepRun
@@ -68,7 +69,7 @@ class Batch:
     def __init__(self, wf: Workflow, context: dg.OpExecutionContext, runtime: AgentRuntime, step: str) -> None:
         self.wf, self.ctx, self.runtime, self.step = wf, context, runtime, step
         started = context.instance.get_run_stats(context.run_id).start_time or time.time()
-        self.scope = BatchScope(step=step, started_at=started, expect=EXPECT[step])
+        self.scope = BatchScope(step=step, started_at=started, expect=EXPECT[step], rows=RowBuffer(runtime.db))
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._traced: dict[str, StepRun] = {}  # each intent's latest StepRun, when OpenTelemetry is on
@@ -127,6 +128,9 @@ class Batch:
     def finish(self, inputs: int, advanced: list[steps.Advance | None]) -> Iterator[dg.Output]:
         """Log this step's collected events once, and hand on the intents that advanced."""
         carries = [a.carry for a in advanced if a is not None]
+        # Every intent's bookkeeping rows, in one transaction, before the next step may read them.
+        assert self.scope.rows is not None
+        self.scope.rows.flush()
         self._log_events()
         otel.flush()
         self.outcomes["advanced"] = len(carries)
@@ -215,6 +219,9 @@ def solo(wf: Workflow, b: Batch, intent_id: str, proposer: Proposer) -> steps.Ad
     """One intent through every step before the next intent starts: no batch-mate can change what it
     read. A step that fails records it on the intent (its guard) and ends the chain."""
     def run(c: Carry | None = None) -> StepRun:
+        # Each step reads what the previous ones recorded (its budget counts the run's tool calls).
+        assert b.scope.rows is not None
+        b.scope.rows.flush(intent_id)
         return b.run_for(intent_id, c)
 
     try:

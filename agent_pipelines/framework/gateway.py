@@ -216,6 +216,7 @@ class ToolGateway:
 
     def sources(self) -> prov.Sources:
         """What this intent has read so far (a replay's gateway keeps them in memory instead)."""
+        self.tracer.sink.flush(lambda kind: kind is prov.SOURCE_ROW)  # a batch step's pending ones first
         with self.db.connect() as conn:
             return prov.load_sources(conn, self.tracer.intent_id or "")
 
@@ -224,9 +225,10 @@ class ToolGateway:
         # Only packs that guard something pay for the bookkeeping; writes need an intent anyway.
         if tr.intent_id is None or not (self.policy.provenance or always):
             return
-        shown = recordable(value)
-        self.db.transaction(lambda conn: prov.record_source(conn, intent_id=tr.intent_id or "", run_id=tr.run_id,
-                                                            source=source, trusted=trusted, value=shown))
+        row = prov.source_row(intent_id=tr.intent_id, run_id=tr.run_id, source=source, trusted=trusted,
+                              value=recordable(value))
+        if row is not None:
+            tr.sink.put(prov.SOURCE_ROW, row)
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
               approval_id: str | None = None) -> WriteReceipt:

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, or_, select
 
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.sql import insert_ignore
+from agent_pipelines.framework.rowbuffer import RowKind
 from agent_pipelines.framework.tables import intent_steps, intents
 
 PROVENANCE_FACT = "provenance"    # the validate fact that carries a proposal's findings to the policy
@@ -210,15 +210,18 @@ def source_record(intent_id: str, source: str, trusted: bool, value: Any) -> tup
                                                    "truncated": truncated}
 
 
-def record_source(conn: Connection, *, intent_id: str, run_id: str | None, source: str, trusted: bool,
-                  value: Any) -> None:
-    """Keep the digests of a read's output (or a declared value) for this intent. Idempotent: the row
-    is named by its content, so the same read in a later run adds nothing."""
+# The digests of a read's output (or a declared value) kept for an intent, written now or with a batch
+# step's rows (framework/rowbuffer.py). Idempotent: the row is named by its content, so the same read
+# in a later run adds nothing.
+SOURCE_ROW = RowKind(intent_steps, "ignore", ("intent_id", "step"))
+
+
+def source_row(*, intent_id: str, run_id: str | None, source: str, trusted: bool, value: Any) -> dict[str, Any] | None:
+    """The row to keep for this read (None: a lookup that found nothing vouches for nothing)."""
     if (rec := source_record(intent_id, source, trusted, value)) is None:
-        return
+        return None
     step, output = rec
-    insert_ignore(conn, intent_steps, dict(intent_id=intent_id, step=step, run_id=run_id, at=utcnow(),
-                                           output=output), ["intent_id", "step"])
+    return dict(intent_id=intent_id, step=step, run_id=run_id, at=utcnow(), output=output)
 
 
 @dataclass
