@@ -26,7 +26,7 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from agent_pipelines.framework import agent_steps as steps
-from agent_pipelines.framework import claims, controls, otel, quality
+from agent_pipelines.framework import budgets, claims, controls, otel, quality
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
@@ -109,10 +109,16 @@ class Batch:
                 return list(pool.map(one, items))
 
     def _read_chunk(self, ids: list[str]) -> None:
-        """Once per chunk and step: renew and read the intents this run owns, and the kill switches."""
+        """Once per chunk and step: claim (read) or renew, and read the intents this run owns, and the
+        kill switches."""
         db, run_id = self.runtime.db, self.ctx.run_id
-        if self.step not in ("read", "retry") and ids:
+        if self.step == "read" and ids:
+            # The intents a trigger's run may start, claimed together; any other goes the one-by-one
+            # way (a dead owner's claim, a recovery start: StepRun.claim).
+            claims.acquire_many(db, ids, run_id, self.runtime.lease_seconds, steps.TRIGGER_START)
+        elif self.step != "retry" and ids:
             claims.renew_many(db, ids, run_id, self.runtime.lease_seconds)
+        if self.step != "retry" and ids:
             owned: dict[str, Intent] = {}
             with db.connect() as conn:
                 for start in range(0, len(ids), 500):
@@ -121,6 +127,7 @@ class Batch:
                                                               intents.c.lease_expires_at > utcnow())).mappings()
                     owned.update({r["intent_id"]: Intent.model_validate(dict(r)) for r in rows})
             self.scope.owned = owned
+            self.scope.budget_bases = budgets.load_bases(db, run_id, list(owned))
         with db.connect() as conn:
             self.scope.engaged = controls.blocking(conn, self.wf.name)
         self.scope.switches_read = True

@@ -121,6 +121,19 @@ def renew_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float)
     return renewed
 
 
+def acquire_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float, states: frozenset[S]) -> None:
+    """Take the claim on every intent of a batch that is free and in one of `states`, in one statement
+    per 500 ids (the same compare-and-set as acquire). The others are left to acquire, one by one."""
+    now = utcnow()
+    c = intents.c
+    with db.begin() as conn:
+        for i in range(0, len(intent_ids), 500):
+            conn.execute(update(intents).where(
+                c.intent_id.in_(intent_ids[i:i + 500]), c.state.in_([str(s) for s in states]),
+                or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at < now))
+                .values(owner_run_id=run_id, lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+
+
 def heartbeat_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float) -> AbstractContextManager[None]:
     """A batch step's heartbeat: while it works through its intents one by one, the leases of all of
     them are renewed together, so an intent waiting its turn is not taken for dead by the sweeper."""

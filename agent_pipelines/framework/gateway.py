@@ -146,6 +146,8 @@ class ToolGateway:
                                           recorded=tracer.recorded_calls)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._sources_read: prov.Sources | None = None  # sources(): read once, then followed
+        self._sources_since: list[Any] = []
         problems = self._provenance_problems()
         if problems:
             raise PolicyError(f"policy pack {policy.workflow}: " + "; ".join(problems))
@@ -216,9 +218,13 @@ class ToolGateway:
 
     def sources(self) -> prov.Sources:
         """What this intent has read so far (a replay's gateway keeps them in memory instead)."""
-        self.tracer.sink.flush(lambda kind: kind is prov.SOURCE_ROW)  # a batch step's pending ones first
-        with self.db.connect() as conn:
-            return prov.load_sources(conn, self.tracer.intent_id or "")
+        # Read once per gateway (one step of one intent, whose run holds the claim: nobody else adds to
+        # them), then followed through the sources this gateway keeps, written yet or not (rowbuffer.py).
+        if self._sources_read is None:
+            with self.db.connect() as conn:
+                self._sources_read = prov.load_sources(conn, self.tracer.intent_id or "")
+            self._sources_since = []
+        return prov.extend_sources(self._sources_read, self._sources_since)
 
     def _keep_source(self, source: str, value: Any, *, trusted: bool, always: bool = False) -> None:
         tr = self.tracer
@@ -229,6 +235,7 @@ class ToolGateway:
                               value=recordable(value))
         if row is not None:
             tr.sink.put(prov.SOURCE_ROW, row)
+            self._sources_since.append(row["output"])
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
               approval_id: str | None = None) -> WriteReceipt:

@@ -249,15 +249,28 @@ def load_sources(conn: Connection, intent_id: str) -> Sources:
 def sources_from(intent_id: str, outputs: Iterable[Any], intake: Any) -> Sources:
     """Sources from kept rows' outputs (source_record) and the intake (a replay keeps its rows in memory)."""
     src = Sources(intent_id=intent_id)
+    _add_outputs(src, outputs)
+    if intake is not None:  # stored as received: untrusted by definition
+        src.intake_keys = _keys(intake, words=True)
+        src.intake_text = "\n".join(k for k in (normalise(v) for v in leaves(intake)) if k)
+    return src
+
+
+def extend_sources(src: Sources, outputs: Iterable[Any]) -> Sources:
+    """A copy of `src` with more kept rows' outputs (kept since it was read)."""
+    out = Sources(intent_id=src.intent_id, trusted={k: set(v) for k, v in src.trusted.items()},
+                  untrusted={k: set(v) for k, v in src.untrusted.items()}, intake_keys=src.intake_keys,
+                  intake_text=src.intake_text)
+    _add_outputs(out, outputs)
+    return out
+
+
+def _add_outputs(src: Sources, outputs: Iterable[Any]) -> None:
     for out in outputs:
         if not isinstance(out, dict) or out.get("provenance") not in ("trusted", "untrusted"):
             continue
         bucket = src.trusted if out["provenance"] == "trusted" else src.untrusted
         bucket.setdefault(str(out.get("source")), set()).update(out.get("values") or ())
-    if intake is not None:  # stored as received: untrusted by definition
-        src.intake_keys = _keys(intake, words=True)
-        src.intake_text = "\n".join(k for k in (normalise(v) for v in leaves(intake)) if k)
-    return src
 
 
 # -- the check ---------------------------------------------------------------------------------------------

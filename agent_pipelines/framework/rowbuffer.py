@@ -11,8 +11,8 @@ batch step hands its intents on (Batch.finish). What something depends on at onc
 the ledger row (with its write), the decided plan before the first write, the LLM call whose tokens
 the budget counts right after it."""
 
+import itertools
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,8 +72,8 @@ def write_rows(conn: Connection, rows: list[tuple[RowKind, dict[str, Any]]]) -> 
 class Sink(Protocol):
     def put(self, kind: RowKind, params: dict[str, Any]) -> None: ...
 
-    def flush(self, where: Callable[[RowKind], bool] | None = None) -> int:
-        """Write this intent's pending rows (of the kinds `where` picks) now: before reading them back."""
+    def flush(self) -> int:
+        """Write this intent's pending rows now (before reading them back)."""
         ...
 
     def take(self) -> list[tuple[RowKind, dict[str, Any]]]:
@@ -95,7 +95,7 @@ class Direct:
     def put(self, kind: RowKind, params: dict[str, Any]) -> None:
         self.db.transaction(lambda conn: write_rows(conn, [(kind, params)]))
 
-    def flush(self, where: Callable[[RowKind], bool] | None = None) -> int:
+    def flush(self) -> int:
         return 0  # nothing is ever pending
 
     def take(self) -> list[tuple[RowKind, dict[str, Any]]]:
@@ -113,29 +113,27 @@ class RowBuffer:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._lock = threading.Lock()
-        self._rows: list[tuple[str, RowKind, dict[str, Any]]] = []
+        self._seq = itertools.count()  # a full flush writes the rows in the order they came
+        self._rows: dict[str, list[tuple[int, RowKind, dict[str, Any]]]] = {}
 
     def sink(self, intent_id: str) -> "Buffered":
         return Buffered(self, intent_id)
 
     def add(self, intent_id: str, kind: RowKind, params: dict[str, Any]) -> None:
         with self._lock:
-            self._rows.append((intent_id, kind, params))
+            self._rows.setdefault(intent_id, []).append((next(self._seq), kind, params))
 
-    def take(self, intent_id: str | None = None, where: Callable[[RowKind], bool] | None = None
-             ) -> list[tuple[RowKind, dict[str, Any]]]:
-        """Remove and return the pending rows (of one intent, of the kinds `where` picks)."""
+    def take(self, intent_id: str | None = None) -> list[tuple[RowKind, dict[str, Any]]]:
+        """Remove and return the pending rows (of one intent)."""
+        taken: list[tuple[int, RowKind, dict[str, Any]]] = []
         with self._lock:
-            taken, kept = [], []
-            for row in self._rows:
-                mine = (intent_id is None or row[0] == intent_id) and (where is None or where(row[1]))
-                (taken if mine else kept).append(row)
-            self._rows = kept
-        return [(kind, params) for _, kind, params in taken]
+            for i in ([intent_id] if intent_id is not None else list(self._rows)):
+                taken += self._rows.pop(i, [])
+        return [(kind, params) for _, kind, params in sorted(taken, key=lambda r: r[0])]
 
-    def flush(self, intent_id: str | None = None, where: Callable[[RowKind], bool] | None = None) -> int:
-        """Write the pending rows (of one intent, of some kinds) in one transaction."""
-        rows = self.take(intent_id, where)
+    def flush(self, intent_id: str | None = None) -> int:
+        """Write the pending rows (of one intent) in one transaction."""
+        rows = self.take(intent_id)
         if rows:
             self.db.transaction(lambda conn: write_rows(conn, rows))
         return len(rows)
@@ -150,8 +148,8 @@ class Buffered:
     def put(self, kind: RowKind, params: dict[str, Any]) -> None:
         self.buffer.add(self.intent_id, kind, params)
 
-    def flush(self, where: Callable[[RowKind], bool] | None = None) -> int:
-        return self.buffer.flush(self.intent_id, where)
+    def flush(self) -> int:
+        return self.buffer.flush(self.intent_id)
 
     def take(self) -> list[tuple[RowKind, dict[str, Any]]]:
         return self.buffer.take(self.intent_id)

@@ -94,6 +94,8 @@ class BatchScope:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # The step's bookkeeping rows (trace, sources, step outputs), written together (rowbuffer.py).
     rows: RowBuffer | None = None
+    # Each owned intent's budget counts so far in this run, read for the chunk (budgets.load_bases).
+    budget_bases: dict[str, Any] = field(default_factory=dict)
 
 
 class StepRun:
@@ -117,7 +119,8 @@ class StepRun:
                              sink=batch.rows.sink(intent_id) if batch is not None and batch.rows is not None else None)
         started = batch.started_at if batch else context.instance.get_run_stats(self.run_id).start_time
         self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
-                                recorded=self.tracer.recorded_calls)
+                                recorded=self.tracer.recorded_calls,
+                                preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
         self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
@@ -139,6 +142,8 @@ class StepRun:
     def intent(self) -> Intent:
         """The intent as this step last saw it: read at the checkpoint (or first use) and updated by
         move(). While this run holds the claim, nothing else moves it."""
+        if self._intent is None and self.batch is not None:  # read for the chunk (owned by this run)
+            self._intent = self.batch.owned.get(self.intent_id)
         if self._intent is None:
             self._intent = self.store.get(self.intent_id)
         return self._intent
