@@ -2,7 +2,9 @@
 """Statements and transactions per intent on the batch path (issue 11): the bench's batch mode
 (agent_pipelines/cli_bench.py) on a fresh state, with SQLAlchemy listeners on our database's engine
 counting every statement (before_cursor_execute) and every transaction (begin), then a breakdown by
-statement shape, per intent. Dagster's own storage is not counted (another engine).
+statement shape, per intent. Dagster's own storage is not counted (another engine). The process's CPU
+time per intent is printed too: on a shared machine it moves less than the wall clock. PYTHONPATH picks
+the checkout profiled (e.g. another worktree, to compare).
 
     PYTHONPATH=$PWD .venv/bin/python scripts/profile_batch.py [--n 300] [--backend sqlite|postgres] [--top 25]
 """
@@ -15,7 +17,7 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH: profile another checkout
 
 from sqlalchemy import event  # noqa: E402
 
@@ -87,9 +89,9 @@ def main() -> None:
                 commits["commit"] += 1
 
         counting["on"] = True
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         ok = _run_batches(project, ids[WARM_UP:], args.batch)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         counting["on"] = False
         states = bench.settled_counts(project.db, wf.name)
         dups = bench.duplicate_writes(project.db, wf)
@@ -97,7 +99,7 @@ def main() -> None:
     n = args.n
     total = sum(stmts.values())
     print(f"backend={args.backend} n={n} runs={len(ok)} failed_runs={ok.count(False)} "
-          f"ms_per_intent={seconds * 1000 / n:.2f} duplicate_writes={dups} states={states}")
+          f"ms_per_intent={seconds * 1000 / n:.2f} cpu_ms_per_intent={cpu * 1000 / n:.2f} duplicate_writes={dups} states={states}")
     print(f"per intent: statements {total / n:.1f}  transactions {sum(begins.values()) / n:.1f} "
           f"(writer {begins['writer'] / n:.1f}, reader {begins['reader'] / n:.1f})  commits {commits['commit'] / n:.1f}")
     print(f"{'statement':40} {'per intent':>10} {'rows/intent':>12}")

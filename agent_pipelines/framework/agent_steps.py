@@ -13,13 +13,14 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from agent_pipelines.framework import approvals, inputs, quality, run_record
+from agent_pipelines.framework.claims import ClaimHeld
 from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
 from agent_pipelines.framework.llm import LLMUsage, ProposalFailed, Proposer
 from agent_pipelines.framework.notifications import Outbox
-from agent_pipelines.framework.rowbuffer import Direct
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, writes_land
+from agent_pipelines.framework.rowbuffer import Direct
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import (
     Carry,
@@ -304,10 +305,8 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
             return Advance(carry.model_copy(update={"receipts": tuple(receipts)}),
                            {"writes": 0, "would_write": len(receipts)})
         for action in plan:
-            run.claim()  # a heartbeat before each write: a run that lost its claim writes nothing more
             try:
-                receipt = run.gateway.write(action.tool, action.params, action=action.action,
-                                            approval_id=carry.approval_id)
+                receipt = write_claimed(run, action, carry.approval_id)
             except PreconditionFailed as exc:
                 raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
             except ToolBlocked as exc:
@@ -320,6 +319,22 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
         return Advance(carry.model_copy(update={"receipts": tuple(receipts)}), {
             "writes": len(receipts), "already_committed": sum(r.status == "already_committed" for r in receipts)})
     return None
+
+
+def write_claimed(run: StepRun, action: WriteAction, approval_id: str | None) -> WriteReceipt:
+    """One planned write, under this run's claim taken or renewed first: a run that lost its claim
+    writes nothing more. The claim is taken in the write's own transaction (StepRun.fence); an external
+    write's call runs outside it, so its claim is taken before."""
+    if run.gateway.is_external(action.tool):
+        run.claim()
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
+    try:
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id,
+                                 fence=run.fence)
+    except ClaimHeld:
+        run.claim()  # takes it back from a run that is over (else ClaimHeld again: this run stops here)
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id,
+                                 fence=run.fence)
 
 
 # 6. VERIFY --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
+from agent_pipelines.framework.claims import ClaimHeld
 from agent_pipelines.framework.db import WRITER, Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
@@ -181,6 +182,9 @@ class ToolGateway:
                         redact_fields=policy.data_handling.redact_fields)
         return cls(registry, policy, db, tracer, mode=mode or policy.rollout.mode)
 
+    def is_external(self, name: str) -> bool:
+        return self.registry.get(name).external is not None
+
     def is_high_impact(self, name: str) -> bool:
         return name in self.policy.high_impact_tools or self.registry.get(name).impact == Impact.HIGH
 
@@ -238,8 +242,10 @@ class ToolGateway:
             self._sources_since.append(row["output"])
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
-              approval_id: str | None = None) -> WriteReceipt:
-        """Apply a write tool once per (intent, action) through the ledger, within mode and kill switch."""
+              approval_id: str | None = None, fence: Callable[[Connection], None] | None = None) -> WriteReceipt:
+        """Apply a write tool once per (intent, action) through the ledger, within mode and kill switch.
+        `fence` runs first in the ledger's transaction (ledger.apply_once; not for an external write,
+        whose call is outside our transaction: is_external)."""
         if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
             return self.dry_run([(name, params, action)])[0]
         tool, p, digest = self._admit_write(name, params)
@@ -258,7 +264,7 @@ class ToolGateway:
                                            tool=tool.name, run_id=tr.run_id, params=p, approval_id=approval_id,
                                            note=tr.note)
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
-                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id)
+                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id, fence=fence)
 
         return self._run(tool, p, call, digest)
 
@@ -454,6 +460,8 @@ class ToolGateway:
             else:
                 self._trace(tool, params, result, status, None, attempt, started, digest)
                 return result
+            if isinstance(error, ClaimHeld):  # the write's fence: a run that lost its claim changes nothing
+                raise error
             retryable = isinstance(error, tool.retry_on)
             if not retryable or attempt >= tool.backoff.max_attempts:
                 self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempt, started, digest)

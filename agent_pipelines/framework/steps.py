@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from agent_pipelines.framework import approvals, claims, controls, otel
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
@@ -252,6 +252,12 @@ class StepRun:
             # lease has not run out: its claim is void.
             owner = claims.acquire(self.db, self.intent_id, self.run_id, self.lease_s, dead_owner=owner)
         if owner is not None:
+            raise claims.ClaimHeld(self.intent_id, owner)
+
+    def fence(self, conn: Connection) -> None:
+        """claim() on a write's own transaction (ledger.apply_once), without its dead-owner check: a
+        refusal rolls the write back, and the caller claims again the long way (write_claimed)."""
+        if (owner := claims.take(conn, self.intent_id, self.run_id, self.lease_s)) is not None:
             raise claims.ClaimHeld(self.intent_id, owner)
 
     def _run_ended(self, run_id: str) -> bool:
