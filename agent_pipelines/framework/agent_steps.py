@@ -70,8 +70,10 @@ def stored_decision(wf: Workflow, run: StepRun, intent: Intent) -> Carry | None:
     """The decided plan of an intent that died at commit or later, when its recovery must resume there:
     some writes landed (they are never decided again against records they changed) or the plan was
     approved (a human decided it). Otherwise the intent starts again from read."""
+    if intent.state not in RECOVERY_START:  # (checked first: a fresh intent costs no read)
+        return None
     saved = inputs.saved_step(run.db, intent.intent_id, "commit")
-    if saved is None or intent.state not in RECOVERY_START:
+    if saved is None:
         return None
     carry = carry_from_json(wf, saved["output"])
     landed = landed_writes(run.db, intent.intent_id)
