@@ -325,18 +325,16 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
 
 def write_claimed(run: StepRun, action: WriteAction, approval_id: str | None) -> WriteReceipt:
     """One planned write, under this run's claim taken or renewed first: a run that lost its claim
-    writes nothing more. The claim is taken in the write's own transaction (StepRun.fence); an external
-    write's call runs outside it, so its claim is taken before."""
+    writes nothing more. The claim is taken in the write's own transaction (the gateway's fence:
+    StepRun.fence); an external write's call runs outside it, so its claim is taken before."""
     if run.gateway.is_external(action.tool):
         run.claim()
         return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
     try:
-        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id,
-                                 fence=run.fence)
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
     except ClaimHeld:
         run.claim()  # takes it back from a run that is over (else ClaimHeld again: this run stops here)
-        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id,
-                                 fence=run.fence)
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
 
 
 # 6. VERIFY --------------------------------------------------------------------------------------------

@@ -140,8 +140,13 @@ _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 class ToolGateway:
     def __init__(self, registry: ToolRegistry, policy: PolicyPack, db: Database, tracer: Tracer, *,
                  mode: Mode = Mode.FULL, budget: RunBudget | None = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 fence: Callable[[Connection], None] | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
+        # Runs first in each write's ledger transaction and raises to refuse it (ledger.apply_once): a
+        # job's claim on the intent (StepRun.fence). An external write's call is outside that
+        # transaction (is_external): its caller checks before.
+        self.fence = fence
         self.mode = Mode(mode)
         self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id, intent_id=tracer.intent_id,
                                           recorded=tracer.recorded_calls)
@@ -242,10 +247,8 @@ class ToolGateway:
             self._sources_since.append(row["output"])
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
-              approval_id: str | None = None, fence: Callable[[Connection], None] | None = None) -> WriteReceipt:
-        """Apply a write tool once per (intent, action) through the ledger, within mode and kill switch.
-        `fence` runs first in the ledger's transaction (ledger.apply_once; not for an external write,
-        whose call is outside our transaction: is_external)."""
+              approval_id: str | None = None) -> WriteReceipt:
+        """Apply a write tool once per (intent, action) through the ledger, within mode and kill switch."""
         if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
             return self.dry_run([(name, params, action)])[0]
         tool, p, digest = self._admit_write(name, params)
@@ -264,7 +267,7 @@ class ToolGateway:
                                            tool=tool.name, run_id=tr.run_id, params=p, approval_id=approval_id,
                                            note=tr.note)
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
-                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id, fence=fence)
+                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id, fence=self.fence)
 
         return self._run(tool, p, call, digest)
 

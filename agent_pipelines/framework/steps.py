@@ -121,7 +121,8 @@ class StepRun:
         self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
                                 recorded=self.tracer.recorded_calls,
                                 preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
-        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
+        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
+                                   fence=self.fence)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
         self._intent: Intent | None = None  # read once per step (see intent())
