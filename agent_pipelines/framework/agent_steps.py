@@ -13,12 +13,14 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from agent_pipelines.framework import approvals, inputs, quality, run_record
+from agent_pipelines.framework.claims import ClaimHeld
 from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
 from agent_pipelines.framework.llm import LLMUsage, ProposalFailed, Proposer
 from agent_pipelines.framework.notifications import Outbox
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, writes_land
+from agent_pipelines.framework.rowbuffer import Direct
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import (
     Carry,
@@ -68,8 +70,10 @@ def stored_decision(wf: Workflow, run: StepRun, intent: Intent) -> Carry | None:
     """The decided plan of an intent that died at commit or later, when its recovery must resume there:
     some writes landed (they are never decided again against records they changed) or the plan was
     approved (a human decided it). Otherwise the intent starts again from read."""
+    if intent.state not in RECOVERY_START:  # (checked first: a fresh intent costs no read)
+        return None
     saved = inputs.saved_step(run.db, intent.intent_id, "commit")
-    if saved is None or intent.state not in RECOVERY_START:
+    if saved is None:
         return None
     carry = carry_from_json(wf, saved["output"])
     landed = landed_writes(run.db, intent.intent_id)
@@ -126,7 +130,7 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
         if intent.state == S.PARKED:
             release_parked(run.db, intent.intent_id)
         run.move(S.RUNNING, f"recovery run {run.run_id}" if intent.state in RECOVERY_START else None)
-        run_record.record_start(run.db, wf, run_id=run.run_id, intent_id=intent.intent_id, mode=run.mode,
+        run_record.record_start(run.sink, wf, run_id=run.run_id, intent_id=intent.intent_id, mode=run.mode,
                                llm=run.runtime.llm_config(), intake=data)
         intake = wf.intake_model.model_validate(data)
         saved = inputs.saved_step(run.db, intent.intent_id, "read") if "read" in reuse else None
@@ -135,7 +139,7 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
             run.log(f"read: reusing the context persisted by run {saved['run_id']}")
         else:
             ctx_model = wf.read(run.step(), intake)
-            inputs.save_step(run.db, intent.intent_id, "read", ctx_model.model_dump(mode="json"), run.run_id)
+            inputs.save_step(run.sink, intent.intent_id, "read", ctx_model.model_dump(mode="json"), run.run_id)
         return Advance(Carry(intent_id=intent.intent_id, intake=intake, context=ctx_model, reuse=reuse), {})
     return None
 
@@ -159,7 +163,7 @@ def propose(wf: Workflow, run: StepRun, carry: Carry, proposer: Proposer) -> Adv
             raise StepFailed(S.FAILED, f"no valid proposal after {exc.usage.attempts} attempt(s): {exc}") from exc
         run.tracer.llm_call(**usage.model_dump(), output=proposal)
         run.budget.check_llm()
-        inputs.save_step(run.db, carry.intent_id, "propose", proposal.model_dump(mode="json"), run.run_id)
+        inputs.save_step(run.sink, carry.intent_id, "propose", proposal.model_dump(mode="json"), run.run_id)
         return Advance(carry.model_copy(update={"proposal": proposal}), {
             "model": usage.model, "prompt_version": usage.prompt_version, "attempts": usage.attempts,
             "tokens": usage.prompt_tokens + usage.completion_tokens, "cost_usd": usage.cost_usd})
@@ -237,7 +241,7 @@ def validate_decide(wf: Workflow, run: StepRun, carry: Carry, v: Validation) -> 
         decision = ruling.decision
         assert decision is not None
         run.tracer.policy("proposal", decision)
-        run_record.record_decision(run.db, run_id=run.run_id, intent_id=carry.intent_id, decision=decision,
+        run_record.record_decision(run.sink, run_id=run.run_id, intent_id=carry.intent_id, decision=decision,
                                   writes=run_record.planned_writes(wf, carry.context, ruling.plan, run.tracer.redact))
         return Advance(carry.model_copy(update={"decision": decision, "facts": ruling.facts}),
                        {"decision": str(decision.decision), "rule": decision.rule})
@@ -292,9 +296,10 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
         check_preconditions(wf, run, carry)
         receipts: list[WriteReceipt] = []
         plan = carry.plan or wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
-        # The decided plan is stored before the first write: a recovery resumes here with exactly it.
+        # The decided plan is stored before the first write, never buffered: a recovery resumes here with
+        # exactly it.
         decided = carry.model_copy(update={"plan": tuple(plan), "receipts": (), "resumed": False, "reuse": ()})
-        inputs.save_step(run.db, carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
+        inputs.save_step(Direct(run.db), carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
         if not run.writes_land:
             receipts = run.gateway.dry_run([(a.tool, a.params, a.action) for a in plan])
             for r in receipts:
@@ -302,10 +307,8 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
             return Advance(carry.model_copy(update={"receipts": tuple(receipts)}),
                            {"writes": 0, "would_write": len(receipts)})
         for action in plan:
-            run.claim()  # a heartbeat before each write: a run that lost its claim writes nothing more
             try:
-                receipt = run.gateway.write(action.tool, action.params, action=action.action,
-                                            approval_id=carry.approval_id)
+                receipt = write_claimed(run, action, carry.approval_id)
             except PreconditionFailed as exc:
                 raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
             except ToolBlocked as exc:
@@ -318,6 +321,20 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
         return Advance(carry.model_copy(update={"receipts": tuple(receipts)}), {
             "writes": len(receipts), "already_committed": sum(r.status == "already_committed" for r in receipts)})
     return None
+
+
+def write_claimed(run: StepRun, action: WriteAction, approval_id: str | None) -> WriteReceipt:
+    """One planned write, under this run's claim taken or renewed first: a run that lost its claim
+    writes nothing more. The claim is taken in the write's own transaction (the gateway's fence:
+    StepRun.fence); an external write's call runs outside it, so its claim is taken before."""
+    if run.gateway.is_external(action.tool):
+        run.claim()
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
+    try:
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
+    except ClaimHeld:
+        run.claim()  # takes it back from a run that is over (else ClaimHeld again: this run stops here)
+        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
 
 
 # 6. VERIFY --------------------------------------------------------------------------------------------

@@ -26,11 +26,12 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from agent_pipelines.framework import agent_steps as steps
-from agent_pipelines.framework import claims, controls, otel, quality
+from agent_pipelines.framework import budgets, claims, controls, otel, quality
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
 from agent_pipelines.framework.llm import Proposer
+from agent_pipelines.framework.rowbuffer import RowBuffer
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import DEFERRED, TAG, BatchScope, Carry, StepRun
@@ -68,7 +69,7 @@ class Batch:
     def __init__(self, wf: Workflow, context: dg.OpExecutionContext, runtime: AgentRuntime, step: str) -> None:
         self.wf, self.ctx, self.runtime, self.step = wf, context, runtime, step
         started = context.instance.get_run_stats(context.run_id).start_time or time.time()
-        self.scope = BatchScope(step=step, started_at=started, expect=EXPECT[step])
+        self.scope = BatchScope(step=step, started_at=started, expect=EXPECT[step], rows=RowBuffer(runtime.db))
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._traced: dict[str, StepRun] = {}  # each intent's latest StepRun, when OpenTelemetry is on
@@ -108,10 +109,16 @@ class Batch:
                 return list(pool.map(one, items))
 
     def _read_chunk(self, ids: list[str]) -> None:
-        """Once per chunk and step: renew and read the intents this run owns, and the kill switches."""
+        """Once per chunk and step: claim (read) or renew, and read the intents this run owns, and the
+        kill switches."""
         db, run_id = self.runtime.db, self.ctx.run_id
-        if self.step not in ("read", "retry") and ids:
+        if self.step == "read" and ids:
+            # The intents a trigger's run may start, claimed together; any other goes the one-by-one
+            # way (a dead owner's claim, a recovery start: StepRun.claim).
+            claims.acquire_many(db, ids, run_id, self.runtime.lease_seconds, steps.TRIGGER_START)
+        elif self.step != "retry" and ids:
             claims.renew_many(db, ids, run_id, self.runtime.lease_seconds)
+        if self.step != "retry" and ids:
             owned: dict[str, Intent] = {}
             with db.connect() as conn:
                 for start in range(0, len(ids), 500):
@@ -120,6 +127,7 @@ class Batch:
                                                               intents.c.lease_expires_at > utcnow())).mappings()
                     owned.update({r["intent_id"]: Intent.model_validate(dict(r)) for r in rows})
             self.scope.owned = owned
+            self.scope.budget_bases = budgets.load_bases(db, run_id, list(owned))
         with db.connect() as conn:
             self.scope.engaged = controls.blocking(conn, self.wf.name)
         self.scope.switches_read = True
@@ -127,6 +135,9 @@ class Batch:
     def finish(self, inputs: int, advanced: list[steps.Advance | None]) -> Iterator[dg.Output]:
         """Log this step's collected events once, and hand on the intents that advanced."""
         carries = [a.carry for a in advanced if a is not None]
+        # Every intent's bookkeeping rows, in one transaction, before the next step may read them.
+        assert self.scope.rows is not None
+        self.scope.rows.flush()
         self._log_events()
         otel.flush()
         self.outcomes["advanced"] = len(carries)
@@ -215,6 +226,9 @@ def solo(wf: Workflow, b: Batch, intent_id: str, proposer: Proposer) -> steps.Ad
     """One intent through every step before the next intent starts: no batch-mate can change what it
     read. A step that fails records it on the intent (its guard) and ends the chain."""
     def run(c: Carry | None = None) -> StepRun:
+        # Each step reads what the previous ones recorded (its budget counts the run's tool calls).
+        assert b.scope.rows is not None
+        b.scope.rows.flush(intent_id)
         return b.run_for(intent_id, c)
 
     try:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -43,13 +44,38 @@ def _hex_big_ints(value: Any) -> Any:
     return value
 
 
+Base = tuple[str | None, Counter[str]]  # a run's breached budget rule (if any), its tool calls by digest
+
+
+def load_bases(db: Database, run_id: str, intent_ids: list[str]) -> dict[str, Base]:
+    """check_tool_call's counts for many intents of one run, in two statements per 500 ids."""
+    breached: dict[str, str] = {}
+    calls: dict[str, Counter[str]] = {i: Counter() for i in intent_ids}
+    with db.connect() as conn:
+        for start in range(0, len(intent_ids), 500):
+            chunk = intent_ids[start:start + 500]
+            for intent_id, rule in conn.execute(select(policy_decisions.c.intent_id, policy_decisions.c.rule).where(
+                    policy_decisions.c.run_id == run_id, policy_decisions.c.intent_id.in_(chunk),
+                    policy_decisions.c.rule.like("budget:%"))):
+                breached.setdefault(intent_id, rule)
+            for intent_id, digest, n in conn.execute(
+                    select(tool_calls.c.intent_id, tool_calls.c.call_digest, func.count())
+                    .where(tool_calls.c.run_id == run_id, tool_calls.c.intent_id.in_(chunk))
+                    .group_by(tool_calls.c.intent_id, tool_calls.c.call_digest)):
+                calls[intent_id][str(digest)] += int(n)
+    return {i: (breached.get(i), calls[i]) for i in intent_ids}
+
+
 class RunBudget:
     """One intent's budget within one run. A batch run carries many intents: each has its own caps
     (usage is counted per run and intent), and the wall clock runs from the run's start."""
 
     def __init__(self, db: Database, limits: Budgets, run_id: str | None, started_at: float | None = None,
-                 intent_id: str | None = None, recorded: Counter[str] | None = None) -> None:
+                 intent_id: str | None = None, recorded: Counter[str] | None = None,
+                 preloaded: Callable[[], Base | None] | None = None) -> None:
         self.db, self.limits, self.run_id, self.intent_id = db, limits, run_id, intent_id
+        # A batch step reads every intent's counts at once (load_bases) before its tracer records a row.
+        self._preloaded = preloaded
         self.started_at = started_at if started_at is not None else time.time()
         # Tool-call rows recorded through this step's tracer, by call digest (Tracer.recorded_calls).
         self._recorded: Counter[str] = recorded if recorded is not None else Counter()
@@ -91,6 +117,8 @@ class RunBudget:
         The counts are read from the trace tables once per step (this object lives for one step of one
         intent, whose run holds the claim), then followed through the rows this step's tracer records."""
         self.check_wall()
+        if self._base is None and (pre := self._preloaded() if self._preloaded else None) is not None:
+            self._base = (pre[0], pre[1], Counter())
         if self._base is None:
             with self.db.connect() as conn:
                 breached = conn.execute(select(policy_decisions.c.rule).where(

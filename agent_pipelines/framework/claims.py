@@ -34,21 +34,23 @@ def acquire(db: Database, intent_id: str, run_id: str, lease_s: float, *, dead_o
     runs it under the database write lock, so of two racing runs exactly one matches. `dead_owner`
     names a run known to have ended (its claim can be taken before its lease runs out)."""
 
-    def cas(conn: Connection) -> str | None:
-        now = utcnow()
-        c = intents.c
-        free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at < now,
-                   *([c.owner_run_id == dead_owner] if dead_owner else []))
-        taken = conn.execute(update(intents).where(c.intent_id == intent_id, free).values(
-            owner_run_id=run_id, lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
-        if taken.rowcount == 1:
-            return None
-        row = conn.execute(select(c.owner_run_id).where(c.intent_id == intent_id)).first()
-        if row is None:
-            raise KeyError(f"unknown intent {intent_id!r}")
-        return row.owner_run_id
+    return db.transaction(lambda conn: take(conn, intent_id, run_id, lease_s, dead_owner=dead_owner))
 
-    return db.transaction(cas)
+
+def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_owner: str | None = None) -> str | None:
+    """acquire's compare-and-set on the caller's transaction (a write's own: StepRun.fence)."""
+    now = utcnow()
+    c = intents.c
+    free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at < now,
+               *([c.owner_run_id == dead_owner] if dead_owner else []))
+    taken = conn.execute(update(intents).where(c.intent_id == intent_id, free).values(
+        owner_run_id=run_id, lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+    if taken.rowcount == 1:
+        return None
+    row = conn.execute(select(c.owner_run_id).where(c.intent_id == intent_id)).first()
+    if row is None:
+        raise KeyError(f"unknown intent {intent_id!r}")
+    return row.owner_run_id
 
 
 def renew(db: Database, intent_id: str, run_id: str, lease_s: float) -> bool:
@@ -119,6 +121,19 @@ def renew_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float)
                                 .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
             renewed += done.rowcount
     return renewed
+
+
+def acquire_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float, states: frozenset[S]) -> None:
+    """Take the claim on every intent of a batch that is free and in one of `states`, in one statement
+    per 500 ids (the same compare-and-set as acquire). The others are left to acquire, one by one."""
+    now = utcnow()
+    c = intents.c
+    with db.begin() as conn:
+        for i in range(0, len(intent_ids), 500):
+            conn.execute(update(intents).where(
+                c.intent_id.in_(intent_ids[i:i + 500]), c.state.in_([str(s) for s in states]),
+                or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at < now))
+                .values(owner_run_id=run_id, lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
 
 
 def heartbeat_many(db: Database, intent_ids: list[str], run_id: str, lease_s: float) -> AbstractContextManager[None]:

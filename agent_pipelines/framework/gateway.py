@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
+from agent_pipelines.framework.claims import ClaimHeld
 from agent_pipelines.framework.db import WRITER, Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
@@ -139,13 +140,20 @@ _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 class ToolGateway:
     def __init__(self, registry: ToolRegistry, policy: PolicyPack, db: Database, tracer: Tracer, *,
                  mode: Mode = Mode.FULL, budget: RunBudget | None = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 fence: Callable[[Connection], None] | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
+        # Runs first in each write's ledger transaction and raises to refuse it (ledger.apply_once): a
+        # job's claim on the intent (StepRun.fence). An external write's call is outside that
+        # transaction (is_external): its caller checks before.
+        self.fence = fence
         self.mode = Mode(mode)
         self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id, intent_id=tracer.intent_id,
                                           recorded=tracer.recorded_calls)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._sources_read: prov.Sources | None = None  # sources(): read once, then followed
+        self._sources_since: list[Any] = []
         problems = self._provenance_problems()
         if problems:
             raise PolicyError(f"policy pack {policy.workflow}: " + "; ".join(problems))
@@ -178,6 +186,9 @@ class ToolGateway:
         tracer = Tracer(db, workflow=policy.workflow, intent_id=intent_id, run_id=run_id, emit=emit,
                         redact_fields=policy.data_handling.redact_fields)
         return cls(registry, policy, db, tracer, mode=mode or policy.rollout.mode)
+
+    def is_external(self, name: str) -> bool:
+        return self.registry.get(name).external is not None
 
     def is_high_impact(self, name: str) -> bool:
         return name in self.policy.high_impact_tools or self.registry.get(name).impact == Impact.HIGH
@@ -216,17 +227,24 @@ class ToolGateway:
 
     def sources(self) -> prov.Sources:
         """What this intent has read so far (a replay's gateway keeps them in memory instead)."""
-        with self.db.connect() as conn:
-            return prov.load_sources(conn, self.tracer.intent_id or "")
+        # Read once per gateway (one step of one intent, whose run holds the claim: nobody else adds to
+        # them), then followed through the sources this gateway keeps, written yet or not (rowbuffer.py).
+        if self._sources_read is None:
+            with self.db.connect() as conn:
+                self._sources_read = prov.load_sources(conn, self.tracer.intent_id or "")
+            self._sources_since = []
+        return prov.extend_sources(self._sources_read, self._sources_since)
 
     def _keep_source(self, source: str, value: Any, *, trusted: bool, always: bool = False) -> None:
         tr = self.tracer
         # Only packs that guard something pay for the bookkeeping; writes need an intent anyway.
         if tr.intent_id is None or not (self.policy.provenance or always):
             return
-        shown = recordable(value)
-        self.db.transaction(lambda conn: prov.record_source(conn, intent_id=tr.intent_id or "", run_id=tr.run_id,
-                                                            source=source, trusted=trusted, value=shown))
+        row = prov.source_row(intent_id=tr.intent_id, run_id=tr.run_id, source=source, trusted=trusted,
+                              value=recordable(value))
+        if row is not None:
+            tr.sink.put(prov.SOURCE_ROW, row)
+            self._sources_since.append(row["output"])
 
     def write(self, name: str, params: BaseModel | dict[str, Any], *, action: str,
               approval_id: str | None = None) -> WriteReceipt:
@@ -249,7 +267,7 @@ class ToolGateway:
                                            tool=tool.name, run_id=tr.run_id, params=p, approval_id=approval_id,
                                            note=tr.note)
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
-                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id)
+                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id, fence=self.fence)
 
         return self._run(tool, p, call, digest)
 
@@ -445,6 +463,8 @@ class ToolGateway:
             else:
                 self._trace(tool, params, result, status, None, attempt, started, digest)
                 return result
+            if isinstance(error, ClaimHeld):  # the write's fence: a run that lost its claim changes nothing
+                raise error
             retryable = isinstance(error, tool.retry_on)
             if not retryable or attempt >= tool.backoff.max_attempts:
                 self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempt, started, digest)

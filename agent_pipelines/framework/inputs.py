@@ -11,7 +11,8 @@ from sqlalchemy import Connection, select, update
 from agent_pipelines.framework.approvals import DecisionRefused, aware, escalate
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.intents import transition
-from agent_pipelines.framework.sql import for_update, insert_ignore, upsert
+from agent_pipelines.framework.rowbuffer import RowKind, Sink
+from agent_pipelines.framework.sql import for_update, insert_ignore
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.tables import input_requests, intent_steps, intents
 
@@ -118,9 +119,12 @@ def expire_overdue(db: Database, now: datetime | None = None) -> list[dict[str, 
     return expired
 
 
-def save_step(db: Database, intent_id: str, step: str, output: Any, run_id: str | None) -> None:
-    row = dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow())
-    db.transaction(lambda conn: upsert(conn, intent_steps, row, ["intent_id", "step"]))
+STEP_ROW = RowKind(intent_steps, "upsert", ("intent_id", "step"))
+
+
+def save_step(sink: Sink, intent_id: str, step: str, output: Any, run_id: str | None) -> None:
+    """Persist a step's output (now, or with a batch step's rows: see framework/rowbuffer.py)."""
+    sink.put(STEP_ROW, dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow()))
 
 
 def saved_step(db: Database, intent_id: str, step: str) -> dict[str, Any] | None:

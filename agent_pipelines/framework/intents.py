@@ -150,16 +150,16 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
     run holds a live claim; moves made outside a run (a CLI decision, housekeeping) act on waiting
     intents, which no run holds. Moving to the state it is in is a no-op (idempotent for the owner)."""
     c = intents.c
-    row = conn.execute(for_update(conn, select(c.state, c.owner_run_id, c.lease_expires_at)
-                                  .where(c.intent_id == intent_id))).first()
+    # The whole row, locked: the intent returned is it with this move applied (no second read).
+    row = conn.execute(for_update(conn, select(intents).where(c.intent_id == intent_id))).mappings().first()
     if row is None:
         raise KeyError(f"unknown intent {intent_id!r}")
-    owner = live_owner(row.owner_run_id, row.lease_expires_at)
+    owner = live_owner(row["owner_run_id"], row["lease_expires_at"])
     if run_id is not None and owner is not None and owner != run_id:
         raise ClaimHeld(intent_id, owner)
-    current = IntentState(row.state)
+    current = IntentState(row["state"])
     if current == target:
-        return _get(conn, intent_id)
+        return Intent.model_validate(dict(row))
     check_transition(intent_id, current, target)
     now = utcnow()
     reason = redact_text(reason) if reason else reason  # reasons quote inputs; they reach logs and the CLI
@@ -169,4 +169,6 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
         state=target, reason=reason, updated_at=now, last_run_id=run_id or c.last_run_id, **claim))
     conn.execute(intent_transitions.insert().values(
         intent_id=intent_id, from_state=current, to_state=target, reason=reason, run_id=run_id, at=now))
-    return _get(conn, intent_id)
+    stored = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now  # as a read gives it back
+    return Intent.model_validate({**row, "state": target, "reason": reason, "updated_at": stored,
+                                  "last_run_id": run_id or row["last_run_id"]})

@@ -68,13 +68,17 @@ def apply_once(
     run_id: str | None,
     write: Callable[[Connection], WriteOutcome],
     approval_id: str | None = None,
+    fence: Callable[[Connection], None] | None = None,
 ) -> WriteReceipt:
     """Run `write` at most once per (workflow, intent, action), in one transaction with its ledger row.
+    `fence` runs first in that transaction and raises to refuse the write (the run's claim: StepRun.fence).
 
     The ledger row is inserted first: a concurrent run with the same key blocks on the UNIQUE index
     (PostgreSQL) or the write lock (SQLite) and then finds the row, so it never reaches `write`."""
     key = idempotency_key(workflow, intent_id, action)
     with db.begin() as conn:
+        if fence is not None:
+            fence(conn)
         inserted = insert_ignore(conn, writes, dict(
             idempotency_key=key, intent_id=intent_id, workflow=workflow, action=action, tool=tool,
             target="", status="pending", run_id=run_id, approval_id=approval_id, at=utcnow()), ["idempotency_key"])

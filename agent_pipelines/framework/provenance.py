@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, or_, select
 
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.sql import insert_ignore
+from agent_pipelines.framework.rowbuffer import RowKind
 from agent_pipelines.framework.tables import intent_steps, intents
 
 PROVENANCE_FACT = "provenance"    # the validate fact that carries a proposal's findings to the policy
@@ -210,15 +210,18 @@ def source_record(intent_id: str, source: str, trusted: bool, value: Any) -> tup
                                                    "truncated": truncated}
 
 
-def record_source(conn: Connection, *, intent_id: str, run_id: str | None, source: str, trusted: bool,
-                  value: Any) -> None:
-    """Keep the digests of a read's output (or a declared value) for this intent. Idempotent: the row
-    is named by its content, so the same read in a later run adds nothing."""
+# The digests of a read's output (or a declared value) kept for an intent, written now or with a batch
+# step's rows (framework/rowbuffer.py). Idempotent: the row is named by its content, so the same read
+# in a later run adds nothing.
+SOURCE_ROW = RowKind(intent_steps, "ignore", ("intent_id", "step"))
+
+
+def source_row(*, intent_id: str, run_id: str | None, source: str, trusted: bool, value: Any) -> dict[str, Any] | None:
+    """The row to keep for this read (None: a lookup that found nothing vouches for nothing)."""
     if (rec := source_record(intent_id, source, trusted, value)) is None:
-        return
+        return None
     step, output = rec
-    insert_ignore(conn, intent_steps, dict(intent_id=intent_id, step=step, run_id=run_id, at=utcnow(),
-                                           output=output), ["intent_id", "step"])
+    return dict(intent_id=intent_id, step=step, run_id=run_id, at=utcnow(), output=output)
 
 
 @dataclass
@@ -246,15 +249,28 @@ def load_sources(conn: Connection, intent_id: str) -> Sources:
 def sources_from(intent_id: str, outputs: Iterable[Any], intake: Any) -> Sources:
     """Sources from kept rows' outputs (source_record) and the intake (a replay keeps its rows in memory)."""
     src = Sources(intent_id=intent_id)
+    _add_outputs(src, outputs)
+    if intake is not None:  # stored as received: untrusted by definition
+        src.intake_keys = _keys(intake, words=True)
+        src.intake_text = "\n".join(k for k in (normalise(v) for v in leaves(intake)) if k)
+    return src
+
+
+def extend_sources(src: Sources, outputs: Iterable[Any]) -> Sources:
+    """A copy of `src` with more kept rows' outputs (kept since it was read)."""
+    out = Sources(intent_id=src.intent_id, trusted={k: set(v) for k, v in src.trusted.items()},
+                  untrusted={k: set(v) for k, v in src.untrusted.items()}, intake_keys=src.intake_keys,
+                  intake_text=src.intake_text)
+    _add_outputs(out, outputs)
+    return out
+
+
+def _add_outputs(src: Sources, outputs: Iterable[Any]) -> None:
     for out in outputs:
         if not isinstance(out, dict) or out.get("provenance") not in ("trusted", "untrusted"):
             continue
         bucket = src.trusted if out["provenance"] == "trusted" else src.untrusted
         bucket.setdefault(str(out.get("source")), set()).update(out.get("values") or ())
-    if intake is not None:  # stored as received: untrusted by definition
-        src.intake_keys = _keys(intake, words=True)
-        src.intake_text = "\n".join(k for k in (normalise(v) for v in leaves(intake)) if k)
-    return src
 
 
 # -- the check ---------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agent_pipelines.framework.db import Database, utcnow
+from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.llm import LLMConfig, Proposer
 from agent_pipelines.framework.policy import Mode, PolicyDecision
-from agent_pipelines.framework.sql import upsert
+from agent_pipelines.framework.rowbuffer import RowKind, Sink
 from agent_pipelines.framework.tables import intent_runs
 from agent_pipelines.framework.workflow import Workflow, WriteAction
 
@@ -47,12 +47,17 @@ def planned_writes(wf: Workflow, context: BaseModel, plan: list[WriteAction] | t
     return out
 
 
+# Written now or with a batch step's rows (framework/rowbuffer.py): the decision after its run's start.
+RUN_START = RowKind(intent_runs, "upsert", ("run_id", "intent_id"), rank=0)
+RUN_DECISION = RowKind(intent_runs, "update", ("run_id", "intent_id"), rank=1)
+
+
 def rule_name(decision: PolicyDecision) -> str:
     """The deciding rule as intent_runs.rule holds it (String(64)), for the recording and the replay alike."""
     return decision.rule[:64]
 
 
-def record_start(db: Database, wf: Workflow, *, run_id: str, intent_id: str, mode: Mode, llm: LLMConfig,
+def record_start(sink: Sink, wf: Workflow, *, run_id: str, intent_id: str, mode: Mode, llm: LLMConfig,
                  intake: BaseModel) -> None:
     """READ began for this intent in this run (again, for a batch's solo retry: the row starts over)."""
     row = {"run_id": run_id, "intent_id": intent_id, "workflow": wf.name, "workflow_version": wf.version,
@@ -60,12 +65,11 @@ def record_start(db: Database, wf: Workflow, *, run_id: str, intent_id: str, mod
            "policy_digest": wf.policy.digest, "mode": str(mode), "provider": llm.provider,
            "model": Proposer(llm).model_name, "intake_digest": intake_digest(intake), "decision": None, "rule": None,
            "planned_writes": None, "started_at": utcnow(), "decided_at": None}
-    db.transaction(lambda conn: upsert(conn, intent_runs, row, ["run_id", "intent_id"]))
+    sink.put(RUN_START, row)
 
 
-def record_decision(db: Database, *, run_id: str, intent_id: str, decision: PolicyDecision,
+def record_decision(sink: Sink, *, run_id: str, intent_id: str, decision: PolicyDecision,
                     writes: list[PlannedWrite]) -> None:
     values = {"decision": str(decision.decision), "rule": rule_name(decision), "decided_at": utcnow(),
               "planned_writes": [w.model_dump(mode="json") for w in writes]}
-    db.transaction(lambda conn: conn.execute(intent_runs.update().where(
-        intent_runs.c.run_id == run_id, intent_runs.c.intent_id == intent_id).values(**values)))
+    sink.put(RUN_DECISION, {"run_id": run_id, "intent_id": intent_id, **values})

@@ -12,17 +12,18 @@ from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from agent_pipelines.framework import approvals, claims, controls, otel
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
-from agent_pipelines.framework.intents import Intent, IntentStore
+from agent_pipelines.framework.intents import Intent, IntentStore, transition
 from agent_pipelines.framework.ledger import WriteReceipt, has_writes
 from agent_pipelines.framework.policy import Mode, PolicyDecision, writes_land
 from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.redaction import redact_text
+from agent_pipelines.framework.rowbuffer import RowBuffer, Sink, write_rows
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.tables import parked_intents
@@ -91,6 +92,10 @@ class BatchScope:
     suites: list[tuple[str, SuiteResult]] = field(default_factory=list)
     writes: list[tuple[str, WriteReceipt]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # The step's bookkeeping rows (trace, sources, step outputs), written together (rowbuffer.py).
+    rows: RowBuffer | None = None
+    # Each owned intent's budget counts so far in this run, read for the chunk (budgets.load_bases).
+    budget_bases: dict[str, Any] = field(default_factory=dict)
 
 
 class StepRun:
@@ -110,11 +115,14 @@ class StepRun:
         # policy pack's mode, never an operator setting that changed after launch.
         self.mode = Mode(context.run.tags.get(f"{TAG}/mode", wf.policy.rollout.mode))
         self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id,
-                             emit=None if batch else self._emit, redact_fields=wf.policy.data_handling.redact_fields)
+                             emit=None if batch else self._emit, redact_fields=wf.policy.data_handling.redact_fields,
+                             sink=batch.rows.sink(intent_id) if batch is not None and batch.rows is not None else None)
         started = batch.started_at if batch else context.instance.get_run_stats(self.run_id).start_time
         self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
-                                recorded=self.tracer.recorded_calls)
-        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget)
+                                recorded=self.tracer.recorded_calls,
+                                preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
+        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
+                                   fence=self.fence)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
         self._intent: Intent | None = None  # read once per step (see intent())
@@ -135,6 +143,8 @@ class StepRun:
     def intent(self) -> Intent:
         """The intent as this step last saw it: read at the checkpoint (or first use) and updated by
         move(). While this run holds the claim, nothing else moves it."""
+        if self._intent is None and self.batch is not None:  # read for the chunk (owned by this run)
+            self._intent = self.batch.owned.get(self.intent_id)
         if self._intent is None:
             self._intent = self.store.get(self.intent_id)
         return self._intent
@@ -142,8 +152,21 @@ class StepRun:
     def step(self) -> Step:
         return Step(intent=self.intent(), tools=self.gateway, run_id=self.run_id, log=self.log)
 
+    @property
+    def sink(self) -> Sink:
+        """Where this step's bookkeeping rows go: now, or with its batch step's (rowbuffer.py)."""
+        return self.tracer.sink
+
     def move(self, state: S, reason: str | None = None) -> Intent:
-        intent = self.store.transition(self.intent_id, state, reason=reason, run_id=self.run_id)
+        # The intent's pending rows commit with its transition: a park or an outcome never leaves
+        # the evidence that led to it behind in a buffer.
+        rows = self.sink.take()
+        try:
+            intent = self.db.transaction(lambda conn: (
+                write_rows(conn, rows), transition(conn, self.intent_id, state, reason=reason, run_id=self.run_id))[1])
+        except BaseException:
+            self.sink.put_back(rows)
+            raise
         self._intent = intent
         self.log(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
         return intent
@@ -232,6 +255,12 @@ class StepRun:
         if owner is not None:
             raise claims.ClaimHeld(self.intent_id, owner)
 
+    def fence(self, conn: Connection) -> None:
+        """claim() on a write's own transaction (ledger.apply_once), without its dead-owner check: a
+        refusal rolls the write back, and the caller claims again the long way (write_claimed)."""
+        if (owner := claims.take(conn, self.intent_id, self.run_id, self.lease_s)) is not None:
+            raise claims.ClaimHeld(self.intent_id, owner)
+
     def _run_ended(self, run_id: str) -> bool:
         run = self.ctx.instance.get_run_by_id(run_id)
         return run is None or run.is_finished
@@ -304,6 +333,7 @@ class StepRun:
             if self.intent().state != S.PARKED:
                 self.park(S.PARKED, f"{step_name}: {exc}")
         except BudgetExceeded as exc:
+            self.sink.flush()  # the usage is counted from the trace tables
             usage = self.budget.usage()
             self.tracer.note("quarantine", {"budget": exc.budget, "limit": exc.limit, "observed": exc.observed,
                                             "detail": exc.detail, "usage": usage, "step": step_name})

@@ -13,9 +13,11 @@ from agent_pipelines.framework import otel
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.policy import PolicyDecision
 from agent_pipelines.framework.redaction import redact
+from agent_pipelines.framework.rowbuffer import Direct, RowKind, Sink
 from agent_pipelines.framework.tables import llm_calls, policy_decisions, tool_calls
 
 Emit = Callable[[str, dict[str, Any]], None]
+ROW_KINDS = {t.name: RowKind(t, "insert") for t in (tool_calls, llm_calls, policy_decisions)}
 
 
 class Tracer:
@@ -23,8 +25,11 @@ class Tracer:
     its run log; the op also attaches `events` to its output metadata, so the UI shows them."""
 
     def __init__(self, db: Database, *, workflow: str, intent_id: str | None, run_id: str | None,
-                 emit: Emit | None = None, redact_fields: tuple[str, ...] = ()) -> None:
+                 emit: Emit | None = None, redact_fields: tuple[str, ...] = (), sink: Sink | None = None) -> None:
         self.db, self.workflow, self.intent_id, self.run_id = db, workflow, intent_id, run_id
+        # Where the rows go: the database now, or a batch step's buffer (framework/rowbuffer.py).
+        self.sink: Sink = sink or Direct(db)
+        self._direct = Direct(db)
         self._emit = emit
         self.redact_fields = redact_fields
         self.events: list[dict[str, Any]] = []
@@ -34,8 +39,8 @@ class Tracer:
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
         row = self.redact(row)
         values = dict(run_id=self.run_id, intent_id=self.intent_id, workflow=self.workflow, at=utcnow(), **row)
-        # Retried on transient database errors: a trace row lost to a restart is evidence lost.
-        self.db.transaction(lambda conn: conn.execute(table.insert().values(**values)))
+        # An LLM call is written at once even in a batch: the budget counts its tokens right after it.
+        (self._direct if table is llm_calls else self.sink).put(ROW_KINDS[table.name], values)
         event = {"kind": kind, **row}
         self.events.append(event)
         otel.record(kind, row)  # the same redacted row, exported when OpenTelemetry is on
