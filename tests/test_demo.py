@@ -61,7 +61,8 @@ def test_demo_routes_every_category_and_a_second_run_adds_no_writes(cli, project
     # alerts: every seeded alert ends where its category says; one incident per completed one
     alerts = {r["source_ref"]: r["state"] for r in project.intents("incident_triage")}
     alert_outcomes = incident_demo.expected_outcomes()
-    assert sorted(alerts.values()) == sorted(incident_demo.EXPECTED_STATE[c] for c in alert_outcomes.values())
+    assert sorted(alerts.values()) == sorted(incident_demo.EXPECTED_STATE[c] for c in alert_outcomes.values()), [
+        (r["intent_id"], r["state"], r["reason"]) for r in project.intents("incident_triage")]
     incidents_done = sum(s == "completed" for s in alerts.values())
     # refunds: every seeded request ends where its category says; one refund (through the payments
     # service) and one notice draft per completed request

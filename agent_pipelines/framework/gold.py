@@ -4,8 +4,9 @@ the workflow's policy pack (`Workflow.gold_file`) and edited by reviewers.
 A gold file has the workflow's name, optional `shared` system-of-record rows (reference data every
 case reads, such as teams and products: seeded once), and the cases. Each case brings its own
 system-of-record rows (`records`, table -> rows, with keys no other case uses, so cases run together
-in one batch without reading each other's records), the intake the workflow receives, and what must
-happen (`expected`): the terminal state, the rule that decided it, and the writes.
+in one batch without reading each other's records; a record kind the workflow keeps in an external
+service, `Workflow.external_records`, is handed to its `seed_external`), the intake the workflow
+receives, and what must happen (`expected`): the terminal state, the rule that decided it, and the writes.
 
 `expected.rule` is, by state: the policy rule that decided (completed: `within_policy`;
 waiting_for_approval and denied: the winning rule), the first validation rule of a rejection, or the
