@@ -4,6 +4,7 @@ the stale ones (no next step, or notes since the last update); OPP-D108 is up to
 
 from typing import Any
 
+from agent_pipelines.framework.external import read_json
 from agent_pipelines.services.local import seed
 
 # id -> (stage, next_step, owner, amount_cents, notes, expected state)
@@ -30,8 +31,13 @@ OPPORTUNITIES: dict[str, tuple[str, str, str, int, list[str], str]] = {
 
 
 def seed_crm(only: tuple[str, ...] | None = None) -> int:
-    """Upsert the demo opportunities (at version 1; `only` these) and write their notes through the CRM's API."""
-    chosen = {k: v for k, v in OPPORTUNITIES.items() if only is None or k in only}
+    """Add the demo opportunities (at version 1; `only` these) that the CRM does not hold yet, and write
+    their notes through the CRM's API. The stand-in keeps its records in the state folder, so a second
+    demo leaves what the first one changed (and its notes) as they are."""
+    held = {o["id"] for o in (read_json("crm", "/opportunities") or {}).get("data", [])}
+    chosen = {k: v for k, v in OPPORTUNITIES.items() if (only is None or k in only) and k not in held}
+    if not chosen:
+        return 0
     rows: list[dict[str, Any]] = [{"id": k, "stage": s, "next_step": n, "owner": o, "amount_cents": a}
                                   for k, (s, n, o, a, _, _) in chosen.items()]
     seed("crm", "/_admin/opportunities", rows)
