@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+import dagster as dg
 import pytest
 
 from agent_pipelines.framework import executors
@@ -201,6 +202,11 @@ def celery_cluster(tmp: Path, workers: int = 2) -> Iterator[Cluster]:
                           pythonpath=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
         try:
             os.environ.update(cluster.env)
+            # Dagster's PostgreSQL storages create their schema when an instance first opens them; two
+            # workers starting at once on a fresh database race to create it ("type runs already
+            # exists"), so the test process creates it before any worker starts.
+            with dg.DagsterInstance.get() as instance:
+                instance.get_runs_count()
             for i in range(workers):
                 cluster.start_worker(i)
             cluster.wait_for_workers()
