@@ -129,7 +129,8 @@ class Batch:
             self.scope.owned = owned
             self.scope.budget_bases = budgets.load_bases(db, run_id, list(owned))
         with db.connect() as conn:
-            self.scope.engaged = controls.blocking(conn, self.wf.name)
+            self.scope.switches = controls.engaged_switches(conn)
+        self.scope.engaged = controls.covering(self.scope.switches, self.wf.name)
         self.scope.switches_read = True
 
     def finish(self, inputs: int, advanced: list[steps.Advance | None]) -> Iterator[dg.Output]:

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.policy import Budgets
@@ -92,11 +92,8 @@ class RunBudget:
         with self.db.connect() as conn:
             calls = conn.execute(select(func.count()).select_from(tool_calls)
                                  .where(*self._mine(tool_calls))).scalar_one()
-            tokens, cost = conn.execute(
-                select(func.coalesce(func.sum(llm_calls.c.prompt_tokens + llm_calls.c.completion_tokens), 0),
-                       func.coalesce(func.sum(llm_calls.c.cost_usd), 0.0))
-                .where(*self._mine(llm_calls))).one()
-        return {"tool_calls": int(calls), "llm_tokens": int(tokens), "cost_usd": float(cost),
+            tokens, cost = self._llm_used(conn)
+        return {"tool_calls": int(calls), "llm_tokens": tokens, "cost_usd": cost,
                 "wall_s": round(time.time() - self.started_at, 3)}
 
     def check_wall(self) -> None:
@@ -104,13 +101,21 @@ class RunBudget:
         if elapsed > self.limits.max_wall_s:
             raise BudgetExceeded("max_wall_s", self.limits.max_wall_s, round(elapsed, 3))
 
+    def _llm_used(self, conn: Connection) -> tuple[int, float]:
+        tokens, cost = conn.execute(
+            select(func.coalesce(func.sum(llm_calls.c.prompt_tokens + llm_calls.c.completion_tokens), 0),
+                   func.coalesce(func.sum(llm_calls.c.cost_usd), 0.0))
+            .where(*self._mine(llm_calls))).one()
+        return int(tokens), float(cost)
+
     def check_llm(self) -> None:
         """After each LLM call (its usage already traced): tokens and cost of the run so far."""
-        used = self.usage()
-        if used["llm_tokens"] > self.limits.max_llm_tokens:
-            raise BudgetExceeded("max_llm_tokens", self.limits.max_llm_tokens, used["llm_tokens"])
-        if used["cost_usd"] > self.limits.max_cost_usd:
-            raise BudgetExceeded("max_cost_usd", self.limits.max_cost_usd, used["cost_usd"])
+        with self.db.connect() as conn:
+            tokens, cost = self._llm_used(conn)
+        if tokens > self.limits.max_llm_tokens:
+            raise BudgetExceeded("max_llm_tokens", self.limits.max_llm_tokens, tokens)
+        if cost > self.limits.max_cost_usd:
+            raise BudgetExceeded("max_cost_usd", self.limits.max_cost_usd, cost)
 
     def check_tool_call(self, tool: str, digest: str) -> None:
         """Before each tool call: the run's call count, and how often this exact call was already made.

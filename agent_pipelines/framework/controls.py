@@ -60,8 +60,13 @@ def engaged_switches(conn: Connection) -> list[Engaged]:
 
 def blocking(conn: Connection, workflow: str, tool: str | None = None) -> Engaged | None:
     """The switch that stops `workflow` (and `tool`, for a write) right now, if any."""
+    return covering(engaged_switches(conn), workflow, tool)
+
+
+def covering(switches: list[Engaged], workflow: str, tool: str | None = None) -> Engaged | None:
+    """Of switches read earlier (engaged_switches), the one that stops `workflow` (and `tool`)."""
     keys = {GLOBAL, switch_key(workflow=workflow)} | ({switch_key(tool=tool)} if tool else set())
-    for e in engaged_switches(conn):
+    for e in switches:
         if e.key in keys:
             return e
     return None

@@ -80,6 +80,34 @@ class KillSwitchEngaged(Exception):
         self.engaged = engaged
 
 
+class _Stopped(Exception):
+    """Why a write may not run now (a kill switch, a stopped intent): raised inside the write's
+    transaction, recorded as a blocked call once that transaction rolled back."""
+
+    def __init__(self, rule: str, reason: str, error: Exception) -> None:
+        super().__init__(reason)
+        self.rule, self.reason, self.error = rule, reason, error
+
+
+# What a write's caller already knows of the switches and the intent's state: (switch on, state).
+StopHint = Callable[[str], tuple["controls.Engaged | None", str | None]]
+
+
+def _stop(conn: Connection, workflow: str, intent_id: str, tool: str) -> _Stopped | None:
+    engaged = controls.blocking(conn, workflow, tool)
+    state = None if engaged else conn.execute(select(intents.c.state).where(intents.c.intent_id == intent_id)).scalar()
+    return _stop_of(engaged, state, intent_id, tool)
+
+
+def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: str, tool: str) -> _Stopped | None:
+    if engaged is not None:
+        return _Stopped("kill_switch", engaged.describe(), KillSwitchEngaged(engaged, tool))
+    if state in ("quarantined", "parked"):
+        reason = f"intent {intent_id} is {state}: this run writes nothing more"
+        return _Stopped("intent_stopped", reason, ToolBlocked(f"{_label(tool)}: {reason}"))
+    return None
+
+
 @dataclass(frozen=True)
 class Backoff:
     max_attempts: int = 4
@@ -141,8 +169,9 @@ class ToolGateway:
     def __init__(self, registry: ToolRegistry, policy: PolicyPack, db: Database, tracer: Tracer, *,
                  mode: Mode = Mode.FULL, budget: RunBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 fence: Callable[[Connection], None] | None = None) -> None:
+                 fence: Callable[[Connection], None] | None = None, stop_hint: StopHint | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
+        self.stop_hint = stop_hint
         # Runs first in each write's ledger transaction and raises to refuse it (ledger.apply_once): a
         # job's claim on the intent (StepRun.fence). An external write's call is outside that
         # transaction (is_external): its caller checks before.
@@ -267,9 +296,14 @@ class ToolGateway:
                                            tool=tool.name, run_id=tr.run_id, params=p, approval_id=approval_id,
                                            note=tr.note)
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
-                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id, fence=self.fence)
+                              tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id,
+                              fence=lambda conn: self._write_fence(conn, tool.name))
 
-        return self._run(tool, p, call, digest)
+        try:
+            return self._run(tool, p, call, digest)
+        except _Stopped as stop:  # the write's transaction found a switch on or the intent stopped
+            self._record_block(name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
+            raise stop.error from None
 
     def dry_run(self, writes: list[tuple[str, BaseModel | dict[str, Any], str]]) -> list[WriteReceipt]:
         """read_only / shadow: run the writes (name, params, action) together in one transaction that is
@@ -319,16 +353,28 @@ class ToolGateway:
         tr = self.tracer
         if tr.intent_id is None:
             raise PermanentToolError("writes need an intent (the idempotency key derives from it)")
-        with self.db.connect() as conn:
-            engaged = controls.blocking(conn, tr.workflow, tool.name)
-            state = conn.execute(select(intents.c.state).where(intents.c.intent_id == tr.intent_id)).scalar()
-        if engaged is not None:
-            self._record_block(name, p.model_dump(mode="json"), "kill_switch", engaged.describe(), digest)
-            raise KillSwitchEngaged(engaged, tool.name)
-        if state in ("quarantined", "parked"):
-            self._block(name, p.model_dump(mode="json"), "intent_stopped",
-                        f"intent {tr.intent_id} is {state}: this run writes nothing more", digest)
+        # Checked before the approval and provenance gates, so a stopped write is refused as stopped. A
+        # write to our database checks again in its own ledger transaction (_write_fence), which is the
+        # guarantee: this first check may use what the caller already read (a batch reads the switches
+        # per chunk). No transaction of ours holds an external call (nor a dry run): those read now.
+        if self.stop_hint is not None and tool.external is None and self.mode not in (Mode.READ_ONLY, Mode.SHADOW):
+            stop = _stop_of(*self.stop_hint(tool.name), tr.intent_id, tool.name)
+        else:
+            with self.db.connect() as conn:
+                stop = _stop(conn, tr.workflow, tr.intent_id, tool.name)
+        if stop is not None:
+            self._record_block(name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
+            raise stop.error
         return tool, p, digest
+
+    def _write_fence(self, conn: Connection, tool: str) -> None:
+        """First in a write's ledger transaction (ledger.apply_once): a kill switch on, or the intent
+        quarantined or parked, refuses the write atomically with it; then the run's claim (fence)."""
+        stop = _stop(conn, self.tracer.workflow, self.tracer.intent_id or "", tool)
+        if stop is not None:
+            raise stop
+        if self.fence is not None:
+            self.fence(conn)
 
     # -- internals --------------------------------------------------------------------------------
     def _admit(self, name: str, params: BaseModel | dict[str, Any], kind: ToolKind) -> tuple[Tool, BaseModel, str]:
@@ -463,7 +509,7 @@ class ToolGateway:
             else:
                 self._trace(tool, params, result, status, None, attempt, started, digest)
                 return result
-            if isinstance(error, ClaimHeld):  # the write's fence: a run that lost its claim changes nothing
+            if isinstance(error, (ClaimHeld, _Stopped)):  # the write's fence refused it: nothing changed
                 raise error
             retryable = isinstance(error, tool.retry_on)
             if not retryable or attempt >= tool.backoff.max_attempts:

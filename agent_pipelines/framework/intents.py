@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, update
 
 from agent_pipelines.framework.claims import ACTIVE, ClaimHeld, live_owner
 from agent_pipelines.framework.db import Database, utcnow
@@ -145,11 +145,30 @@ def _get(conn: Connection, intent_id: str) -> Intent:
 
 
 def transition(conn: Connection, intent_id: str, target: IntentState, *, reason: str | None = None,
-               run_id: str | None = None) -> Intent:
+               run_id: str | None = None, known: Intent | None = None) -> Intent:
     """The one place an intent changes state. A run (`run_id` given) may move it only while no other
     run holds a live claim; moves made outside a run (a CLI decision, housekeeping) act on waiting
-    intents, which no run holds. Moving to the state it is in is a no-op (idempotent for the owner)."""
+    intents, which no run holds. Moving to the state it is in is a no-op (idempotent for the owner).
+
+    `known`: the intent as the run last saw it. The move is then one compare-and-set (still in that
+    state, no other live owner) instead of a locked read first; if the row moved meanwhile, the
+    locked read below decides as always."""
     c = intents.c
+    if known is not None and run_id is not None and known.state != target:
+        check_transition(intent_id, known.state, target)
+        now = utcnow()
+        reason = redact_text(reason) if reason else reason
+        claim = {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
+        free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at.is_(None),
+                   c.lease_expires_at <= now)
+        moved = conn.execute(update(intents).where(c.intent_id == intent_id, c.state == known.state, free).values(
+            state=target, reason=reason, updated_at=now, last_run_id=run_id, **claim)).rowcount
+        if moved == 1:
+            conn.execute(intent_transitions.insert().values(
+                intent_id=intent_id, from_state=known.state, to_state=target, reason=reason, run_id=run_id, at=now))
+            stored = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now
+            return known.model_copy(update={"state": target, "reason": reason, "updated_at": stored,
+                                            "last_run_id": run_id})
     # The whole row, locked: the intent returned is it with this move applied (no second read).
     row = conn.execute(for_update(conn, select(intents).where(c.intent_id == intent_id))).mappings().first()
     if row is None:

@@ -357,11 +357,33 @@ def _findings(text: str) -> list[Span]:
 # ---------------------------------------------------------------------------------------------------
 # Public API.
 
+# Traces redact the same short values over and over (ids, dates, amounts, names: a PO read by three
+# tools is traced three times), and redact_text is a pure function of its text: short texts are
+# remembered. Long ones (free text, documents) are rarely repeated and would crowd the cache.
+_CACHED_LEN = 256
+
+
 def redact_text(text: str) -> str:
     """`text` with every finding masked as `[REDACTED:<label>]`. Idempotent: earlier masks are hidden
     from the detectors, so redacting a redacted text changes nothing."""
     if not text:
         return text
+    if len(text) <= _CACHED_LEN:
+        return _redact_short(text)
+    return _redact_text(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _redact_short(text: str) -> str:
+    return _redact_text(text)
+
+
+@lru_cache(maxsize=4096)
+def _secret_key(name: str) -> bool:
+    return SECRET_KEYS.search(name) is not None
+
+
+def _redact_text(text: str) -> str:
     scan = text
     if "[REDACTED:" in text:
         scan = _MARKER.sub(lambda m: "\x00" * len(m.group()), text)
@@ -409,7 +431,7 @@ def _redact(value: Any, fields: frozenset[str]) -> Any:
             name = k if isinstance(k, str) else str(k)
             if fields and name.lower() in fields:
                 out[k] = "[REDACTED:field]"
-            elif isinstance(v, str) and v and SECRET_KEYS.search(name):
+            elif isinstance(v, str) and v and (_secret_key(name) if len(name) <= 64 else SECRET_KEYS.search(name)):
                 out[k] = "[REDACTED:secret]"
             else:
                 out[k] = _redact(v, fields)

@@ -88,7 +88,8 @@ class BatchScope:
     # during the step parks the chunk's intents at the next step; the gateway refuses writes at once.
     owned: dict[str, Intent] = field(default_factory=dict)
     switches_read: bool = False
-    engaged: Any = None
+    switches: list[Any] = field(default_factory=list)  # every engaged switch (controls.Engaged)
+    engaged: Any = None  # the one covering this workflow
     suites: list[tuple[str, SuiteResult]] = field(default_factory=list)
     writes: list[tuple[str, WriteReceipt]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -122,7 +123,7 @@ class StepRun:
                                 recorded=self.tracer.recorded_calls,
                                 preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
         self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
-                                   fence=self.fence)
+                                   fence=self.fence, stop_hint=self._stop_hint if batch is not None else None)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
         self._intent: Intent | None = None  # read once per step (see intent())
@@ -163,7 +164,8 @@ class StepRun:
         rows = self.sink.take()
         try:
             intent = self.db.transaction(lambda conn: (
-                write_rows(conn, rows), transition(conn, self.intent_id, state, reason=reason, run_id=self.run_id))[1])
+                write_rows(conn, rows), transition(conn, self.intent_id, state, reason=reason, run_id=self.run_id,
+                                                   known=self._intent))[1])
         except BaseException:
             self.sink.put_back(rows)
             raise
@@ -245,6 +247,16 @@ class StepRun:
         if engaged is not None:
             raise KillSwitchEngaged(engaged)
         self.budget.check_wall()
+
+    def _stop_hint(self, tool: str) -> tuple[Any, str | None]:
+        """For the gateway's first check of a batch write: the switches as this chunk read them and the
+        intent as this step holds it (the write's own transaction reads both again)."""
+        assert self.batch is not None
+        switches = self.batch.switches
+        if not self.batch.switches_read:
+            with self.db.connect() as conn:
+                switches = controls.engaged_switches(conn)
+        return controls.covering(switches, self.wf.name, tool), str(self.intent().state)
 
     def claim(self) -> None:
         owner = claims.acquire(self.db, self.intent_id, self.run_id, self.lease_s)
