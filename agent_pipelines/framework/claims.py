@@ -7,8 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from agent_pipelines.framework.db import Database, aware, utcnow
 from agent_pipelines.framework.states import IntentState as S
@@ -37,14 +39,26 @@ def acquire(db: Database, intent_id: str, run_id: str, lease_s: float, *, dead_o
     return db.transaction(lambda conn: take(conn, intent_id, run_id, lease_s, dead_owner=dead_owner))
 
 
+@lru_cache(maxsize=2)
+def _take_stmt(*, dead: bool) -> Any:
+    """take's compare-and-set, built once (sql.py says why)."""
+    c = intents.c
+    free = or_(c.owner_run_id.is_(None), c.owner_run_id == bindparam("p_run"),
+               c.lease_expires_at < bindparam("p_now", type_=c.lease_expires_at.type),
+               *([c.owner_run_id == bindparam("p_dead")] if dead else []))
+    return update(intents).where(c.intent_id == bindparam("p_id"), free).values(
+        owner_run_id=bindparam("p_owner", type_=c.owner_run_id.type),
+        lease_expires_at=bindparam("p_lease", type_=c.lease_expires_at.type),
+        heartbeat_at=bindparam("p_beat", type_=c.heartbeat_at.type))
+
+
 def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_owner: str | None = None) -> str | None:
     """acquire's compare-and-set on the caller's transaction (a write's own: StepRun.fence)."""
     now = utcnow()
     c = intents.c
-    free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at < now,
-               *([c.owner_run_id == dead_owner] if dead_owner else []))
-    taken = conn.execute(update(intents).where(c.intent_id == intent_id, free).values(
-        owner_run_id=run_id, lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now))
+    taken = conn.execute(_take_stmt(dead=dead_owner is not None), dict(
+        p_id=intent_id, p_run=run_id, p_now=now, p_dead=dead_owner, p_owner=run_id,
+        p_lease=now + timedelta(seconds=lease_s), p_beat=now))
     if taken.rowcount == 1:
         return None
     row = conn.execute(select(c.owner_run_id).where(c.intent_id == intent_id)).first()

@@ -52,9 +52,11 @@ def set_kill_switch(db: Database, *, on: bool, actor: str, workflow: str | None 
     return key
 
 
+_ENGAGED = select(controls).where(controls.c.kind == "kill_switch", controls.c.value == "on")  # built once
+
+
 def engaged_switches(conn: Connection) -> list[Engaged]:
-    c = controls.c
-    rows = conn.execute(select(controls).where(c.kind == "kill_switch", c.value == "on")).mappings().all()
+    rows = conn.execute(_ENGAGED).mappings().all()
     return [Engaged(r["key"], r["reason"] or "", r["changed_by"]) for r in rows]
 
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from agent_pipelines.framework import approvals, controls
@@ -93,9 +93,12 @@ class _Stopped(Exception):
 StopHint = Callable[[str], tuple["controls.Engaged | None", str | None]]
 
 
+_STATE = select(intents.c.state).where(intents.c.intent_id == bindparam("p_id"))  # built once (sql.py)
+
+
 def _stop(conn: Connection, workflow: str, intent_id: str, tool: str) -> _Stopped | None:
     engaged = controls.blocking(conn, workflow, tool)
-    state = None if engaged else conn.execute(select(intents.c.state).where(intents.c.intent_id == intent_id)).scalar()
+    state = None if engaged else conn.execute(_STATE, {"p_id": intent_id}).scalar()
     return _stop_of(engaged, state, intent_id, tool)
 
 

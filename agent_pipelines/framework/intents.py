@@ -2,10 +2,11 @@
 
 import hashlib
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from agent_pipelines.framework.claims import ACTIVE, ClaimHeld, live_owner
 from agent_pipelines.framework.db import Database, utcnow
@@ -144,6 +145,24 @@ def _get(conn: Connection, intent_id: str) -> Intent:
     return Intent.model_validate(dict(row))
 
 
+_TRANSITION_ROW = intent_transitions.insert()
+
+
+@lru_cache(maxsize=2)
+def _move_stmt(*, release: bool) -> Any:
+    """transition's compare-and-set, built once (sql.py says why): still in p_from, no other live owner.
+    Leaving the active states frees the claim."""
+    c = intents.c
+    free = or_(c.owner_run_id.is_(None), c.owner_run_id == bindparam("p_run"), c.lease_expires_at.is_(None),
+               c.lease_expires_at <= bindparam("p_now", type_=c.lease_expires_at.type))
+    values: dict[str, Any] = dict(state=bindparam("p_to", type_=c.state.type), reason=bindparam("p_reason", type_=c.reason.type),
+                                  updated_at=bindparam("p_at", type_=c.updated_at.type),
+                                  last_run_id=bindparam("p_last", type_=c.last_run_id.type))
+    if release:
+        values.update(owner_run_id=None, lease_expires_at=None)
+    return update(intents).where(c.intent_id == bindparam("p_id"), c.state == bindparam("p_from"), free).values(**values)
+
+
 def transition(conn: Connection, intent_id: str, target: IntentState, *, reason: str | None = None,
                run_id: str | None = None, known: Intent | None = None) -> Intent:
     """The one place an intent changes state. A run (`run_id` given) may move it only while no other
@@ -158,14 +177,12 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
         check_transition(intent_id, known.state, target)
         now = utcnow()
         reason = redact_text(reason) if reason else reason
-        claim = {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
-        free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at.is_(None),
-                   c.lease_expires_at <= now)
-        moved = conn.execute(update(intents).where(c.intent_id == intent_id, c.state == known.state, free).values(
-            state=target, reason=reason, updated_at=now, last_run_id=run_id, **claim)).rowcount
+        moved = conn.execute(_move_stmt(release=target not in ACTIVE), dict(
+            p_id=intent_id, p_from=str(known.state), p_run=run_id, p_now=now, p_to=str(target), p_reason=reason,
+            p_at=now, p_last=run_id)).rowcount
         if moved == 1:
-            conn.execute(intent_transitions.insert().values(
-                intent_id=intent_id, from_state=known.state, to_state=target, reason=reason, run_id=run_id, at=now))
+            conn.execute(_TRANSITION_ROW, dict(intent_id=intent_id, from_state=str(known.state), to_state=str(target),
+                                               reason=reason, run_id=run_id, at=now))
             stored = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now
             return known.model_copy(update={"state": target, "reason": reason, "updated_at": stored,
                                             "last_run_id": run_id})

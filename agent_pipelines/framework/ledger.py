@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.redaction import redact
@@ -58,6 +58,12 @@ def idempotency_key(workflow: str, intent_id: str, action: str) -> str:
     return hashlib.sha256(f"{workflow}\x1f{intent_id}\x1f{action}".encode()).hexdigest()
 
 
+# apply_once's second statement, built once (sql.py says why).
+_LANDED = update(writes).where(writes.c.idempotency_key == bindparam("p_key")).values(
+    target=bindparam("p_target", type_=writes.c.target.type), status=bindparam("p_status", type_=writes.c.status.type),
+    before=bindparam("p_before", type_=writes.c.before.type), after=bindparam("p_after", type_=writes.c.after.type))
+
+
 def apply_once(
     db: Database,
     *,
@@ -88,9 +94,9 @@ def apply_once(
             return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=table, key=rkey,
                                 status=WriteStatus.ALREADY_COMMITTED, before=row["before"], after=row["after"])
         outcome = write(conn)  # raising here rolls back the ledger row too
-        conn.execute(update(writes).where(writes.c.idempotency_key == key).values(
-            target=f"{outcome.table}:{outcome.key}", status=WriteStatus.COMMITTED,
-            before=redact(outcome.before), after=redact(outcome.after)))
+        conn.execute(_LANDED, dict(p_key=key, p_target=f"{outcome.table}:{outcome.key}",
+                                   p_status=str(WriteStatus.COMMITTED), p_before=redact(outcome.before),
+                                   p_after=redact(outcome.after)))
     return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=outcome.table, key=outcome.key,
                         status=WriteStatus.COMMITTED, before=outcome.before, after=outcome.after)
 

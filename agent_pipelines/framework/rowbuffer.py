@@ -14,6 +14,7 @@ the budget counts right after it."""
 import itertools
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table, bindparam
@@ -34,17 +35,26 @@ class RowKind:
     rank: int = 0
 
     def statement(self, conn: Connection, columns: list[str]) -> Any:
+        return _statement(self, conn.dialect.name, tuple(columns))
+
+    def build(self, dialect: str, columns: tuple[str, ...]) -> Any:
         t = self.table
         if self.how == "insert":
             return t.insert()
         if self.how == "update":
             return (t.update().where(*[t.c[k] == bindparam(f"k_{k}") for k in self.keys])
                     .values({c: bindparam(f"v_{c}") for c in columns if c not in self.keys}))
-        stmt = (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(t)
+        stmt = (sqlite if dialect == "sqlite" else postgresql).insert(t)
         if self.how == "ignore":
             return stmt.on_conflict_do_nothing(index_elements=list(self.keys))
         return stmt.on_conflict_do_update(index_elements=list(self.keys),
                                           set_={c: stmt.excluded[c] for c in columns if c not in self.keys})
+
+
+@lru_cache(maxsize=256)
+def _statement(kind: RowKind, dialect: str, columns: tuple[str, ...]) -> Any:
+    """Each shape built once (sql.py says why)."""
+    return kind.build(dialect, columns)
 
 
 def write_rows(conn: Connection, rows: list[tuple[RowKind, dict[str, Any]]]) -> None:
