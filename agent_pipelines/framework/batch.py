@@ -15,13 +15,11 @@ decision, approval request) and the costs that were per run paid per batch.
 - Re-execution from failure re-runs the failed step with the chunk its parent stored: intents already
   settled, or already moved past that step, are passed over (BatchScope.expect)."""
 
-import gc
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -32,6 +30,7 @@ from agent_pipelines.framework import budgets, claims, controls, otel, quality
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
+from agent_pipelines.framework.heap import heap_frozen
 from agent_pipelines.framework.llm import Proposer
 from agent_pipelines.framework.rowbuffer import RowBuffer
 from agent_pipelines.framework.runtime import AgentRuntime
@@ -62,19 +61,6 @@ class BatchConfig(dg.Config):
 
 def batch_run_config(wf: Workflow, intent_ids: Sequence[str], chunk_size: int = 500) -> dict[str, Any]:
     return {"ops": {f"{wf.name}__batch_plan": {"config": {"intent_ids": list(intent_ids), "chunk_size": chunk_size}}}}
-
-
-@contextmanager
-def heap_frozen() -> Iterator[None]:
-    """While a batch step works, the objects that existed before it (Dagster, Great Expectations, pandas,
-    our definitions: millions) are left out of the garbage collector's full passes (gc.freeze), which
-    otherwise rescan all of them every few thousand allocations: ~10 % of the batch path's CPU. The
-    step's own garbage is collected as usual; unfreeze hands the older objects back afterwards."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class Batch:
@@ -116,8 +102,12 @@ class Batch:
             return result
 
         ids = [intent_of(i) for i in items]
-        self._read_chunk(ids)
-        with heap_frozen(), claims.heartbeat_many(self.runtime.db, ids, self.ctx.run_id, self.runtime.lease_seconds):
+        with heap_frozen():  # heap.py says why
+            self._read_chunk(ids)
+            return self._each(items, ids, one, threads)
+
+    def _each(self, items: Sequence[T], ids: list[str], one: Callable[[T], Any], threads: int) -> list[Any]:
+        with claims.heartbeat_many(self.runtime.db, ids, self.ctx.run_id, self.runtime.lease_seconds):
             if threads <= 1 or len(items) <= 1:
                 return [one(i) for i in items]
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{self.step}-") as pool:
