@@ -11,11 +11,12 @@ from agent_pipelines.framework.notifications import NotifySettings
 from agent_pipelines.framework.retention import DEFAULT_RETENTION_DAYS
 
 WATCH_ENV = "AGENT_PIPELINES_INBOX_WATCH_SECONDS"
-# What `agent-pipelines ui` (and tests/daemon's deployment) give the daemon: Dagster's sensor loop
-# comes round every 5 s, and a tick that overruns it misses the next round (a 5 s gap), so the watch
-# leaves ~1.5 s for the tick's own work (its record, the gRPC call, registering, the run requests) on a
-# busy 2-core machine.
-DAEMON_INBOX_WATCH_S = 3.5
+# What `agent-pipelines ui` (and tests/daemon's deployment) give the daemon. Dagster's sensor loop
+# comes round every 5 s, and a tick still running when the next round starts misses that round (the
+# file then waits ~5 s more). Measured on a loaded 2-core machine, a tick starts up to ~1 s after its
+# round and takes ~0.5 s beyond its watch (its record, the gRPC call, the skip): a 3.5 s watch made
+# ticks overrun and rounds go missing, 3 s leaves room.
+DAEMON_INBOX_WATCH_S = 3.0
 
 
 class Settings(BaseModel, frozen=True):

@@ -91,6 +91,22 @@ def event_phases(s: Stack, rows: dict[str, dict[str, object]]) -> dict[str, list
     return out
 
 
+def sensor_ticks(s: Stack, dropped: dict[str, float], rows: dict[str, dict[str, object]]) -> list[str]:
+    """Per file: the inbox sensor ticks around its drop (start offset from the drop, duration, status),
+    so a slow pickup shows whether the file waited for a round, for its settle window or for the tick."""
+    instance = s.project.instance
+    [state] = [st for st in instance.all_instigator_state() if st.instigator_name == "invoice_matching__on_new_invoice"]
+    ticks = sorted(instance.get_ticks(state.instigator_origin_id, state.selector_id,
+                                      after=min(dropped.values()) - 10), key=lambda t: t.timestamp)
+    lines = []
+    for name, t in sorted(dropped.items(), key=lambda kv: kv[1]):
+        near = [k for k in ticks if t - 6 <= k.timestamp <= t + 8]
+        desc = ", ".join(f"{k.timestamp - t:+.2f}s/{(k.end_timestamp or k.timestamp) - k.timestamp:.2f}s "
+                         f"{k.status.value.lower()}{'*' if k.run_ids else ''}" for k in near)
+        lines.append(f"{name}: pickup {float(rows[name]['created']) - t:5.2f}s; ticks {desc}")  # type: ignore[arg-type]
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20)
@@ -129,6 +145,9 @@ def main() -> int:
             print("  run events (first run of each intent, gap before each event):")
             for name, values in event_phases(s, rows).items():
                 print(f"    {name:60s} median {statistics.median(values):5.2f}s  max {max(values):5.2f}s  n={len(values)}")
+            print("  inbox sensor ticks per file (start from the drop / duration, * = launched runs):")
+            for line in sensor_ticks(s, dropped, rows):
+                print(f"    {line}")
         print(f"dagster.yaml: {args.dagster_yaml}")
         print(f"latency: n={len(latency)} p50={percentile(latency, 50):.2f}s p95={percentile(latency, 95):.2f}s")
     return 0
