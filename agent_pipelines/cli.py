@@ -155,10 +155,9 @@ def ui(state_dir: StateDir = None, port: int = 3000) -> None:
 
 def _serve_ui(project: Any, port: int) -> None:
     from agent_pipelines.project import REPO_ROOT
-
-    s = project.settings
     from agent_pipelines.settings import DAEMON_INBOX_WATCH_S, WATCH_ENV
 
+    s = project.settings
     # The daemon, its code server and run workers read our state from these, as `tick` does in-process.
     # The inbox sensor watches its folder between the daemon's 5 s sensor rounds (settings.py).
     env = {WATCH_ENV: str(DAEMON_INBOX_WATCH_S), **os.environ, "DAGSTER_HOME": str(s.dagster_home),
