@@ -155,11 +155,13 @@ def ui(state_dir: StateDir = None, port: int = 3000) -> None:
 
 def _serve_ui(project: Any, port: int) -> None:
     from agent_pipelines.project import REPO_ROOT
+    from agent_pipelines.settings import DAEMON_INBOX_WATCH_S, WATCH_ENV
 
     s = project.settings
     # The daemon, its code server and run workers read our state from these, as `tick` does in-process.
-    env = {**os.environ, "DAGSTER_HOME": str(s.dagster_home), "AGENT_PIPELINES_STATE_DIR": str(s.state_dir),
-           "AGENT_PIPELINES_DB_URL": s.db_url}
+    # The inbox sensor watches its folder between the daemon's 5 s sensor rounds (settings.py).
+    env = {WATCH_ENV: str(DAEMON_INBOX_WATCH_S), **os.environ, "DAGSTER_HOME": str(s.dagster_home),
+           "AGENT_PIPELINES_STATE_DIR": str(s.state_dir), "AGENT_PIPELINES_DB_URL": s.db_url}
     workspace = str(REPO_ROOT / "workspace.yaml")
     bin_dir = Path(sys.executable).parent
     console.print(f"DAGSTER_HOME={env['DAGSTER_HOME']}  http://127.0.0.1:{port}")

@@ -10,6 +10,14 @@ from agent_pipelines.framework.llm import LLMConfig
 from agent_pipelines.framework.notifications import NotifySettings
 from agent_pipelines.framework.retention import DEFAULT_RETENTION_DAYS
 
+WATCH_ENV = "AGENT_PIPELINES_INBOX_WATCH_SECONDS"
+# What `agent-pipelines ui` (and tests/daemon's deployment) give the daemon. Dagster's sensor loop
+# comes round every 5 s, and a tick still running when the next round starts misses that round (the
+# file then waits ~5 s more). Measured on a loaded 2-core machine, a tick starts up to ~1 s after its
+# round and takes ~0.5 s beyond its watch (its record, the gRPC call, the skip): a 3.5 s watch made
+# ticks overrun and rounds go missing, 3 s leaves room.
+DAEMON_INBOX_WATCH_S = 3.0
+
 
 class Settings(BaseModel, frozen=True):
     state_dir: Path
@@ -17,6 +25,9 @@ class Settings(BaseModel, frozen=True):
     invoice_inbox: Path
     # A file modified this recently may still be being written: the inbox sensor leaves it for a later tick.
     inbox_settle_seconds: float = 1.0
+    # How long an inbox sensor tick watches the folder for new files before it returns (0: it does not).
+    # Only for the daemon (README, "Latency"): `tick` evaluates each sensor once and must not wait.
+    inbox_watch_seconds: float = Field(0.0, ge=0, le=4.5)
     # The log and metric files incident_triage reads (<dir>/<service>/app.log, metrics.json); None: <state>/diagnostics.
     diagnostics_dir: Path | None = None
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -59,7 +70,8 @@ class Settings(BaseModel, frozen=True):
         settle = float(env.get("AGENT_PIPELINES_INBOX_SETTLE_SECONDS", "1.0"))
         diagnostics = env.get("AGENT_PIPELINES_DIAGNOSTICS_DIR")
         backoff = env.get("AGENT_PIPELINES_RECOVERY_BACKOFF_SECONDS")
-        return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle, llm=llm,
+        return cls(state_dir=state, db_url=db_url, invoice_inbox=inbox, inbox_settle_seconds=settle,
+                   inbox_watch_seconds=float(env.get(WATCH_ENV) or 0.0), llm=llm,
                    lease_seconds=float(env.get("AGENT_PIPELINES_LEASE_SECONDS") or DEFAULT_LEASE_S),
                    batch_max_size=int(env.get("AGENT_PIPELINES_BATCH_MAX_SIZE") or 500),
                    batch_min_size=int(env.get("AGENT_PIPELINES_BATCH_MIN_SIZE") or 8),

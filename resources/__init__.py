@@ -23,7 +23,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
     os.environ[DIAGNOSTICS_ENV] = str(settings.diagnostics_folder)
     return {
         "runtime": runtime,
-        "invoice_inbox": InboxResource(path=str(settings.invoice_inbox), settle_seconds=settings.inbox_settle_seconds),
+        "invoice_inbox": InboxResource(path=str(settings.invoice_inbox), settle_seconds=settings.inbox_settle_seconds,
+                                       watch_seconds=settings.inbox_watch_seconds),
         # Persisted step outputs, so a failed run can be re-executed from failure in the UI. In our
         # database, not Dagster's storage: an output carries the raw intake (secrets, PII).
         "io_manager": StepStore(runtime=runtime),

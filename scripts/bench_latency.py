@@ -60,12 +60,60 @@ def run_phases(s: Stack, rows: dict[str, dict[str, object]]) -> dict[str, list[f
     return phases
 
 
+def event_phases(s: Stack, rows: dict[str, dict[str, object]]) -> dict[str, list[float]]:
+    """Finer split of each intent's first run from its Dagster events: the gap before each event (and
+    each step's duration), so a regression shows which hop it is in."""
+    import dagster as dg
+
+    instance = s.project.instance
+    out: dict[str, list[float]] = {}
+    marks = {dg.DagsterEventType.RUN_ENQUEUED: "enqueued", dg.DagsterEventType.RUN_DEQUEUED: "dequeued",
+             dg.DagsterEventType.RUN_STARTING: "starting (launched)", dg.DagsterEventType.RUN_START: "worker started"}
+    for row in rows.values():
+        recs = instance.get_run_records(filters=dg.RunsFilter(tags={"agent_pipelines/intent_id": str(row["intent_id"])}))
+        if not recs:
+            continue
+        r = min(recs, key=lambda r: r.create_timestamp)
+        prev, prev_name = r.create_timestamp.timestamp(), "created"
+        for e in instance.all_logs(r.dagster_run.run_id):
+            et = e.dagster_event.event_type if e.dagster_event else None
+            if et in marks:
+                name = marks[et]
+            elif et == dg.DagsterEventType.STEP_START:
+                name = f"start {e.step_key}"
+            elif et == dg.DagsterEventType.STEP_SUCCESS:
+                name = f"end {e.step_key}"
+            else:
+                continue
+            out.setdefault(f"{prev_name} -> {name}", []).append(e.timestamp - prev)
+            prev, prev_name = e.timestamp, name
+        out.setdefault(f"{prev_name} -> intent completed", []).append(float(row["completed"]) - prev)  # type: ignore[arg-type]
+    return out
+
+
+def sensor_ticks(s: Stack, dropped: dict[str, float], rows: dict[str, dict[str, object]]) -> list[str]:
+    """Per file: the inbox sensor ticks around its drop (start offset from the drop, duration, status),
+    so a slow pickup shows whether the file waited for a round, for its settle window or for the tick."""
+    instance = s.project.instance
+    [state] = [st for st in instance.all_instigator_state() if st.instigator_name == "invoice_matching__on_new_invoice"]
+    ticks = sorted(instance.get_ticks(state.instigator_origin_id, state.selector_id,
+                                      after=min(dropped.values()) - 10), key=lambda t: t.timestamp)
+    lines = []
+    for name, t in sorted(dropped.items(), key=lambda kv: kv[1]):
+        near = [k for k in ticks if t - 6 <= k.timestamp <= t + 8]
+        desc = ", ".join(f"{k.timestamp - t:+.2f}s/{(k.end_timestamp or k.timestamp) - k.timestamp:.2f}s "
+                         f"{k.status.value.lower()}{'*' if k.run_ids else ''}" for k in near)
+        lines.append(f"{name}: pickup {float(rows[name]['created']) - t:5.2f}s; ticks {desc}")  # type: ignore[arg-type]
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--every", type=float, default=1.0, help="seconds between drops")
     ap.add_argument("--dagster-yaml", type=Path, default=REPO / "deploy" / "dagster.postgres.yaml")
     ap.add_argument("--timeout", type=float, default=240, help="bound on each wait, seconds")
+    ap.add_argument("--events", action="store_true", help="also print the gaps between each run's Dagster events")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ap_bench_") as tmp, \
@@ -93,6 +141,13 @@ def main() -> int:
         for name, values in phases.items():
             if values:
                 print(f"  {name:32s} median {statistics.median(values):5.2f}s  max {max(values):5.2f}s")
+        if args.events:
+            print("  run events (first run of each intent, gap before each event):")
+            for name, values in event_phases(s, rows).items():
+                print(f"    {name:60s} median {statistics.median(values):5.2f}s  max {max(values):5.2f}s  n={len(values)}")
+            print("  inbox sensor ticks per file (start from the drop / duration, * = launched runs):")
+            for line in sensor_ticks(s, dropped, rows):
+                print(f"    {line}")
         print(f"dagster.yaml: {args.dagster_yaml}")
         print(f"latency: n={len(latency)} p50={percentile(latency, 50):.2f}s p95={percentile(latency, 95):.2f}s")
     return 0

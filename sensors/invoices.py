@@ -8,7 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import BaseModel
 
-from agent_pipelines.framework.inbox import ingest_inbox
+from agent_pipelines.framework.inbox import ingest_inbox, wait_for_new_files
 from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import IntentState
@@ -35,6 +35,12 @@ def build_invoice_sensor(wf: Workflow, job: dg.JobDefinition,
         """Register each new invoice file as an intent; unreadable files are recorded, not launched."""
         if stopped := launch_stopped(runtime.db, wf.name):
             return stopped
+        if invoice_inbox.watch_seconds and wait_for_new_files(runtime.db, name, invoice_inbox.root,
+                                                              settle_s=invoice_inbox.settle_seconds,
+                                                              seconds=invoice_inbox.watch_seconds):
+            # the kill switch may have been engaged while this tick watched the folder
+            if stopped := launch_stopped(runtime.db, wf.name):
+                return stopped
         store = IntentStore(runtime.db)
         done = ingest_inbox(store, wf, name, invoice_inbox.root, parse, settle_s=invoice_inbox.settle_seconds,
                             log=context.log)

@@ -4,6 +4,7 @@ with an old mtime is new; the same bytes under the same name are not). That tabl
 row is written only after the file's intent exists, so a file that failed on an infrastructure error
 has no row and is tried again on the next tick."""
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -75,26 +76,73 @@ def list_inbox(root: Path, *, settle_s: float, now_ns: int, log: Any) -> tuple[l
     """The regular files of `root` that are complete, oldest first, and how many were still being
     written. Anything else is skipped with a logged reason, never an error: a stray folder or link must
     not stop the inbox."""
+    found, young = _scan(root, settle_s=settle_s, now_ns=now_ns, log=log)
+    return found, len(young)
+
+
+def _scan(root: Path, *, settle_s: float, now_ns: int, log: Any) -> tuple[list[InboxEntry], list[InboxEntry]]:
+    """(complete files oldest first, files still being written). `log` None: say nothing (a watch
+    lists the folder many times a tick)."""
     if not root.is_dir():
-        return [], 0
-    found, unsettled = [], 0
+        return [], []
+    found, young = [], []
     with os.scandir(root) as it:
         for e in it:
             reason = _not_a_candidate(e)
             if reason:
-                log.info(f"{e.name}: skipped ({reason})")
+                if log is not None:
+                    log.info(f"{e.name}: skipped ({reason})")
                 continue
             try:
                 st = e.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed while we were listing: nothing to register
+            entry = InboxEntry(Path(e.path), st.st_size, st.st_mtime_ns)
             # A writer may still be appending; an mtime far in the future (set on purpose) is settled.
             if abs(now_ns - st.st_mtime_ns) < settle_s * 1e9:
-                log.info(f"{e.name}: modified less than {settle_s:g}s ago, left for a later tick")
-                unsettled += 1
+                if log is not None:
+                    log.info(f"{e.name}: modified less than {settle_s:g}s ago, left for a later tick")
+                young.append(entry)
                 continue
-            found.append(InboxEntry(Path(e.path), st.st_size, st.st_mtime_ns))
-    return sorted(found, key=lambda f: (f.mtime_ns, f.name)), unsettled
+            found.append(entry)
+    return sorted(found, key=lambda f: (f.mtime_ns, f.name)), young
+
+
+def wait_for_new_files(db: Database, sensor: str, root: Path, *, settle_s: float, seconds: float,
+                       poll_s: float = 0.05) -> bool:
+    """Wait up to `seconds` for a complete file this sensor does not know; True as soon as there is one.
+
+    Why: Dagster's sensor daemon evaluates a sensor at most every 5 s (a fixed loop), so a file waits
+    2.5 s on average before a tick even looks, and a file still inside its settle window when the tick
+    lists the folder waits a whole further loop. A tick that watches the folder for most of that loop
+    picks a file up within `poll_s` of it landing (plus what is left of its settle window). Reads
+    nothing and writes nothing: the caller registers files as a tick without a watch would, so the
+    settle rule (and every guarantee after it) is the same. Between listings only the folder's own
+    mtime is looked at (one stat): a file created, renamed in or removed changes it; the folder is
+    listed again when it changes or when a file still being written reaches the end of its settle
+    window. A file rewritten in place changes only its own mtime: the next tick's full listing sees it."""
+    until = time.monotonic() + seconds
+    known = KnownFiles.load(db, sensor).stats
+    seen_dir: int | None = None
+    relist_at = 0.0
+    while True:
+        try:
+            dir_mtime = os.stat(root).st_mtime_ns
+        except FileNotFoundError:
+            dir_mtime = None
+        now = time.monotonic()
+        if dir_mtime is not None and (dir_mtime != seen_dir or now >= relist_at):
+            seen_dir = dir_mtime
+            now_ns = time.time_ns()
+            found, young = _scan(root, settle_s=settle_s, now_ns=now_ns, log=None)
+            if any(e.stat_key not in known for e in found):
+                return True
+            pending = [e for e in young if e.stat_key not in known]
+            # the first moment a young file is old enough to be read (same rule as list_inbox)
+            relist_at = now + min(((e.mtime_ns - now_ns) / 1e9 + settle_s for e in pending), default=math.inf)
+        if now >= until:
+            return False
+        time.sleep(max(0.0, min(poll_s, until - now, relist_at - now)))
 
 
 def _not_a_candidate(e: os.DirEntry[str]) -> str | None:

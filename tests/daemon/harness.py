@@ -17,6 +17,7 @@ from typing import IO
 
 from sqlalchemy import select
 
+from agent_pipelines.settings import DAEMON_INBOX_WATCH_S, WATCH_ENV
 from tests.support import PG_ADMIN_URL, fresh_pg_database, invoice_bytes, wait_until  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,8 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DAGSTER_HOME": str(self.home), "DAGSTER_PG_URL": self.dagster_pg_url,
+        # the inbox watch `agent-pipelines ui` gives its daemon (settings.DAEMON_INBOX_WATCH_S)
+        return {WATCH_ENV: str(DAEMON_INBOX_WATCH_S), **os.environ, "DAGSTER_HOME": str(self.home), "DAGSTER_PG_URL": self.dagster_pg_url,
                 "AGENT_PIPELINES_STATE_DIR": str(self.state), "AGENT_PIPELINES_DB_URL": self.db_url,
                 # the code location and run workers import this checkout, not another install
                 "PYTHONPATH": str(REPO), **self.extra_env}
