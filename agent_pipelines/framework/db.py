@@ -1,6 +1,7 @@
 """Engine construction for our database (SQLite by default, PostgreSQL by URL) and migrations."""
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 T = TypeVar("T")
@@ -62,11 +63,43 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# A connection back in the pool for less than this is handed out again without a ping (below).
+FRESH_S = 0.25
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """A connection that died with a server restart is replaced, not handed out: SQLAlchemy's own
+    pessimistic recipe (a checkout event that pings and raises DisconnectionError, so the pool connects
+    afresh), but only for a connection idle for FRESH_S or more. pool_pre_ping pinged on every checkout:
+    a round trip per transaction, ~20 per intent on the batch path (issue 11). A restart takes longer
+    than FRESH_S, and a connection used during it fails and is invalidated, so no connection that was
+    alive before a restart is handed out after it unpinged."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        back = record.info.get("checked_in_at")
+        if back is not None and time.monotonic() - back < FRESH_S:
+            return
+        try:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+        except Exception as exc:  # noqa: BLE001 - any failure: this connection is gone
+            raise DisconnectionError(f"stale connection: {exc}") from exc
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        # pool_pre_ping: a connection that died with a server restart is replaced, not handed out.
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(url, pool_size=5, max_overflow=5)
+        _ping_idle_connections(engine)
+        return engine
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
