@@ -30,7 +30,6 @@ from agent_pipelines.framework import budgets, claims, controls, otel, quality
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
-from agent_pipelines.framework.heap import heap_frozen
 from agent_pipelines.framework.llm import Proposer
 from agent_pipelines.framework.rowbuffer import RowBuffer
 from agent_pipelines.framework.runtime import AgentRuntime
@@ -102,11 +101,7 @@ class Batch:
             return result
 
         ids = [intent_of(i) for i in items]
-        with heap_frozen():  # heap.py says why
-            self._read_chunk(ids)
-            return self._each(items, ids, one, threads)
-
-    def _each(self, items: Sequence[T], ids: list[str], one: Callable[[T], Any], threads: int) -> list[Any]:
+        self._read_chunk(ids)
         with claims.heartbeat_many(self.runtime.db, ids, self.ctx.run_id, self.runtime.lease_seconds):
             if threads <= 1 or len(items) <= 1:
                 return [one(i) for i in items]

@@ -19,8 +19,6 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from agent_pipelines.framework.heap import heap_frozen
-
 SuiteBuilder = Callable[[Any], list[Any]]  # receives great_expectations.expectations, returns expectations
 
 
@@ -87,37 +85,31 @@ def evaluate(owned: Sequence[tuple[str, SuiteCheck]]) -> dict[str, list[SuiteRes
     for owner, check in owned:
         groups[(check.suite, check.asset)].append((owner, check))
     out: dict[str, list[SuiteResult]] = defaultdict(list)
-    with heap_frozen():  # a validation allocates heavily; the rest of the heap need not be rescanned
-        for (suite, asset), items in groups.items():
-            _validate_group(suite, asset, items, out)
+    for (suite, asset), items in groups.items():
+        frame = pd.concat([c.frame.assign(**{OWNER: owner}) for owner, c in items], ignore_index=True)
+        res = _validation(suite, items[0][1].builder).run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [OWNER]})
+        owners = list(dict.fromkeys(owner for owner, _ in items))
+        failed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in res.results:
+            if r.success:
+                continue
+            index = r.result.get("unexpected_index_list")
+            rows = Counter(row[OWNER] for row in index) if index is not None else None
+            values = r.result.get("unexpected_list") or []
+            for owner in (rows or owners):  # no row index (table-level): every owner fails, closed
+                sample = [str(v) for v, i in zip(values, index or [], strict=False) if i[OWNER] == owner][:5] if rows else \
+                    [str(v) for v in values[:5]]
+                failed[owner].append({"expectation": r.expectation_config.type,
+                                      "column": r.expectation_config.kwargs.get("column"),
+                                      "unexpected_count": rows[owner] if rows else r.result.get("unexpected_count"),
+                                      "observed": str(r.result.get("observed_value")), "sample": sample})
+        evaluated = int(res.statistics["evaluated_expectations"])
+        for owner in owners:
+            out[owner].append(SuiteResult(suite=suite, asset=asset, passed=not failed[owner], evaluated=evaluated,
+                                          failed=tuple(failed[owner])))
     return out
-
-
-def _validate_group(suite: str, asset: str, items: list[tuple[str, SuiteCheck]],
-                    out: dict[str, list[SuiteResult]]) -> None:
-    frame = pd.concat([c.frame.assign(**{OWNER: owner}) for owner, c in items], ignore_index=True)
-    res = _validation(suite, items[0][1].builder).run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [OWNER]})
-    owners = list(dict.fromkeys(owner for owner, _ in items))
-    failed: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in res.results:
-        if r.success:
-            continue
-        index = r.result.get("unexpected_index_list")
-        rows = Counter(row[OWNER] for row in index) if index is not None else None
-        values = r.result.get("unexpected_list") or []
-        for owner in (rows or owners):  # no row index (table-level): every owner fails, closed
-            sample = [str(v) for v, i in zip(values, index or [], strict=False) if i[OWNER] == owner][:5] if rows else \
-                [str(v) for v in values[:5]]
-            failed[owner].append({"expectation": r.expectation_config.type,
-                                  "column": r.expectation_config.kwargs.get("column"),
-                                  "unexpected_count": rows[owner] if rows else r.result.get("unexpected_count"),
-                                  "observed": str(r.result.get("observed_value")), "sample": sample})
-    evaluated = int(res.statistics["evaluated_expectations"])
-    for owner in owners:
-        out[owner].append(SuiteResult(suite=suite, asset=asset, passed=not failed[owner], evaluated=evaluated,
-                                      failed=tuple(failed[owner])))
 
 
 def run_suite(suite_name: str, asset: str, builder: SuiteBuilder, frame: pd.DataFrame) -> SuiteResult:

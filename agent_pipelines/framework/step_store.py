@@ -24,7 +24,6 @@ import dagster as dg
 from sqlalchemy import Connection, delete, or_, select
 
 from agent_pipelines.framework.db import Database, utcnow
-from agent_pipelines.framework.heap import heap_frozen
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.states import TERMINAL
 from agent_pipelines.framework.tables import intents, step_outputs
@@ -75,8 +74,7 @@ def load(db: Database, run_id: str | None, step_key: str, output_name: str) -> A
         raise LookupError(f"no stored output {step_key}.{output_name} of run {run_id or '(latest)'} in "
                           f"step_outputs (pruned after its intent was settled, or never produced)")
     # Only this store writes these rows, into our own database: the same trust as the intents table.
-    with heap_frozen():  # a batch chunk is thousands of objects (heap.py)
-        return pickle.loads(payload)  # noqa: S301
+    return pickle.loads(payload)  # noqa: S301
 
 
 def prune(db: Database, retention: timedelta) -> int:
