@@ -173,19 +173,15 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
     state, no other live owner) instead of a locked read first; if the row moved meanwhile, the
     locked read below decides as always."""
     c = intents.c
+    reason = redact_text(reason) if reason else reason  # reasons quote inputs; they reach logs and the CLI
     if known is not None and run_id is not None and known.state != target:
         check_transition(intent_id, known.state, target)
         now = utcnow()
-        reason = redact_text(reason) if reason else reason
         moved = conn.execute(_move_stmt(release=target not in ACTIVE), dict(
             p_id=intent_id, p_from=str(known.state), p_run=run_id, p_now=now, p_to=str(target), p_reason=reason,
             p_at=now, p_last=run_id)).rowcount
         if moved == 1:
-            conn.execute(_TRANSITION_ROW, dict(intent_id=intent_id, from_state=str(known.state), to_state=str(target),
-                                               reason=reason, run_id=run_id, at=now))
-            stored = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now
-            return known.model_copy(update={"state": target, "reason": reason, "updated_at": stored,
-                                            "last_run_id": run_id})
+            return _record_move(conn, known, target, reason, run_id, now)
     # The whole row, locked: the intent returned is it with this move applied (no second read).
     row = conn.execute(for_update(conn, select(intents).where(c.intent_id == intent_id))).mappings().first()
     if row is None:
@@ -193,18 +189,23 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
     owner = live_owner(row["owner_run_id"], row["lease_expires_at"])
     if run_id is not None and owner is not None and owner != run_id:
         raise ClaimHeld(intent_id, owner)
-    current = IntentState(row["state"])
-    if current == target:
-        return Intent.model_validate(dict(row))
-    check_transition(intent_id, current, target)
+    intent = Intent.model_validate(dict(row))
+    if intent.state == target:
+        return intent
+    check_transition(intent_id, intent.state, target)
     now = utcnow()
-    reason = redact_text(reason) if reason else reason  # reasons quote inputs; they reach logs and the CLI
     # Leaving the active states frees the claim: a wait or an outcome is owned by no run.
     claim = {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
     conn.execute(update(intents).where(c.intent_id == intent_id).values(
         state=target, reason=reason, updated_at=now, last_run_id=run_id or c.last_run_id, **claim))
-    conn.execute(intent_transitions.insert().values(
-        intent_id=intent_id, from_state=current, to_state=target, reason=reason, run_id=run_id, at=now))
+    return _record_move(conn, intent, target, reason, run_id, now)
+
+
+def _record_move(conn: Connection, before: Intent, target: IntentState, reason: str | None, run_id: str | None,
+                 now: datetime) -> Intent:
+    """The history row of a move just made, and the intent as a read would now give it back."""
+    conn.execute(_TRANSITION_ROW, dict(intent_id=before.intent_id, from_state=str(before.state), to_state=str(target),
+                                       reason=reason, run_id=run_id, at=now))
     stored = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now  # as a read gives it back
-    return Intent.model_validate({**row, "state": target, "reason": reason, "updated_at": stored,
-                                  "last_run_id": run_id or row["last_run_id"]})
+    return before.model_copy(update={"state": target, "reason": reason, "updated_at": stored,
+                                     "last_run_id": run_id or before.last_run_id})
