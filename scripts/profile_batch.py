@@ -67,9 +67,7 @@ def main() -> None:
         where: Counter[tuple[str, str]] = Counter()
         begins = Counter[str]()
         commits = Counter[str]()
-        engine = project.db.engine
 
-        @event.listens_for(engine, "before_cursor_execute")
         def _stmt(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
             if counting["on"]:
                 k = shape(statement)
@@ -78,15 +76,19 @@ def main() -> None:
                 if args.where:
                     where[(k, caller())] += 1
 
-        @event.listens_for(engine, "begin")
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
             if counting["on"]:
                 begins["writer" if conn.get_execution_options().get("agent_pipelines_writer") else "reader"] += 1
 
-        @event.listens_for(engine, "commit")
         def _commit(conn) -> None:  # type: ignore[no-untyped-def]
             if counting["on"]:
                 commits["commit"] += 1
+
+        # Writers, and on PostgreSQL the readers' engine too (framework/db.py, make_reader).
+        for engine in {project.db.engine, project.db.reader}:
+            event.listen(engine, "before_cursor_execute", _stmt)
+            event.listen(engine, "begin", _begin)
+            event.listen(engine, "commit", _commit)
 
         counting["on"] = True
         started, cpu = time.perf_counter(), time.process_time()

@@ -129,7 +129,10 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
                                        "resume_from": start, "reused": list(reuse)})
         if intent.state == S.PARKED:
             release_parked(run.db, intent.intent_id)
-        run.move(S.RUNNING, f"recovery run {run.run_id}" if intent.state in RECOVERY_START else None)
+        # A new intent's start may commit with the chunk; a resumed one's (an answer taken, a park
+        # released above) commits now, with what it resumed from.
+        run.move(S.RUNNING, f"recovery run {run.run_id}" if intent.state in RECOVERY_START else None,
+                 with_chunk=intent.state == S.RECEIVED)
         run_record.record_start(run.sink, wf, run_id=run.run_id, intent_id=intent.intent_id, mode=run.mode,
                                llm=run.runtime.llm_config(), intake=data)
         intake = wf.intake_model.model_validate(data)
@@ -342,7 +345,7 @@ def verify_read_back(wf: Workflow, run: StepRun, carry: Carry) -> Verification |
     """Phase 1: read back independently. A Verification still has its checks to run (then verify_decide)."""
     with run.guard("verify"):
         run.checkpoint()
-        run.move(S.VERIFYING)
+        run.move(S.VERIFYING, with_chunk=True)
         if not run.writes_land:
             # Nothing landed, so there is nothing to read back: check what was recorded instead.
             missing = [r.action for r in carry.receipts if r.status not in (WriteStatus.WOULD_WRITE, WriteStatus.SHADOW)]
@@ -373,7 +376,7 @@ def hand_off(run: StepRun, carry: Carry) -> Advance | None:
         records = [f"{r.table}:{r.key}" for r in carry.receipts]
         summary = ("committed and verified: " if run.writes_land
                    else f"{run.mode} mode, nothing written; would write: ") + (", ".join(records) or "nothing")
-        run.move(S.COMPLETED, summary)
+        run.move(S.COMPLETED, summary, with_chunk=True)
         return Advance(carry, {"records": run.md(records), "run_id": run.run_id})
     return None
 

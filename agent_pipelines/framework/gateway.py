@@ -146,6 +146,9 @@ class Tool:
 class ToolRegistry:
     def __init__(self, tools: list[Tool] | None = None) -> None:
         self._tools: dict[str, Tool] = {}
+        # The provenance check of a pack against these tools, by pack digest (a gateway per intent and
+        # step asks again); registering a tool forgets it.
+        self.provenance_checked: dict[str, list[str]] = {}
         for t in tools or []:
             self.register(t)
 
@@ -153,6 +156,7 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} registered twice")
         self._tools[tool.name] = tool
+        self.provenance_checked.clear()
         return tool
 
     def get(self, name: str) -> Tool:
@@ -166,6 +170,7 @@ class ToolRegistry:
 
 
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
+_JITTER = random.Random()  # backoff jitter of every gateway not given its own rng (tests give one)
 
 
 class ToolGateway:
@@ -183,7 +188,7 @@ class ToolGateway:
         self.budget = budget or RunBudget(db, policy.budgets, tracer.run_id, intent_id=tracer.intent_id,
                                           recorded=tracer.recorded_calls)
         self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER  # seeding a Random per gateway read os.urandom each time
         self._sources_read: prov.Sources | None = None  # sources(): read once, then followed
         self._sources_since: list[Any] = []
         problems = self._provenance_problems()
@@ -193,6 +198,13 @@ class ToolGateway:
     def _provenance_problems(self) -> list[str]:
         """The pack's provenance rules against the registered tools: a rule guards a write tool's real
         parameter, and its sources are reads whose output is trusted."""
+        checked = self.registry.provenance_checked
+        digest = self.policy.digest
+        if digest not in checked:
+            checked[digest] = self._check_provenance()
+        return checked[digest]
+
+    def _check_provenance(self) -> list[str]:
         out: list[str] = []
         known = set(self.registry.names())
         for tool, rules in self.policy.provenance.items():

@@ -206,6 +206,12 @@ def _record_move(conn: Connection, before: Intent, target: IntentState, reason: 
     """The history row of a move just made, and the intent as a read would now give it back."""
     conn.execute(_TRANSITION_ROW, dict(intent_id=before.intent_id, from_state=str(before.state), to_state=str(target),
                                        reason=reason, run_id=run_id, at=now))
-    stored = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now  # as a read gives it back
+    return after_move(before, target, reason, run_id, now, conn.dialect.name)
+
+
+def after_move(before: Intent, target: IntentState, reason: str | None, run_id: str | None, now: datetime,
+               dialect: str) -> Intent:
+    """The intent as a read gives it back once moved to `target` (`reason` redacted, as transition stores it)."""
+    stored = now.replace(tzinfo=None) if dialect == "sqlite" else now
     return before.model_copy(update={"state": target, "reason": reason, "updated_at": stored,
                                      "last_run_id": run_id or before.last_run_id})

@@ -1,11 +1,12 @@
 """Policy packs: which tools a workflow may call, and which proposals are allowed, sent to a human
 or denied. Loaded from a versioned YAML file; a broken file fails at load, never silently allows."""
 
+import functools
 import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -358,8 +359,13 @@ class PolicyPack(BaseModel):
         except Exception as exc:  # noqa: BLE001 - every malformed pack is a PolicyError
             raise PolicyError(f"invalid policy pack {source}: {exc}") from None
 
-    @property
-    def digest(self) -> str:
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "PolicyPack":
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("digest", None)  # a changed copy is another pack: its digest is computed anew
+        return copied
+
+    @functools.cached_property
+    def digest(self) -> str:  # the pack is frozen: computed once (a gateway per intent and step reads it)
         data = self.model_dump(mode="json")
         for section in ("provenance", "notifications"):
             if not data[section]:  # packs without the section keep the digest they had before it existed

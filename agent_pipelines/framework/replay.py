@@ -178,7 +178,7 @@ class ReplayGateway(ToolGateway):
         self._kept: list[dict[str, Any]] = []  # provenance rows (source_record), never stored
         budget = RunBudget(db, wf.policy.budgets, tracer.run_id, intent_id=tracer.intent_id,
                            recorded=tracer.recorded_calls)
-        super().__init__(wf.tools(), wf.policy, db, tracer, mode=mode, budget=budget)
+        super().__init__(wf.registry, wf.policy, db, tracer, mode=mode, budget=budget)
 
     def _run(self, tool: Tool, params: BaseModel, call: Any, digest: str, status: str = "ok") -> Any:
         if tool.kind != ToolKind.READ:

@@ -35,7 +35,7 @@ def revise(wf: Workflow, db: Database, approval_id: str, changes: dict[str, Any]
     except ValidationError as exc:
         raise DecisionRefused(f"the edited proposal is invalid: {exc.errors()[0]['msg']}") from exc
     tracer = Tracer(db, workflow=wf.name, intent_id=req["intent_id"], run_id=None)
-    step = Step(intent=IntentStore(db).get(req["intent_id"]), tools=ToolGateway(wf.tools(), wf.policy, db, tracer),
+    step = Step(intent=IntentStore(db).get(req["intent_id"]), tools=ToolGateway(wf.registry, wf.policy, db, tracer),
                 run_id=None, log=lambda _m: None)
     v = wf.validate(step, intake, context, proposal)
     v = v.model_copy(update={"suites": v.suites + quality.run_checks(v.checks)})

@@ -9,18 +9,24 @@ them again. So the rows of an intent are written with (in the transaction of) it
 transition (StepRun.move: a park or outcome ends the run's work on it), and all of them before the
 batch step hands its intents on (Batch.finish). What something depends on at once is never buffered:
 the ledger row (with its write), the decided plan before the first write, the LLM call whose tokens
-the budget counts right after it."""
+the budget counts right after it.
+
+A batch step may also leave an intent's move to commit with the rows (`defer`, StepRun.move's
+`with_chunk`): moves nothing acts on before the step ends. They run after the rows, in the order made."""
 
 import itertools
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent_pipelines.framework.db import Database
+
+Deferred = Callable[[Connection], None]  # a statement (an intent's move) run in the flush transaction
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,14 @@ class Sink(Protocol):
         """Rows taken whose transaction did not commit: pending again."""
         ...
 
+    def defer(self, fn: Deferred) -> None:
+        """Run `fn` in the transaction that writes this intent's rows (after them)."""
+        ...
+
+    def take_deferred(self) -> list[Deferred]:
+        """This intent's deferred statements, for a transaction of the caller's (before its own move)."""
+        ...
+
 
 class Direct:
     """Each row now, in a transaction of its own (retried on transient errors: a lost trace row is
@@ -115,6 +129,18 @@ class Direct:
         if rows:
             self.db.transaction(lambda conn: write_rows(conn, rows))
 
+    def defer(self, fn: Deferred) -> None:
+        self.db.transaction(fn)
+
+    def take_deferred(self) -> list[Deferred]:
+        return []
+
+
+def write_pending(conn: Connection, rows: list[tuple[RowKind, dict[str, Any]]], deferred: list[Deferred]) -> None:
+    write_rows(conn, rows)
+    for fn in deferred:
+        fn(conn)
+
 
 class RowBuffer:
     """The rows of one batch step, per intent, until the step flushes them (or a transition of their
@@ -125,6 +151,7 @@ class RowBuffer:
         self._lock = threading.Lock()
         self._seq = itertools.count()  # a full flush writes the rows in the order they came
         self._rows: dict[str, list[tuple[int, RowKind, dict[str, Any]]]] = {}
+        self._deferred: dict[str, list[tuple[int, Deferred]]] = {}
 
     def sink(self, intent_id: str) -> "Buffered":
         return Buffered(self, intent_id)
@@ -132,6 +159,10 @@ class RowBuffer:
     def add(self, intent_id: str, kind: RowKind, params: dict[str, Any]) -> None:
         with self._lock:
             self._rows.setdefault(intent_id, []).append((next(self._seq), kind, params))
+
+    def defer(self, intent_id: str, fn: Deferred) -> None:
+        with self._lock:
+            self._deferred.setdefault(intent_id, []).append((next(self._seq), fn))
 
     def take(self, intent_id: str | None = None) -> list[tuple[RowKind, dict[str, Any]]]:
         """Remove and return the pending rows (of one intent)."""
@@ -141,11 +172,18 @@ class RowBuffer:
                 taken += self._rows.pop(i, [])
         return [(kind, params) for _, kind, params in sorted(taken, key=lambda r: r[0])]
 
+    def take_deferred(self, intent_id: str | None = None) -> list[Deferred]:
+        taken: list[tuple[int, Deferred]] = []
+        with self._lock:
+            for i in ([intent_id] if intent_id is not None else list(self._deferred)):
+                taken += self._deferred.pop(i, [])
+        return [fn for _, fn in sorted(taken, key=lambda d: d[0])]
+
     def flush(self, intent_id: str | None = None) -> int:
-        """Write the pending rows (of one intent) in one transaction."""
-        rows = self.take(intent_id)
-        if rows:
-            self.db.transaction(lambda conn: write_rows(conn, rows))
+        """Write the pending rows (of one intent), then run the deferred moves, in one transaction."""
+        rows, deferred = self.take(intent_id), self.take_deferred(intent_id)
+        if rows or deferred:
+            self.db.transaction(lambda conn: write_pending(conn, rows, deferred))
         return len(rows)
 
 
@@ -167,3 +205,9 @@ class Buffered:
     def put_back(self, rows: list[tuple[RowKind, dict[str, Any]]]) -> None:
         for kind, params in rows:
             self.buffer.add(self.intent_id, kind, params)
+
+    def defer(self, fn: Deferred) -> None:
+        self.buffer.defer(self.intent_id, fn)
+
+    def take_deferred(self) -> list[Deferred]:
+        return self.buffer.take_deferred(self.intent_id)

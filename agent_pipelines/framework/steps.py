@@ -18,13 +18,14 @@ from agent_pipelines.framework import approvals, claims, controls, otel
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
-from agent_pipelines.framework.intents import Intent, IntentStore, transition
+from agent_pipelines.framework.intents import Intent, IntentStore, after_move, transition
 from agent_pipelines.framework.ledger import WriteReceipt, has_writes
 from agent_pipelines.framework.policy import Mode, PolicyDecision, writes_land
 from agent_pipelines.framework.quality import SuiteResult
 from agent_pipelines.framework.redaction import redact_text
-from agent_pipelines.framework.rowbuffer import RowBuffer, Sink, write_rows
+from agent_pipelines.framework.rowbuffer import RowBuffer, Sink, write_pending
 from agent_pipelines.framework.runtime import AgentRuntime
+from agent_pipelines.framework.states import IllegalTransition, check_transition
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.tables import parked_intents
 from agent_pipelines.framework.trace import Tracer
@@ -122,7 +123,7 @@ class StepRun:
         self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
                                 recorded=self.tracer.recorded_calls,
                                 preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
-        self.gateway = ToolGateway(wf.tools(), wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
+        self.gateway = ToolGateway(wf.registry, wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
                                    fence=self.fence, stop_hint=self._stop_hint if batch is not None else None)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
@@ -158,20 +159,51 @@ class StepRun:
         """Where this step's bookkeeping rows go: now, or with its batch step's (rowbuffer.py)."""
         return self.tracer.sink
 
-    def move(self, state: S, reason: str | None = None) -> Intent:
-        # The intent's pending rows commit with its transition: a park or an outcome never leaves
-        # the evidence that led to it behind in a buffer.
-        rows = self.sink.take()
+    def move(self, state: S, reason: str | None = None, *, with_chunk: bool = False) -> Intent:
+        """Move the intent, with its pending rows: a park or an outcome never leaves the evidence that
+        led to it behind in a buffer.
+
+        `with_chunk`: in a batch step, the move commits with the chunk's rows when the step ends
+        (Batch.finish), not in a transaction of its own (issue 11: one fewer commit per intent and
+        step). Only for moves nothing acts on before the step ends: a crash before that leaves the
+        intent where it was, and the step (batch.EXPECT) or the recovery sweeper takes it from there.
+        Never for COMMITTING, which must be durable before the first write. Any later move of the
+        intent, a flush of its rows or a fresh read of it (checkpoint) runs it first."""
+        if with_chunk and self.batch is not None and self.batch.rows is not None:
+            return self._move_later(state, reason)
+        rows, earlier = self.sink.take(), self.sink.take_deferred()
         try:
             intent = self.db.transaction(lambda conn: (
-                write_rows(conn, rows), transition(conn, self.intent_id, state, reason=reason, run_id=self.run_id,
-                                                   known=self._intent))[1])
+                write_pending(conn, rows, earlier),
+                transition(conn, self.intent_id, state, reason=reason, run_id=self.run_id, known=self._intent))[1])
         except BaseException:
             self.sink.put_back(rows)
+            for fn in earlier:
+                self.sink.defer(fn)
             raise
         self._intent = intent
         self.log(f"intent {self.intent_id} -> {intent.state}" + (f": {intent.reason}" if reason else ""))
         return intent
+
+    def _move_later(self, state: S, reason: str | None) -> Intent:
+        known, intent_id, run_id = self.intent(), self.intent_id, self.run_id
+
+        def apply(conn: Connection) -> None:
+            try:
+                transition(conn, intent_id, state, reason=reason, run_id=run_id, known=known)
+            except (claims.ClaimHeld, IllegalTransition) as exc:
+                # Moved meanwhile by someone else (an operator, a run that took over the claim): it
+                # stays where they put it, and the next step passes it over (checkpoint).
+                batch_log.warning("intent %s not moved to %s: %s", intent_id, state, exc)
+
+        if known.state == state:  # as transition: moving to the state it is in changes nothing
+            return known
+        check_transition(intent_id, known.state, state)
+        self.sink.defer(apply)
+        self._intent = after_move(known, state, redact_text(reason) if reason else reason, run_id, utcnow(),
+                                  self.db.dialect)
+        self.log(f"intent {intent_id} -> {state} (with the chunk)" + (f": {reason}" if reason else ""))
+        return self._intent
 
     @property
     def writes_land(self) -> bool:
@@ -232,6 +264,7 @@ class StepRun:
         from failure: the parent run already moved it on or parked it) is passed over."""
         owned = self.batch.owned.pop(self.intent_id, None) if self.batch is not None else None
         if owned is None:
+            self.sink.flush()  # a move left for the chunk's flush (move(with_chunk=True)) lands before a fresh read
             self.claim()
         self._intent = owned  # None: read afresh, now that this run holds the claim
         if (intent := self.intent()).is_terminal:
@@ -278,6 +311,7 @@ class StepRun:
         return run is None or run.is_finished
 
     def release(self) -> None:
+        self.sink.flush()  # what this run left for the chunk's flush first
         self.db.transaction(lambda conn: claims.release(conn, self.intent_id, self.run_id))
 
     @property

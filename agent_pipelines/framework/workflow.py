@@ -119,6 +119,12 @@ class Workflow(ABC, Generic[IntakeT, ContextT, ProposalT]):
     @abstractmethod
     def tools(self) -> ToolRegistry: ...
 
+    @functools.cached_property
+    def registry(self) -> ToolRegistry:
+        """tools(), built once per workflow instance: a registry does not change once built, and the
+        batch path opens a gateway per intent and step (issue 11: rebuilding it was ~0.6 ms an intent)."""
+        return self.tools()
+
     # The steps, in the order they run.
     @abstractmethod
     def read(self, step: Step, intake: IntakeT) -> ContextT: ...

@@ -1,0 +1,71 @@
+"""Moves a batch step commits with its chunk (StepRun.move(with_chunk=True), issue 11): a new intent's
+start, VERIFYING and COMPLETED commit with the chunk's rows when the step ends, not one transaction each.
+They land before the step hands its intents on, and one whose intent someone else moved meanwhile is
+dropped (the intent stays where they put it) without failing the others."""
+
+import dagster as dg
+from sqlalchemy import select
+
+from agent_pipelines import bench
+from agent_pipelines.framework.batch import batch_run_config
+from agent_pipelines.framework.intents import transition
+from agent_pipelines.framework.states import IntentState as S
+from agent_pipelines.framework.tables import intent_transitions
+from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+from tests.helpers import WF
+from tests.test_batch import _batch, _batch_job, _duplicates, _ledger, _states
+
+
+class QuarantinedInVerify(InvoiceMatching):
+    """An operator quarantines one intent while the batch's verify step reads it back: after the step
+    left its move to VERIFYING for the chunk's flush."""
+
+    target = "INV-B000001"
+
+    def verify(self, step, intake, context, proposal, receipts):  # type: ignore[no-untyped-def]
+        if intake.invoice_number == self.target:
+            with step.tools.db.begin() as conn:  # outside the run, as the CLI would
+                transition(conn, step.intent.intent_id, S.QUARANTINED, reason="operator: hold this one")
+        return super().verify(step, intake, context, proposal, receipts)
+
+
+def _moves_to(project, ids, state: str) -> set[str]:  # type: ignore[no-untyped-def]
+    with project.db.connect() as conn:
+        return set(conn.execute(select(intent_transitions.c.intent_id).where(
+            intent_transitions.c.intent_id.in_(ids), intent_transitions.c.to_state == state)).scalars())
+
+
+def test_a_move_left_for_the_chunk_does_not_undo_an_operators_move(project):
+    with project.db.begin() as conn:
+        bench.seed(conn, 4)
+    ids = bench.register(project.db, WF, bench.intakes(4))
+    result = _batch(project, ids, chunk_size=4, wf=QuarantinedInVerify())
+    assert result.success
+    assert _states(project, ids) == ["completed", "quarantined", "completed", "completed"]
+    # the quarantined intent's VERIFYING move was dropped at the flush, the others' landed with the chunk
+    assert _moves_to(project, ids, "verifying") == {ids[0], ids[2], ids[3]}
+    assert _moves_to(project, ids, "running") == set(ids)
+    assert _ledger(project) == 12 and _duplicates(project) == 0
+
+
+def test_the_chunks_moves_land_before_the_step_hands_its_intents_on(project, faults):
+    """The verify op fails after its chunk was processed (storing its output): the moves it left for the
+    chunk are already committed, and a re-execution from failure finishes from there."""
+    with project.db.begin() as conn:
+        bench.seed(conn, 6)
+    ids = bench.register(project.db, WF, bench.intakes(6))
+    faults.write_text("store:verify")
+    recon = dg.reconstructable(_batch_job)
+    config = {**batch_run_config(WF, ids, chunk_size=3),
+              "resources": {"runtime": {"config": {"db_url": project.settings.db_url,
+                                                   "state_dir": str(project.settings.state_dir)}}}}
+    first = dg.execute_job(recon, instance=project.instance, run_config=config, raise_on_error=False)
+    assert not first.success
+    assert _states(project, ids) == ["verifying"] * 6
+
+    faults.write_text("")
+    second = dg.execute_job(recon, instance=project.instance, raise_on_error=False,
+                            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, project.instance))
+    assert second.success
+    assert _states(project, ids) == ["completed"] * 6
+    assert _ledger(project) == 18 and _duplicates(project) == 0
