@@ -8,8 +8,11 @@ from collections import Counter
 from sqlalchemy import event, func, select
 
 from agent_pipelines import bench
+from agent_pipelines.framework import ledger
+from agent_pipelines.framework.provenance import load_sources, load_sources_many
 from agent_pipelines.framework.rowbuffer import RowBuffer, RowKind, write_rows
-from agent_pipelines.framework.tables import intent_runs, intent_steps, intent_transitions, policy_decisions, tool_calls
+from agent_pipelines.framework.tables import (intent_runs, intent_steps, intent_transitions, intents, policy_decisions,
+                                             tool_calls)
 from tests.helpers import WF, register, run_intent, state
 from tests.test_batch import _batch, _duplicates
 
@@ -98,3 +101,18 @@ def test_a_row_buffer_writes_in_order_and_a_move_takes_its_intents_rows(project)
     assert buf.flush() == 0
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(intent_steps)).scalar_one() == 3
+
+
+def test_what_a_batch_step_reads_for_its_chunk_is_what_each_intent_would_read(project):
+    """The commit and validate steps read the chunk's provenance sources and ledger rows in one statement
+    each (provenance.load_sources_many, ledger.with_writes): the same as one intent at a time."""
+    with project.db.begin() as conn:
+        bench.seed(conn, 3)
+    ids = bench.register(project.db, WF, bench.intakes(3))
+    assert _batch(project, ids[:2], chunk_size=2).success  # two with sources and writes, one without
+    with project.db.connect() as conn:
+        intakes = dict(conn.execute(select(intents.c.intent_id, intents.c.intake).where(intents.c.intent_id.in_(ids))).all())
+        many = load_sources_many(conn, intakes)
+        assert [many[i] for i in ids] == [load_sources(conn, i) for i in ids]
+        assert many[ids[0]].trusted and not many[ids[2]].trusted
+        assert ledger.with_writes(conn, ids) == {i for i in ids if ledger.has_writes(project.db, i)} == set(ids[:2])

@@ -26,7 +26,7 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from agent_pipelines.framework import agent_steps as steps
-from agent_pipelines.framework import budgets, claims, controls, otel, quality
+from agent_pipelines.framework import budgets, claims, controls, ledger, otel, provenance, quality
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.executors import batch_executor
@@ -128,6 +128,12 @@ class Batch:
                     owned.update({r["intent_id"]: Intent.model_validate(dict(r)) for r in rows})
             self.scope.owned = owned
             self.scope.budget_bases = budgets.load_bases(db, run_id, list(owned))
+            with db.connect() as conn:
+                if self.step in ("validate", "commit") and self.wf.policy.provenance:
+                    self.scope.sources = provenance.load_sources_many(conn, {i: o.intake for i, o in owned.items()})
+                if self.step == "commit":
+                    written = ledger.with_writes(conn, list(owned))
+                    self.scope.writes_before = {i: i in written for i in owned}
         with db.connect() as conn:
             self.scope.switches = controls.engaged_switches(conn)
         self.scope.engaged = controls.covering(self.scope.switches, self.wf.name)

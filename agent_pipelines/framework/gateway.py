@@ -177,9 +177,11 @@ class ToolGateway:
     def __init__(self, registry: ToolRegistry, policy: PolicyPack, db: Database, tracer: Tracer, *,
                  mode: Mode = Mode.FULL, budget: RunBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 fence: Callable[[Connection], None] | None = None, stop_hint: StopHint | None = None) -> None:
+                 fence: Callable[[Connection], None] | None = None, stop_hint: StopHint | None = None,
+                 preloaded_sources: Callable[[], prov.Sources | None] | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
         self.stop_hint = stop_hint
+        self.preloaded_sources = preloaded_sources  # a batch step's read of its chunk's sources (sources())
         # Runs first in each write's ledger transaction and raises to refuse it (ledger.apply_once): a
         # job's claim on the intent (StepRun.fence). An external write's call is outside that
         # transaction (is_external): its caller checks before.
@@ -274,8 +276,10 @@ class ToolGateway:
         # Read once per gateway (one step of one intent, whose run holds the claim: nobody else adds to
         # them), then followed through the sources this gateway keeps, written yet or not (rowbuffer.py).
         if self._sources_read is None:
-            with self.db.connect() as conn:
-                self._sources_read = prov.load_sources(conn, self.tracer.intent_id or "")
+            self._sources_read = self.preloaded_sources() if self.preloaded_sources is not None else None
+            if self._sources_read is None:
+                with self.db.connect() as conn:
+                    self._sources_read = prov.load_sources(conn, self.tracer.intent_id or "")
             self._sources_since = []
         return prov.extend_sources(self._sources_read, self._sources_since)
 

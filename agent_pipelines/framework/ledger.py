@@ -125,6 +125,15 @@ def has_writes(db: Database, intent_id: str) -> bool:
         return conn.execute(select(writes.c.id).where(writes.c.intent_id == intent_id).limit(1)).first() is not None
 
 
+def with_writes(conn: Connection, intent_ids: list[str]) -> set[str]:
+    """Of these intents, those with ledger rows (has_writes for a batch step's chunk)."""
+    found: set[str] = set()
+    for start in range(0, len(intent_ids), 500):
+        found.update(conn.execute(select(writes.c.intent_id).where(
+            writes.c.intent_id.in_(intent_ids[start:start + 500])).distinct()).scalars())
+    return found
+
+
 def landed_writes(db: Database, intent_id: str) -> int:
     """Ledger rows of one intent that landed or may have (a pending external call): what a recovery must
     not decide again, so it resumes at commit, where a pending row is read back before any new call."""

@@ -246,6 +246,17 @@ def load_sources(conn: Connection, intent_id: str) -> Sources:
     return sources_from(intent_id, [out for (out,) in rows], intake)
 
 
+def load_sources_many(conn: Connection, intakes: dict[str, Any]) -> dict[str, Sources]:
+    """load_sources for a batch step's intents, whose intakes it already read: one statement per 500."""
+    ids, outputs = list(intakes), {i: [] for i in intakes}
+    for start in range(0, len(ids), 500):
+        for intent_id, out in conn.execute(select(intent_steps.c.intent_id, intent_steps.c.output).where(
+                intent_steps.c.intent_id.in_(ids[start:start + 500]),
+                or_(intent_steps.c.step.like("trusted:%"), intent_steps.c.step.like("untrusted:%")))):
+            outputs[intent_id].append(out)
+    return {i: sources_from(i, outputs[i], intakes[i]) for i in ids}
+
+
 def sources_from(intent_id: str, outputs: Iterable[Any], intake: Any) -> Sources:
     """Sources from kept rows' outputs (source_record) and the intake (a replay keeps its rows in memory)."""
     src = Sources(intent_id=intent_id)

@@ -98,6 +98,11 @@ class BatchScope:
     rows: RowBuffer | None = None
     # Each owned intent's budget counts so far in this run, read for the chunk (budgets.load_bases).
     budget_bases: dict[str, Any] = field(default_factory=dict)
+    # What each owned intent has read so far (provenance.Sources), read for the chunk by the steps that
+    # check provenance (validate, commit) before any of them keeps a new source.
+    sources: dict[str, Any] = field(default_factory=dict)
+    # The commit step's owned intents that had ledger rows when it started (StepRun.has_writes).
+    writes_before: dict[str, bool] = field(default_factory=dict)
 
 
 class StepRun:
@@ -124,7 +129,8 @@ class StepRun:
                                 recorded=self.tracer.recorded_calls,
                                 preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
         self.gateway = ToolGateway(wf.registry, wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
-                                   fence=self.fence, stop_hint=self._stop_hint if batch is not None else None)
+                                   fence=self.fence, stop_hint=self._stop_hint if batch is not None else None,
+                                   preloaded_sources=(lambda: batch.sources.pop(intent_id, None)) if batch else None)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
         self._intent: Intent | None = None  # read once per step (see intent())
@@ -310,6 +316,13 @@ class StepRun:
         run = self.ctx.instance.get_run_by_id(run_id)
         return run is None or run.is_finished
 
+    def has_writes(self) -> bool:
+        """Whether the intent has ledger rows: as its batch step read them at the start for the chunk
+        (once: its own writes come after), else now."""
+        if self.batch is not None and (known := self.batch.writes_before.pop(self.intent_id, None)) is not None:
+            return known
+        return has_writes(self.db, self.intent_id)
+
     def release(self) -> None:
         self.sink.flush()  # what this run left for the chunk's flush first
         self.db.transaction(lambda conn: claims.release(conn, self.intent_id, self.run_id))
@@ -414,7 +427,7 @@ def check_preconditions(wf: Workflow, run: StepRun, carry: Carry) -> None:
     """Before the first write, re-read and compare what the proposal relied on. Once writes exist
     (a re-execution after a crash), the ledger and each write tool's own checks take over: our own
     first writes legitimately changed those records."""
-    if has_writes(run.db, carry.intent_id):
+    if run.has_writes():
         return
     expected = wf.preconditions(carry.context, carry.proposal)
     if not expected:
