@@ -53,8 +53,9 @@ def test_a_batch_intent_keeps_the_records_of_a_one_intent_run(project):
 
 
 def test_the_batch_path_costs_few_transactions_per_intent(project):
-    """Issue 11: ~56 transactions an intent before the bookkeeping went per chunk-step; a guard against
-    sliding back (the figures of scripts/profile_batch.py, with the chunks' share at 20 intents)."""
+    """Issue 11: ~56 transactions an intent before the bookkeeping went per chunk-step, 20 before the moves
+    went with the chunk; a guard against sliding back (scripts/profile_batch.py's figures, with the chunks'
+    share at 20 intents)."""
     n = 20
     with project.db.begin() as conn:
         bench.seed(conn, n)
@@ -64,14 +65,18 @@ def test_the_batch_path_costs_few_transactions_per_intent(project):
     def count(conn) -> None:  # type: ignore[no-untyped-def]
         begins["writer" if conn.get_execution_options().get("agent_pipelines_writer") else "reader"] += 1
 
-    event.listen(project.db.engine, "begin", count)
+    engines = {project.db.engine, project.db.reader}  # PostgreSQL reads on their own engine (db.make_reader)
+    for engine in engines:
+        event.listen(engine, "begin", count)
     try:
         assert _batch(project, ids, chunk_size=n).success
     finally:
-        event.remove(project.db.engine, "begin", count)
+        for engine in engines:
+            event.remove(engine, "begin", count)
     assert [state(project, i) for i in ids] == ["completed"] * n
-    assert begins["writer"] / n <= 11, begins
-    assert (begins["writer"] + begins["reader"]) / n <= 28, begins
+    # 7.3 writers and 9.7 readers an intent here (moves with the chunk, chunk reads of sources and ledger)
+    assert begins["writer"] / n <= 8, begins
+    assert (begins["writer"] + begins["reader"]) / n <= 18, begins
 
 
 def test_a_row_buffer_writes_in_order_and_a_move_takes_its_intents_rows(project):
