@@ -107,22 +107,32 @@ def _batch_job():  # type: ignore[no-untyped-def]
     return faulty_batch_job()
 
 
+def faulty_batch_then_from_failure(project, ids, chunk_size, faults):  # type: ignore[no-untyped-def]
+    """The faulty batch job as the daemon would launch it (reconstructable), then, with the faults
+    cleared, its re-execution from failure: (first result, a callable running the second)."""
+    recon = dg.reconstructable(_batch_job)
+    config = {**batch_run_config(WF, ids, chunk_size=chunk_size),
+              "resources": {"runtime": {"config": {"db_url": project.settings.db_url,
+                                                   "state_dir": str(project.settings.state_dir)}}}}
+    first = dg.execute_job(recon, instance=project.instance, run_config=config, raise_on_error=False)
+
+    def again():  # type: ignore[no-untyped-def]
+        faults.write_text("")
+        return dg.execute_job(recon, instance=project.instance, raise_on_error=False,
+                              reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, project.instance))
+    return first, again
+
+
 def test_reexecution_from_failure_finishes_only_what_did_not_finish(project, faults):
     with project.db.begin() as conn:
         bench.seed(conn, 8)
     ids = bench.register(project.db, WF, bench.intakes(8))
     faults.write_text("store:commit")  # the commit op fails after its writes landed (storing its output)
-    recon = dg.reconstructable(_batch_job)
-    config = {**batch_run_config(WF, ids, chunk_size=4),
-              "resources": {"runtime": {"config": {"db_url": project.settings.db_url,
-                                                   "state_dir": str(project.settings.state_dir)}}}}
-    first = dg.execute_job(recon, instance=project.instance, run_config=config, raise_on_error=False)
+    first, again = faulty_batch_then_from_failure(project, ids, 4, faults)
     assert not first.success
     assert set(_states(project, ids)) == {"committing"} and _ledger(project) == 24
 
-    faults.write_text("")
-    second = dg.execute_job(recon, instance=project.instance, raise_on_error=False,
-                            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, project.instance))
+    second = again()
     assert second.success
     executed = {e.step_key.split("[")[0] for e in second.all_events if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
     assert "invoice_matching__batch_read" not in executed and "invoice_matching__batch_hand_off" in executed

@@ -3,17 +3,15 @@ start, VERIFYING and COMPLETED commit with the chunk's rows when the step ends, 
 They land before the step hands its intents on, and one whose intent someone else moved meanwhile is
 dropped (the intent stays where they put it) without failing the others."""
 
-import dagster as dg
 from sqlalchemy import select
 
 from agent_pipelines import bench
-from agent_pipelines.framework.batch import batch_run_config
 from agent_pipelines.framework.intents import transition
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.tables import intent_transitions
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from tests.helpers import WF
-from tests.test_batch import _batch, _batch_job, _duplicates, _ledger, _states
+from tests.test_batch import _batch, _duplicates, _ledger, _states, faulty_batch_then_from_failure
 
 
 class QuarantinedInVerify(InvoiceMatching):
@@ -55,17 +53,11 @@ def test_the_chunks_moves_land_before_the_step_hands_its_intents_on(project, fau
         bench.seed(conn, 6)
     ids = bench.register(project.db, WF, bench.intakes(6))
     faults.write_text("store:verify")
-    recon = dg.reconstructable(_batch_job)
-    config = {**batch_run_config(WF, ids, chunk_size=3),
-              "resources": {"runtime": {"config": {"db_url": project.settings.db_url,
-                                                   "state_dir": str(project.settings.state_dir)}}}}
-    first = dg.execute_job(recon, instance=project.instance, run_config=config, raise_on_error=False)
+    first, again = faulty_batch_then_from_failure(project, ids, 3, faults)
     assert not first.success
     assert _states(project, ids) == ["verifying"] * 6
 
-    faults.write_text("")
-    second = dg.execute_job(recon, instance=project.instance, raise_on_error=False,
-                            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, project.instance))
+    second = again()
     assert second.success
     assert _states(project, ids) == ["completed"] * 6
     assert _ledger(project) == 18 and _duplicates(project) == 0
