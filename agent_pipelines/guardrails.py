@@ -13,18 +13,9 @@ See README "Guardrails as a library" (and its "Provenance" part)."""
 
 from agent_pipelines.framework.budgets import BudgetExceeded
 from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.gateway import (
-    Impact,
-    KillSwitchEngaged,
-    PermanentToolError,
-    RetryableToolError,
-    Tool,
-    ToolBlocked,
-    ToolGateway,
-    ToolHeld,
-    ToolKind,
-    ToolRegistry,
-)
+from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
+from agent_pipelines.framework.tools import (Impact, PermanentToolError, RetryableToolError, Tool, ToolBlocked,
+                                             ToolHeld, ToolKind, ToolRegistry)
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome, WriteReceipt, WriteStatus
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyError, PolicyPack
 from agent_pipelines.framework.provenance import PROVENANCE_FACT, ProvenanceFinding, ProvenanceRule

@@ -5,7 +5,7 @@ every opportunity the CRM holds (read through its API at AGENT_PIPELINES_CRM_URL
 import dagster as dg
 
 from agent_pipelines.framework.external import read_json, service_url_var
-from agent_pipelines.framework.gateway import PermanentToolError, RetryableToolError
+from agent_pipelines.framework.tools import PermanentToolError, RetryableToolError
 from agent_pipelines.workflows.crm_hygiene import expectations
 
 CRM_OPPORTUNITIES = dg.AssetKey(expectations.ASSET.split("/"))

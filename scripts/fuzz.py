@@ -44,7 +44,8 @@ from pydantic import BaseModel  # noqa: E402
 from sqlalchemy.sql import sqltypes  # noqa: E402
 
 from agent_pipelines.framework.budgets import BudgetExceeded  # noqa: E402
-from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway  # noqa: E402
+from agent_pipelines.framework.gateway import ToolGateway  # noqa: E402
+from agent_pipelines.framework.tools import ToolBlocked
 from agent_pipelines.framework.intents import IntentStore  # noqa: E402
 from agent_pipelines.framework.policy import PolicyError, PolicyPack  # noqa: E402
 from agent_pipelines.framework.states import IntentState  # noqa: E402

@@ -11,7 +11,7 @@ import json
 
 import dagster as dg
 
-from agent_pipelines.framework.gateway import PermanentToolError, RetryableToolError
+from agent_pipelines.framework.tools import PermanentToolError, RetryableToolError
 from agent_pipelines.framework.intents import (
     Intent,
     IntentStore,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from agent_pipelines.framework.gateway import ToolRegistry
+from agent_pipelines.framework.tools import ToolRegistry
 from agent_pipelines.framework.jobs import build_job, build_jobs
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.step_store import StepStore

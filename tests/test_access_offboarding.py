@@ -13,7 +13,8 @@ from sqlalchemy import func, select, update
 from agent_pipelines.framework import inputs
 from agent_pipelines.framework.approvals import DecisionKind, DecisionRefused
 from agent_pipelines.framework.reviewers import ReviewerRefused
-from agent_pipelines.framework.gateway import Impact, Tool, ToolBlocked, ToolGateway, ToolKind, ToolRegistry
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import Impact, Tool, ToolBlocked, ToolKind, ToolRegistry
 from agent_pipelines.framework.intents import IntentStore, record_intent_id
 from agent_pipelines.framework.jobs import approved_run_config, build_jobs, run_config, run_tags
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome, apply_once, duplicate_ledger_writes

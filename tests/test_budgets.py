@@ -126,7 +126,8 @@ def test_run_deadline_quarantines_and_is_the_runs_max_runtime_tag(seeded):
 
 
 def test_a_quarantined_intent_takes_no_write_even_from_a_direct_gateway_call(seeded):
-    from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
+    from agent_pipelines.framework.gateway import ToolGateway
+    from agent_pipelines.framework.tools import ToolBlocked
 
     wf = with_budgets(LoopingInvoiceMatching(), max_repeat_calls=2)
     intent_id = register(seeded, intake())

@@ -190,7 +190,7 @@ def test_limited_mode_holds_high_impact_for_approval_and_lets_low_impact_through
         rule = conn.execute(select(policy_decisions.c.rule).where(policy_decisions.c.subject == "proposal")).scalar()
     assert rule == "limited_mode_holds_high_impact"
     # a limited-mode gateway refuses the high-impact write itself without an approval
-    from agent_pipelines.framework.gateway import ToolHeld
+    from agent_pipelines.framework.tools import ToolHeld
 
     gw = ToolGateway.open(WF.tools(), WF.policy, seeded.db, intent_id=intent_id, run_id="r-limited",
                           mode=Mode.LIMITED)

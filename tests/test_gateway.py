@@ -7,18 +7,9 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import select, text
 
-from agent_pipelines.framework.gateway import (
-    Backoff,
-    Impact,
-    PermanentToolError,
-    RetryableToolError,
-    Tool,
-    ToolBlocked,
-    ToolGateway,
-    ToolKind,
-    ToolRegistry,
-    ToolTimeout,
-)
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import (Backoff, Impact, PermanentToolError, RetryableToolError, Tool, ToolBlocked,
+                                             ToolKind, ToolRegistry, ToolTimeout)
 from agent_pipelines.framework.ledger import WriteOutcome
 from agent_pipelines.framework.policy import PolicyPack
 from agent_pipelines.framework.tables import policy_decisions, tool_calls, writes

@@ -20,14 +20,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from agent_pipelines.framework.gateway import (
-    Impact,
-    Tool,
-    ToolBlocked,
-    ToolGateway,
-    ToolKind,
-    ToolRegistry,
-)
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import Impact, Tool, ToolBlocked, ToolKind, ToolRegistry
 from agent_pipelines.framework.policy import Constraint, PolicyError, PolicyPack
 from agent_pipelines.framework.tables import policy_decisions, tool_calls
 from agent_pipelines.framework.trace import Tracer

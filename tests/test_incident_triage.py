@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from agent_pipelines.framework import inputs
 from agent_pipelines.framework.approvals import DecisionKind
-from agent_pipelines.framework.gateway import ToolKind
+from agent_pipelines.framework.tools import ToolKind
 from agent_pipelines.framework.intents import IntentStore, record_intent_id
 from agent_pipelines.framework.jobs import approved_run_config, run_config, run_tags
 from agent_pipelines.framework.ledger import duplicate_ledger_writes

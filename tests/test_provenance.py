@@ -8,12 +8,12 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from agent_pipelines.framework.gateway import Impact, Tool, ToolBlocked, ToolGateway, ToolKind, ToolRegistry
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import Impact, Tool, ToolBlocked, ToolKind, ToolRegistry
 from agent_pipelines.framework.ledger import WriteOutcome
 from agent_pipelines.framework.policy import Decision, PolicyError, PolicyPack
 from agent_pipelines.framework.provenance import PROVENANCE_FACT, normalise, values_at
 from agent_pipelines.framework.tables import policy_decisions, writes
-from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.workflows.access_offboarding.workflow import AccessOffboarding
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from agent_pipelines.workflows.ticket_intake.workflow import TicketIntake
@@ -101,8 +101,7 @@ def test_the_shipped_packs_guard_their_destinations_and_open_with_their_tools() 
                         (AccessOffboarding(), {"remove_role": {"user_id", "offboarding_ref", "role"}})):
         for tool, params in guarded.items():
             assert params <= set(wf.policy.provenance[tool]), wf.name
-        tracer = Tracer(None, workflow=wf.name, intent_id=None, run_id=None)  # type: ignore[arg-type]
-        assert not ToolGateway(wf.tools(), wf.policy, None, tracer)._provenance_problems()  # type: ignore[arg-type]
+        assert not wf.tools().provenance_problems(wf.policy), wf.name
 
 
 # -- values ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from agent_pipelines.framework import approvals, inputs, quality, run_record
 from agent_pipelines.framework.claims import ClaimHeld
-from agent_pipelines.framework.gateway import ToolBlocked, ToolGateway
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import ToolBlocked
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, WriteStatus, landed_writes
 from agent_pipelines.framework.llm import LLMUsage, ProposalFailed, Proposer

@@ -34,14 +34,7 @@ from tenacity import (
 )
 
 from agent_pipelines.framework.db import Database, utcnow
-from agent_pipelines.framework.gateway import (
-    Impact,
-    PermanentToolError,
-    RetryableToolError,
-    Tool,
-    ToolBlocked,
-    ToolKind,
-)
+from agent_pipelines.framework.tools import Impact, PermanentToolError, RetryableToolError, Tool, ToolBlocked, ToolKind
 from agent_pipelines.framework.ledger import (
     PreconditionFailed,
     WriteOutcome,

@@ -8,7 +8,8 @@ is read; the rollout mode decides whether the write lands (full, or limited for 
 the shadow table (shadow), or is only recorded as "would write" (read_only). Writes that land go
 through the ledger, so each (intent, action) lands once.
 
-Usable without Dagster: build a ToolRegistry and a PolicyPack, then `ToolGateway.open(...)`."""
+Usable without Dagster: build a ToolRegistry and a PolicyPack, then `ToolGateway.open(...)`. Tools, their
+registry and the errors a tool raises are in framework/tools.py."""
 
 import json
 import random
@@ -16,13 +17,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.exc import OperationalError
 
 from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework import provenance as prov
@@ -36,40 +34,9 @@ from agent_pipelines.framework.redaction import redact
 from agent_pipelines.framework.safe_data import printable_label as _label, tree_problem
 from agent_pipelines.framework.sql import insert_ignore
 from agent_pipelines.framework.tables import intents, shadow_writes
+from agent_pipelines.framework.tools import (Impact, PermanentToolError, Tool, ToolBlocked, ToolHeld, ToolKind,
+                                             ToolRegistry, ToolTimeout)
 from agent_pipelines.framework.trace import Emit, Tracer
-
-if TYPE_CHECKING:
-    from agent_pipelines.framework.external import ExternalWrite
-
-
-class ToolKind(StrEnum):
-    READ = "read"
-    WRITE = "write"
-
-
-class Impact(StrEnum):
-    LOW = "low"
-    HIGH = "high"
-
-
-class RetryableToolError(Exception):
-    """A transient failure (timeout, connection reset, 503): the gateway retries it."""
-
-
-class PermanentToolError(Exception):
-    """A failure that will not go away by retrying (bad request, not found): fail fast."""
-
-
-class ToolBlocked(Exception):
-    """The policy does not allow this call; nothing was executed."""
-
-
-class ToolTimeout(RetryableToolError):
-    pass
-
-
-class ToolHeld(ToolBlocked):
-    """Limited mode: a high-impact write without an approval is held, not executed."""
 
 
 class KillSwitchEngaged(Exception):
@@ -111,64 +78,6 @@ def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: s
     return None
 
 
-@dataclass(frozen=True)
-class Backoff:
-    max_attempts: int = 4
-    base_s: float = 0.2
-    cap_s: float = 5.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Exponential with 'equal jitter': within [d/2, d], d = min(cap, base * 2**(attempt-1))."""
-        d = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
-        return d / 2 + rng.uniform(0, d / 2)
-
-
-@dataclass(frozen=True)
-class Tool:
-    """A typed tool. Read tools get a read connection; write tools get the ledger's transaction and
-    return a WriteOutcome (touched record with before/after). A read tool whose output is text from
-    outside (an inbox, a fetched page, a shared document) says `untrusted_output=True`: its values are
-    never a trusted source for the pack's provenance rules."""
-
-    name: str
-    params: type[BaseModel]
-    kind: ToolKind
-    impact: Impact
-    fn: Callable[[Connection, Any], Any]
-    timeout_s: float = 10.0
-    backoff: Backoff = field(default_factory=Backoff)
-    retry_on: tuple[type[BaseException], ...] = (RetryableToolError, OperationalError)
-    description: str = ""
-    untrusted_output: bool = False
-    external: "ExternalWrite | None" = None  # framework/external.py: a call outside our transaction; fn = its dry-run
-
-
-class ToolRegistry:
-    def __init__(self, tools: list[Tool] | None = None) -> None:
-        self._tools: dict[str, Tool] = {}
-        # The provenance check of a pack against these tools, by pack digest (a gateway per intent and
-        # step asks again); registering a tool forgets it.
-        self.provenance_checked: dict[str, list[str]] = {}
-        for t in tools or []:
-            self.register(t)
-
-    def register(self, tool: Tool) -> Tool:
-        if tool.name in self._tools:
-            raise ValueError(f"tool {tool.name!r} registered twice")
-        self._tools[tool.name] = tool
-        self.provenance_checked.clear()
-        return tool
-
-    def get(self, name: str) -> Tool:
-        try:
-            return self._tools[name]
-        except KeyError:
-            raise ToolBlocked(f"unknown tool {name!r}") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._tools)
-
-
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 _JITTER = random.Random()  # backoff jitter of every gateway not given its own rng (tests give one)
 
@@ -193,36 +102,9 @@ class ToolGateway:
         self._rng = rng or _JITTER  # seeding a Random per gateway read os.urandom each time
         self._sources_read: prov.Sources | None = None  # sources(): read once, then followed
         self._sources_since: list[Any] = []
-        problems = self._provenance_problems()
+        problems = registry.provenance_problems(policy)
         if problems:
             raise PolicyError(f"policy pack {policy.workflow}: " + "; ".join(problems))
-
-    def _provenance_problems(self) -> list[str]:
-        """The pack's provenance rules against the registered tools: a rule guards a write tool's real
-        parameter, and its sources are reads whose output is trusted."""
-        checked = self.registry.provenance_checked
-        digest = self.policy.digest
-        if digest not in checked:
-            checked[digest] = self._check_provenance()
-        return checked[digest]
-
-    def _check_provenance(self) -> list[str]:
-        out: list[str] = []
-        known = set(self.registry.names())
-        for tool, rules in self.policy.provenance.items():
-            if tool not in known or self.registry.get(tool).kind != ToolKind.WRITE:
-                out.append(f"provenance: {tool!r} is not a registered write tool")
-                continue
-            for path, rule in rules.items():
-                problem = prov.path_problem(self.registry.get(tool).params, path)
-                out += [f"provenance {tool}: {problem}"] if problem else []
-                for s in rule.sources:
-                    if s.startswith(prov.DECLARED):
-                        continue
-                    src = self.registry.get(s) if s in known else None
-                    if src is None or src.kind != ToolKind.READ or src.untrusted_output:
-                        out.append(f"provenance {tool}.{path}: source {s!r} is not a read tool with trusted output")
-        return out
 
     @classmethod
     def open(cls, registry: ToolRegistry, policy: PolicyPack, db: Database, *, intent_id: str | None = None,

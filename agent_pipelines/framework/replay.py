@@ -33,7 +33,8 @@ from agent_pipelines.framework import agent_steps, run_record
 from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
 from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.gateway import Tool, ToolBlocked, ToolGateway, ToolKind
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import Tool, ToolBlocked, ToolKind
 from agent_pipelines.framework.intents import Intent, IntentStore
 from agent_pipelines.framework.llm import LLMConfig, ProposalFailed, Proposer
 from agent_pipelines.framework.params import recordable

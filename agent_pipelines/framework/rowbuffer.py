@@ -164,20 +164,20 @@ class RowBuffer:
         with self._lock:
             self._deferred.setdefault(intent_id, []).append((next(self._seq), fn))
 
+    def _pop(self, store: dict[str, list[Any]], intent_id: str | None) -> list[Any]:
+        """Remove and return the entries of `store` (of one intent), in the order they came."""
+        taken: list[Any] = []
+        with self._lock:
+            for i in ([intent_id] if intent_id is not None else list(store)):
+                taken += store.pop(i, [])
+        return sorted(taken, key=lambda entry: entry[0])
+
     def take(self, intent_id: str | None = None) -> list[tuple[RowKind, dict[str, Any]]]:
         """Remove and return the pending rows (of one intent)."""
-        taken: list[tuple[int, RowKind, dict[str, Any]]] = []
-        with self._lock:
-            for i in ([intent_id] if intent_id is not None else list(self._rows)):
-                taken += self._rows.pop(i, [])
-        return [(kind, params) for _, kind, params in sorted(taken, key=lambda r: r[0])]
+        return [(kind, params) for _, kind, params in self._pop(self._rows, intent_id)]
 
     def take_deferred(self, intent_id: str | None = None) -> list[Deferred]:
-        taken: list[tuple[int, Deferred]] = []
-        with self._lock:
-            for i in ([intent_id] if intent_id is not None else list(self._deferred)):
-                taken += self._deferred.pop(i, [])
-        return [fn for _, fn in sorted(taken, key=lambda d: d[0])]
+        return [fn for _, fn in self._pop(self._deferred, intent_id)]
 
     def flush(self, intent_id: str | None = None) -> int:
         """Write the pending rows (of one intent), then run the deferred moves, in one transaction."""

@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Table
 
-from agent_pipelines.framework.gateway import ToolGateway, ToolRegistry
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import ToolRegistry
 from agent_pipelines.framework.intents import Intent
 from agent_pipelines.framework.ledger import WriteReceipt
 from agent_pipelines.framework.policy import PolicyPack

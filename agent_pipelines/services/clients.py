@@ -20,7 +20,7 @@ from agent_pipelines.framework.external import (
     ReadBy,
     external_tool,
 )
-from agent_pipelines.framework.gateway import Tool
+from agent_pipelines.framework.tools import Tool
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome
 from agent_pipelines.services.crm import etag
 

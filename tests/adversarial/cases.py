@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import JSON, BigInteger, Column, Connection, Integer, MetaData, String, Table, Text, func, select
 
-from agent_pipelines.framework.gateway import Impact, Tool, ToolKind, ToolRegistry
+from agent_pipelines.framework.tools import Impact, Tool, ToolKind, ToolRegistry
 from agent_pipelines.framework.ledger import WriteOutcome
 from agent_pipelines.framework.policy import Mode, PolicyPack
 

@@ -21,8 +21,9 @@ from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Tabl
 from agent_pipelines.framework import approvals, reviewers
 from agent_pipelines.framework.approvals import DecisionKind
 from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.gateway import (Impact, PermanentToolError, Tool, ToolBlocked, ToolGateway, ToolHeld,
-                                               ToolKind, ToolRegistry)
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import (Impact, PermanentToolError, Tool, ToolBlocked, ToolHeld, ToolKind,
+                                             ToolRegistry)
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.ledger import WriteOutcome
 from agent_pipelines.framework.policy import Decision, PolicyPack

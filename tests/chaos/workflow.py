@@ -27,7 +27,7 @@ import dagster as dg
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from agent_pipelines.framework.gateway import RetryableToolError, ToolRegistry
+from agent_pipelines.framework.tools import RetryableToolError, ToolRegistry
 from agent_pipelines.framework.jobs import AgentJobs, WorkflowJobs, build_jobs
 from agent_pipelines.framework.tables import intents
 from agent_pipelines.settings import Settings

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.gateway import Tool, ToolGateway, ToolRegistry
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.tools import Tool, ToolRegistry
 from agent_pipelines.framework.policy import Mode, PolicyPack
 from agent_pipelines.framework.tables import writes
 from agent_pipelines.services.crm import crm_app

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from agent_pipelines.framework.external import read_json, service_url, service_url_var
-from agent_pipelines.framework.gateway import PermanentToolError
+from agent_pipelines.framework.tools import PermanentToolError
 from agent_pipelines.services.local import local_services, seed
 
 

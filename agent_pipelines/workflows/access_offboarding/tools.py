@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select, update
 
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.gateway import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
+from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome
 from agent_pipelines.framework.sql import for_update
 from agent_pipelines.workflows.access_offboarding.models import (

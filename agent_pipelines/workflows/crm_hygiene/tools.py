@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from agent_pipelines.framework.external import read_json
-from agent_pipelines.framework.gateway import Impact, Tool, ToolKind, ToolRegistry
+from agent_pipelines.framework.tools import Impact, Tool, ToolKind, ToolRegistry
 from agent_pipelines.services.clients import OpportunityUpdate, crm_update_tool
 from agent_pipelines.workflows.crm_hygiene.models import (
     CLOSED,

@@ -18,13 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Connection, select
 
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.gateway import (
-    Impact,
-    PermanentToolError,
-    Tool,
-    ToolKind,
-    ToolRegistry,
-)
+from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome
 from agent_pipelines.workflows.incident_triage.models import (
     SERVICE_PATTERN,

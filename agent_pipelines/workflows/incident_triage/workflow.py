@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection
 
-from agent_pipelines.framework.gateway import ToolRegistry
+from agent_pipelines.framework.tools import ToolRegistry
 from agent_pipelines.framework.ledger import WriteReceipt, excess
 from agent_pipelines.framework.tables import writes
 from agent_pipelines.framework.untrusted import instruction_like

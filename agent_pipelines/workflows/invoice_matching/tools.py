@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, select, update
 
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.gateway import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
+from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome
 from agent_pipelines.framework.sql import for_update
 from agent_pipelines.workflows.invoice_matching.models import POLineSnapshot, POSnapshot, StagedRef, VendorSnapshot

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Connection
 
-from agent_pipelines.framework.gateway import ToolRegistry
+from agent_pipelines.framework.tools import ToolRegistry
 from agent_pipelines.framework.ledger import WriteReceipt, excess
 from agent_pipelines.framework.untrusted import instruction_like
 from agent_pipelines.framework.workflow import (

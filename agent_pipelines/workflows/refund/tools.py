@@ -13,13 +13,7 @@ from sqlalchemy import Connection, select
 
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.external import read_json
-from agent_pipelines.framework.gateway import (
-    Impact,
-    PermanentToolError,
-    Tool,
-    ToolKind,
-    ToolRegistry,
-)
+from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
 from agent_pipelines.framework.intents import record_intent_id
 from agent_pipelines.framework.ledger import WriteOutcome
 from agent_pipelines.framework.tables import intents

@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from agent_pipelines.framework.external import seed_service
-from agent_pipelines.framework.gateway import ToolRegistry
+from agent_pipelines.framework.tools import ToolRegistry
 from agent_pipelines.framework.ledger import LANDED, WriteReceipt, excess
 from agent_pipelines.framework.tables import writes
 from agent_pipelines.framework.untrusted import instruction_like

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Integer, cast, func, select, text, update
 
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.gateway import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
+from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome
 from agent_pipelines.framework.sql import for_update
 from agent_pipelines.workflows.ticket_intake.models import (
