@@ -4,7 +4,8 @@
 Starts a fresh deployment (Dagster storage AND our database on new PostgreSQL databases on
 AGENT_PIPELINES_TEST_PG_URL's server, a fresh state folder), runs `dagster-daemon run -w workspace.yaml`,
 drops one warm-up invoice and waits for it (code server and first worker warm), then drops N distinct
-clean invoices `--every` seconds apart and waits for each intent to complete. Prints per-phase medians,
+clean invoices `--every` seconds apart and waits for each intent to complete. Prints first what a cold
+run worker spends importing (a fresh interpreter, before the daemon starts), then per-phase medians,
 p50/p95, and as its last line `latency: n=N p50=…s p95=…s`. The databases are dropped and the daemon
 (with its code server and run workers) is killed at the end.
 
@@ -14,6 +15,7 @@ p50/p95, and as its last line `latency: n=N p50=…s p95=…s`. The databases ar
 import argparse
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +25,31 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.daemon.harness import Stack, invoice_bytes, stack, wait_until
+
+
+# What a new run worker imports before its validate step can run, in that order: Dagster and this code
+# location (to load the job), then the model client and Great Expectations (lazily, by the steps).
+_IMPORTS = """
+import time
+t = time.perf_counter()
+import agent_pipelines.definitions
+a = time.perf_counter()
+import instructor, openai
+b = time.perf_counter()
+import great_expectations
+c = time.perf_counter()
+print(a - t, b - a, c - b)
+"""
+
+
+def worker_imports(repeat: int = 3) -> tuple[float, float, float]:
+    """Median seconds of a fresh interpreter's imports (definitions, model client, Great Expectations):
+    the part of each run's latency that a cold worker pays before any step's work, measured on the quiet
+    machine before the daemon starts. Dagster's code server starts every run in a new interpreter."""
+    runs = [tuple(float(x) for x in subprocess.run([sys.executable, "-c", _IMPORTS], cwd=REPO, check=True,
+                                                    capture_output=True, text=True).stdout.split())
+            for _ in range(repeat)]
+    return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -116,6 +143,9 @@ def main() -> int:
     ap.add_argument("--events", action="store_true", help="also print the gaps between each run's Dagster events")
     args = ap.parse_args()
 
+    defs_s, client_s, gx_s = worker_imports()
+    print(f"cold worker imports: {defs_s + client_s + gx_s:.2f}s (Dagster and the definitions {defs_s:.2f}s, "
+          f"instructor/openai {client_s:.2f}s, Great Expectations {gx_s:.2f}s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="ap_bench_") as tmp, \
             stack(args.dagster_yaml, Path(tmp) / "state", n_pos=args.n + 1) as s:
         t0 = time.time()
