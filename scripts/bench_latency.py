@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.daemon.harness import Stack, invoice_bytes, stack, wait_until
+from tests.daemon.harness import Stack, invoice_bytes, stack, wait_until, warm_env
 
 
 # What a new run worker imports before its validate step can run, in that order: Dagster and this code
@@ -138,17 +138,26 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--every", type=float, default=1.0, help="seconds between drops")
-    ap.add_argument("--dagster-yaml", type=Path, default=REPO / "deploy" / "dagster.postgres.yaml")
+    ap.add_argument("--dagster-yaml", type=Path, default=None,
+                    help="default deploy/dagster.postgres.yaml, or deploy/dagster.warm.yaml with --warm")
+    ap.add_argument("--warm", action="store_true",
+                    help="warm run workers: deploy/dagster.warm.yaml and --run-workers Celery workers (the broker up)")
+    ap.add_argument("--run-workers", type=int, default=2, help="with --warm: how many run workers (one run each)")
     ap.add_argument("--timeout", type=float, default=240, help="bound on each wait, seconds")
     ap.add_argument("--events", action="store_true", help="also print the gaps between each run's Dagster events")
     args = ap.parse_args()
+    args.dagster_yaml = args.dagster_yaml or REPO / "deploy" / ("dagster.warm.yaml" if args.warm else "dagster.postgres.yaml")
 
     defs_s, client_s, gx_s = worker_imports()
     print(f"cold worker imports: {defs_s + client_s + gx_s:.2f}s (Dagster and the definitions {defs_s:.2f}s, "
           f"instructor/openai {client_s:.2f}s, Great Expectations {gx_s:.2f}s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="ap_bench_") as tmp, \
-            stack(args.dagster_yaml, Path(tmp) / "state", n_pos=args.n + 1) as s:
+            stack(args.dagster_yaml, Path(tmp) / "state", n_pos=args.n + 1,
+                  extra_env=warm_env() if args.warm else None) as s:
         t0 = time.time()
+        if args.warm:
+            s.start_run_workers(args.run_workers)
+            print(f"{args.run_workers} warm run workers ready in {time.time() - t0:.1f}s", flush=True)
         s.start_daemon()
         try:
             s.drop("warmup.json", invoice_bytes(0, "PO-B0000"))

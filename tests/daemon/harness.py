@@ -1,15 +1,17 @@
 """A real Dagster deployment on this box, for the daemon test and scripts/bench_latency.py: Dagster
 storage and our database on fresh PostgreSQL databases, a fresh state folder, `dagster-daemon run`
-(and optionally `dagster-webserver`) on workspace.yaml, and helpers to drop invoices and wait for
-their intents. Every process started here runs in its own session and is killed by its id."""
+(and optionally `dagster-webserver`, and warm run workers for deploy/dagster.warm.yaml) on
+workspace.yaml, and helpers to drop invoices and wait for their intents. Every process started here
+runs in its own session and is killed by its id."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +19,21 @@ from typing import IO
 
 from sqlalchemy import select
 
+from agent_pipelines.framework import executors
 from agent_pipelines.settings import DAEMON_INBOX_WATCH_S, WATCH_ENV
 from tests.support import PG_ADMIN_URL, fresh_pg_database, invoice_bytes, wait_until  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+RUN_QUEUE_ENV = "AGENT_PIPELINES_RUN_QUEUE"  # deploy/dagster.warm.yaml: the run launcher's queue ...
+RUN_BACKEND_ENV = "AGENT_PIPELINES_RUN_BACKEND"  # ... and where its tasks' states are kept
+
+
+def warm_env() -> dict[str, str]:
+    """The environment deploy/dagster.warm.yaml reads: the broker, and a run queue new to this stack (a
+    stray worker of another deployment never takes its runs)."""
+    return {executors.BROKER_ENV: os.environ.get(executors.BROKER_ENV) or executors.DEFAULT_BROKER,
+            RUN_QUEUE_ENV: f"ap-runs-{uuid.uuid4().hex[:8]}"}
 
 
 def as_epoch(ts: datetime) -> float:
@@ -53,7 +65,10 @@ class Stack:
         return {WATCH_ENV: str(DAEMON_INBOX_WATCH_S), **os.environ, "DAGSTER_HOME": str(self.home), "DAGSTER_PG_URL": self.dagster_pg_url,
                 "AGENT_PIPELINES_STATE_DIR": str(self.state), "AGENT_PIPELINES_DB_URL": self.db_url,
                 # the code location and run workers import this checkout, not another install
-                "PYTHONPATH": str(REPO), **self.extra_env}
+                "PYTHONPATH": str(REPO),
+                # warm run workers keep their task states in Dagster's database (deploy/dagster.warm.yaml)
+                **({RUN_BACKEND_ENV: f"db+{self.dagster_pg_url}"} if RUN_QUEUE_ENV in self.extra_env else {}),
+                **self.extra_env}
 
     def prepare(self, dagster_yaml: Path, n_pos: int) -> None:
         """Instance config, migrated database, vendor V-1 and `n_pos` open POs PO-B0001.. of 1,000.00."""
@@ -81,10 +96,10 @@ class Stack:
                        unit_price_cents=1000) for po in pos]])
         self.project = project
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.logs[name] = log
-        proc = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=REPO, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -95,6 +110,43 @@ class Stack:
     def start_webserver(self, port: int) -> subprocess.Popen[bytes]:
         return self.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
                                         "-w", str(REPO / "workspace.yaml")])
+
+    def start_run_workers(self, n: int = 1, concurrency: int = 1, first: int = 0, timeout_s: float = 90) -> None:
+        """Warm run workers runworker<first>.. (deploy/dagster.warm.yaml), started as deploy/README.md
+        says, and waited for until each logs that it is ready (it consumes from the run queue from then on)."""
+        queue = self.env[RUN_QUEUE_ENV]
+        names = [f"runworker{i}" for i in range(first, first + n)]
+        for i, name in zip(range(first, first + n), names, strict=True):
+            self.start(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                              "-y", str(REPO / "deploy" / "celery.runs.yaml"), "-q", queue, "-n", f"runs{i}-{queue}",
+                              "-i", "agent_pipelines.warm", "--", "--concurrency", str(concurrency),
+                              "--without-gossip", "--without-mingle"],
+                       # dagster-celery runs `celery` from PATH: this interpreter's
+                       env={"PATH": os.pathsep.join((str(BIN), os.environ.get("PATH", "")))})
+
+        def ready() -> bool:
+            dead = [n for n in names if self.procs[n].poll() is not None]
+            if dead:
+                raise RuntimeError(f"run workers exited: {dead}\n" + "\n".join(self.log_tail(n) for n in dead))
+            return all(" ready." in self.log_tail(n, 200) for n in names)
+
+        wait_until("the warm run workers", ready, timeout_s)
+
+    def delete_run_queue(self) -> None:
+        """Drop the run queue and its exchange (Celery declared both, durable) once the stack is done."""
+        from celery import Celery
+
+        queue = self.env.get(RUN_QUEUE_ENV)
+        if not queue:
+            return
+        app = Celery("agent_pipelines_test_control", broker=self.env[executors.BROKER_ENV])
+        try:
+            with suppress(Exception), app.connection_for_write() as conn:
+                channel = conn.default_channel
+                channel.queue_delete(queue)
+                channel.exchange_delete(queue)
+        finally:
+            app.close()
 
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, grace_s: float = 15) -> None:
         """Signal the process group this harness created (the daemon's code server and run workers
@@ -193,6 +245,7 @@ def stack(dagster_yaml: Path, state: Path, n_pos: int, extra_env: dict[str, str]
             yield s
         finally:
             s.stop_all()
+            s.delete_run_queue()
             if hasattr(s, "project"):
                 s.project.db.engine.dispose()
                 if "instance" in s.project.__dict__:

@@ -1,0 +1,13 @@
+"""What a warm run worker imports once, at start (deploy/dagster.warm.yaml, deploy/celery.runs.yaml: the
+worker is started with `-i agent_pipelines.warm`).
+
+Celery imports this module in the worker's parent process before it forks its pool, so every pool
+process starts with Dagster, this code location, the model client and Great Expectations already
+imported: a run then pays none of the ~4.7 s those imports cost a new interpreter (measured by
+scripts/bench_latency.py, "cold worker imports"). Imports only; nothing runs."""
+
+import great_expectations  # noqa: F401 - the validate and verify steps' suites
+import instructor  # noqa: F401 - the propose step's client
+import openai  # noqa: F401
+
+import agent_pipelines.definitions  # noqa: F401 - the code location every run's job is loaded from
