@@ -59,6 +59,27 @@ def test_transient_errors_are_retried_with_capped_exponential_backoff(project):
     assert (row["tool"], row["status"], row["attempts"]) == ("echo", "ok", 4)
 
 
+def test_a_forked_worker_draws_its_own_backoff_jitter():
+    """Warm run workers fork their pool from one parent (deploy/dagster.warm.yaml): the shared jitter
+    source is reseeded in each child, so two children do not retry in step."""
+    import os
+
+    from agent_pipelines.framework import gateway
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draws, to the parent
+        os.close(read_end)
+        os.write(write_end, repr([gateway._JITTER.random() for _ in range(4)]).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        child = f.read()
+    os.waitpid(pid, 0)
+    parent = repr([gateway._JITTER.random() for _ in range(4)])  # the same state the child was forked with
+    assert child and child != parent
+
+
 def test_retries_stop_at_the_attempt_cap(project):
     fn, calls = flaky(10, RetryableToolError)
     gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn, backoff=Backoff(max_attempts=3))],

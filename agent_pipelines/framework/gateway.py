@@ -12,6 +12,7 @@ Usable without Dagster: build a ToolRegistry and a PolicyPack, then `ToolGateway
 registry and the errors a tool raises are in framework/tools.py."""
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -80,6 +81,9 @@ def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: s
 
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
 _JITTER = random.Random()  # backoff jitter of every gateway not given its own rng (tests give one)
+# A forked process (a warm run worker's pool process: deploy/dagster.warm.yaml) reseeds it, as the random
+# module does its own: otherwise every pool process would draw the same jitter and retry in step.
+os.register_at_fork(after_in_child=_JITTER.seed)
 
 
 class ToolGateway:
