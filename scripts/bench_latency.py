@@ -6,10 +6,12 @@ AGENT_PIPELINES_TEST_PG_URL's server, a fresh state folder), runs `dagster-daemo
 drops one warm-up invoice and waits for it (code server and first worker warm), then drops N distinct
 clean invoices `--every` seconds apart and waits for each intent to complete. Prints first what a cold
 run worker spends importing (a fresh interpreter, before the daemon starts), then per-phase medians,
-p50/p95, and as its last line `latency: n=N p50=…s p95=…s`. The databases are dropped and the daemon
-(with its code server and run workers) is killed at the end.
+p50/p95, and `latency: n=N p50=…s p95=…s`. The databases are dropped and the daemon (with its code
+server and run workers) is killed at the end. `--warm` runs warm run workers (deploy/dagster.warm.yaml;
+the broker must be up); `--compare` measures the default launcher and then warm workers in the same
+run and prints the ratio of their p50s as its last line.
 
-    .venv/bin/python scripts/bench_latency.py [--n 20] [--every 1] [--dagster-yaml deploy/dagster.postgres.yaml]
+    .venv/bin/python scripts/bench_latency.py [--n 20] [--every 1] [--warm | --compare] [--events]
 """
 
 import argparse
@@ -143,6 +145,8 @@ def main() -> int:
     ap.add_argument("--warm", action="store_true",
                     help="warm run workers: deploy/dagster.warm.yaml and --run-workers Celery workers (the broker up)")
     ap.add_argument("--run-workers", type=int, default=2, help="with --warm: how many run workers (one run each)")
+    ap.add_argument("--compare", action="store_true",
+                    help="the default launcher, then warm run workers, in this run; prints both p50s and their ratio")
     ap.add_argument("--timeout", type=float, default=240, help="bound on each wait, seconds")
     ap.add_argument("--events", action="store_true", help="also print the gaps between each run's Dagster events")
     args = ap.parse_args()
@@ -151,11 +155,23 @@ def main() -> int:
     defs_s, client_s, gx_s = worker_imports()
     print(f"cold worker imports: {defs_s + client_s + gx_s:.2f}s (Dagster and the definitions {defs_s:.2f}s, "
           f"instructor/openai {client_s:.2f}s, Great Expectations {gx_s:.2f}s)", flush=True)
+    if not args.compare:
+        measure(args, args.dagster_yaml, args.warm)
+        return 0
+    # The default launcher and warm run workers, one after the other in this run: the ratio is the figure.
+    cold = measure(args, REPO / "deploy" / "dagster.postgres.yaml", warm=False)
+    warm = measure(args, REPO / "deploy" / "dagster.warm.yaml", warm=True)
+    print(f"compare: default launcher p50={cold:.2f}s, warm run workers p50={warm:.2f}s, ratio {cold / warm:.2f}x")
+    return 0
+
+
+def measure(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
+    """One deployment from scratch: the warm-up invoice, then N files; prints the phases and the latency
+    line, returns p50."""
     with tempfile.TemporaryDirectory(prefix="ap_bench_") as tmp, \
-            stack(args.dagster_yaml, Path(tmp) / "state", n_pos=args.n + 1,
-                  extra_env=warm_env() if args.warm else None) as s:
+            stack(dagster_yaml, Path(tmp) / "state", n_pos=args.n + 1, extra_env=warm_env() if warm else None) as s:
         t0 = time.time()
-        if args.warm:
+        if warm:
             s.start_run_workers(args.run_workers)
             print(f"{args.run_workers} warm run workers ready in {time.time() - t0:.1f}s", flush=True)
         s.start_daemon()
@@ -187,9 +203,10 @@ def main() -> int:
             print("  inbox sensor ticks per file (start from the drop / duration, * = launched runs):")
             for line in sensor_ticks(s, dropped, rows):
                 print(f"    {line}")
-        print(f"dagster.yaml: {args.dagster_yaml}")
-        print(f"latency: n={len(latency)} p50={percentile(latency, 50):.2f}s p95={percentile(latency, 95):.2f}s")
-    return 0
+        print(f"dagster.yaml: {dagster_yaml}")
+        print(f"latency: n={len(latency)} p50={percentile(latency, 50):.2f}s p95={percentile(latency, 95):.2f}s",
+              flush=True)
+        return percentile(latency, 50)
 
 
 if __name__ == "__main__":
