@@ -6,8 +6,8 @@ process starts with Dagster, this code location, the model client and Great Expe
 imported: a run then pays none of the ~4.7 s those imports cost a new interpreter (measured by
 scripts/bench_latency.py, "cold worker imports"). Imports only; nothing runs."""
 
-import great_expectations  # noqa: F401 - the validate and verify steps' suites
+# In the order a run needs them (scripts/bench_latency.py times each of these imports in a new interpreter).
+import agent_pipelines.definitions  # noqa: F401 - the code location every run's job is loaded from
 import instructor  # noqa: F401 - the propose step's client
 import openai  # noqa: F401
-
-import agent_pipelines.definitions  # noqa: F401 - the code location every run's job is loaded from
+import great_expectations  # noqa: F401 - the validate and verify steps' suites

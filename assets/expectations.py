@@ -1,6 +1,7 @@
 """Great Expectations suites as code, one function per suite. The workflow's VALIDATE and VERIFY steps
 and the asset checks on the tables call the same functions, so the gate and the check cannot drift."""
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -40,14 +41,23 @@ def _staged_invoices_post_write(gxe: Any) -> list[Any]:
     ]
 
 
-def invoice_lines_pre_write(lines: pd.DataFrame) -> SuiteCheck:
-    """One invoice's billed lines, before anything is written (the framework runs it, batched)."""
-    frame = lines.assign(amount_delta_cents=(lines["amount_cents"] - (lines["quantity"] * lines["unit_price_cents"]).round()).abs(),
-                         invoice_line_count=len(lines))
-    return SuiteCheck(INVOICE_LINES_PRE_WRITE, "sor/staged_invoice_lines", _invoice_lines_pre_write, frame)
+Rows = Sequence[Mapping[str, Any]]
 
 
-def staged_invoices_post_write_check(invoices: pd.DataFrame) -> SuiteCheck:
+def _invoice_lines_derived(lines: pd.DataFrame) -> pd.DataFrame:
+    """On every invoice's lines at once: each line's rounding delta, each invoice's line count."""
+    return lines.assign(amount_delta_cents=(lines["amount_cents"] - (lines["quantity"] * lines["unit_price_cents"]).round()).abs(),
+                        invoice_line_count=lines.groupby(OWNER)[OWNER].transform("size"))
+
+
+def invoice_lines_pre_write(lines: Rows) -> SuiteCheck:
+    """One invoice's billed lines (description, quantity, unit_price_cents, amount_cents, line_no), before
+    anything is written (the framework runs it, batched)."""
+    return SuiteCheck(INVOICE_LINES_PRE_WRITE, "sor/staged_invoice_lines", _invoice_lines_pre_write, lines,
+                      _invoice_lines_derived)
+
+
+def staged_invoices_post_write_check(invoices: pd.DataFrame | Rows) -> SuiteCheck:
     """`invoices`: staged invoices joined with payment_amount_cents and line_count (see assets.checks)."""
     return SuiteCheck(STAGED_INVOICES_POST_WRITE, "sor/staged_invoices", _staged_invoices_post_write, invoices)
 
@@ -95,18 +105,24 @@ def _instruction_like_count(summaries: pd.Series) -> pd.Series:
     return summaries.fillna("").map(lambda s: len(instruction_like(s)))
 
 
-def incident_pre_write(planned: pd.DataFrame) -> SuiteCheck:
+def _incident_derived(planned: pd.DataFrame) -> pd.DataFrame:
+    return planned.assign(summary_chars=planned["summary"].fillna("").str.len(),
+                          summary_instruction_like=_instruction_like_count(planned["summary"]))
+
+
+def incident_pre_write(planned: Rows) -> SuiteCheck:
     """The incident one alert would open (severity, team, summary) with the metric figures it rests on."""
-    frame = planned.assign(summary_chars=planned["summary"].fillna("").str.len(),
-                           summary_instruction_like=_instruction_like_count(planned["summary"]))
-    return SuiteCheck(INCIDENT_PRE_WRITE, "sor/incidents", _incident_pre_write, frame)
+    return SuiteCheck(INCIDENT_PRE_WRITE, "sor/incidents", _incident_pre_write, planned, _incident_derived)
 
 
-def incidents_post_write_check(rows: pd.DataFrame) -> SuiteCheck:
+def _incidents_derived(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(summary_instruction_like=_instruction_like_count(rows["summary"]),
+                       open_fingerprint=rows["fingerprint"].where(rows["status"] == "open"))
+
+
+def incidents_post_write_check(rows: pd.DataFrame | Rows) -> SuiteCheck:
     """`rows`: incidents as stored (incident_id, created_by_intent, severity, status, team, summary, fingerprint)."""
-    frame = rows.assign(summary_instruction_like=_instruction_like_count(rows["summary"]),
-                        open_fingerprint=rows["fingerprint"].where(rows["status"] == "open"))
-    return SuiteCheck(INCIDENTS_POST_WRITE, "sor/incidents", _incidents_post_write, frame)
+    return SuiteCheck(INCIDENTS_POST_WRITE, "sor/incidents", _incidents_post_write, rows, _incidents_derived)
 
 
 def incidents_post_write(rows: pd.DataFrame) -> SuiteResult:
@@ -143,12 +159,11 @@ def _payments_refunds_post_write(gxe: Any) -> list[Any]:
 
 def refund_pre_write(amount_cents: int, remaining_cents: int, captured_cents: int) -> SuiteCheck:
     """One proposed refund against its order, before anything is written (the framework runs it, batched)."""
-    frame = pd.DataFrame([{"amount_cents": amount_cents, "remaining_cents": remaining_cents,
-                           "captured_cents": captured_cents}])
-    return SuiteCheck(REFUND_PRE_WRITE, "payments/refunds", _refund_pre_write, frame)
+    row = {"amount_cents": amount_cents, "remaining_cents": remaining_cents, "captured_cents": captured_cents}
+    return SuiteCheck(REFUND_PRE_WRITE, "payments/refunds", _refund_pre_write, [row])
 
 
-def payments_refunds_post_write_check(refunds: pd.DataFrame) -> SuiteCheck:
+def payments_refunds_post_write_check(refunds: pd.DataFrame | Rows) -> SuiteCheck:
     """`refunds`: refund_id, order_id, reference, amount_cents, status, and the order's captured_cents and
     refunded_cents, as read back from the payments API (see assets/refunds.py)."""
     return SuiteCheck(PAYMENTS_REFUNDS_POST_WRITE, "payments/refunds", _payments_refunds_post_write, refunds)

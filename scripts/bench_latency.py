@@ -29,29 +29,29 @@ sys.path.insert(0, str(REPO))
 from tests.daemon.harness import Stack, invoice_bytes, stack, wait_until, warm_env
 
 
-# What a new run worker imports before its validate step can run, in that order: Dagster and this code
-# location (to load the job), then the model client and Great Expectations (lazily, by the steps).
-_IMPORTS = """
-import time
-t = time.perf_counter()
-import agent_pipelines.definitions
-a = time.perf_counter()
-import instructor, openai
-b = time.perf_counter()
-import great_expectations
-c = time.perf_counter()
-print(a - t, b - a, c - b)
-"""
+def worker_imports(repeat: int = 3) -> dict[str, float]:
+    """Median seconds of a fresh interpreter's `import agent_pipelines.warm` (what a warm run worker imports
+    once; what a cold one pays before its first step), in total and per module it names, from Python's
+    own -X importtime. Measured on the quiet machine before the daemon starts."""
+    def once() -> dict[str, float]:
+        lines = subprocess.run([sys.executable, "-X", "importtime", "-c", "import agent_pipelines.warm"], cwd=REPO,
+                               check=True, capture_output=True, text=True).stderr.splitlines()
+        seconds: dict[str, float] = {}
+        # The log lists a module after the ones it imported: warm's own imports are the level-1 lines
+        # since the last level-0 line (the interpreter's start-up imports are level 0 and their children).
+        for line in lines:  # "import time: <self us> | <cumulative us> | <2 spaces per level><module>"
+            if not line.startswith("import time:") or line.count("|") != 2:
+                continue
+            _, cumulative, name = line.split("|")
+            level, module = (len(name) - len(name.lstrip()) - 1) // 2, name.strip()
+            if level == 0 and module != "agent_pipelines.warm":
+                seconds.clear()
+            elif level == 0 or (level == 1 and module != "agent_pipelines"):  # (the package's own __init__: ~1 ms)
+                seconds[module] = int(cumulative) / 1e6
+        return seconds
 
-
-def worker_imports(repeat: int = 3) -> tuple[float, float, float]:
-    """Median seconds of a fresh interpreter's imports (definitions, model client, Great Expectations):
-    the part of each run's latency that a cold worker pays before any step's work, measured on the quiet
-    machine before the daemon starts. Dagster's code server starts every run in a new interpreter."""
-    runs = [tuple(float(x) for x in subprocess.run([sys.executable, "-c", _IMPORTS], cwd=REPO, check=True,
-                                                    capture_output=True, text=True).stdout.split())
-            for _ in range(repeat)]
-    return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
+    runs = [once() for _ in range(repeat)]
+    return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0]}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -152,9 +152,10 @@ def main() -> int:
     args = ap.parse_args()
     args.dagster_yaml = args.dagster_yaml or REPO / "deploy" / ("dagster.warm.yaml" if args.warm else "dagster.postgres.yaml")
 
-    defs_s, client_s, gx_s = worker_imports()
-    print(f"cold worker imports: {defs_s + client_s + gx_s:.2f}s (Dagster and the definitions {defs_s:.2f}s, "
-          f"instructor/openai {client_s:.2f}s, Great Expectations {gx_s:.2f}s)", flush=True)
+    imports = worker_imports()
+    total = imports.pop("agent_pipelines.warm")
+    print(f"cold worker imports: {total:.2f}s (" + ", ".join(f"{k} {v:.2f}s" for k, v in imports.items()) + ")",
+          flush=True)
     if not args.compare:
         measure(args, args.dagster_yaml, args.warm)
         return 0

@@ -38,14 +38,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked pg_leg (the daemon test, the chaos suite) start servers and processes on PostgreSQL:
-    they run once, in the PostgreSQL leg. On the SQLite leg they are deselected, not skipped."""
+    """Each test runs in the legs where the backend can change its outcome (deselected elsewhere, never
+    skipped):
+    - marked pg_leg (the daemon, the chaos suite, Celery): they start servers and processes on
+      PostgreSQL, so they run once, in the PostgreSQL leg;
+    - not depending on the `backend` fixture (parsers, redaction, policy packs, property tests of pure
+      functions): no database of the selected backend is involved, so they run once, in the SQLite leg.
+      `backend_independent` below is the rule; the PostgreSQL leg's header prints how many it left out."""
     if config.getoption("--backend") == "postgres":
-        return
-    ours = [i for i in items if i.get_closest_marker("pg_leg")]
-    if ours:
-        config.hook.pytest_deselected(items=ours)
-        items[:] = [i for i in items if i not in ours]
+        out = [i for i in items if backend_independent(i)]
+    else:
+        out = [i for i in items if i.get_closest_marker("pg_leg")]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = [i for i in items if i not in out]
+    config.stash[_DESELECTED] = len(out)
+
+
+_DESELECTED = pytest.StashKey[int]()
+
+
+def backend_independent(item: pytest.Item) -> bool:
+    """True when the selected backend cannot reach the test: it asks for no fixture that depends on
+    `backend` (db_url, project, seeded, ... all do) and is not marked pg_leg or postgres (those open
+    PostgreSQL themselves) or every_leg (a module's summary of the cases its leg ran)."""
+    if any(item.get_closest_marker(m) for m in ("pg_leg", "postgres", "every_leg")):
+        return False
+    return "backend" not in getattr(item, "fixturenames", ())
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
@@ -54,6 +73,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
 
     for line in SUMMARY:
         terminalreporter.write_line(line)
+    left_out = config.stash.get(_DESELECTED, 0)
+    if config.getoption("--backend") == "postgres":
+        terminalreporter.write_line(f"backend-independent tests left to the SQLite leg: {left_out}")
+    else:
+        terminalreporter.write_line(f"PostgreSQL-only (pg_leg) tests left to the PostgreSQL leg: {left_out}")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

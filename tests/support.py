@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
@@ -40,8 +40,13 @@ def http_receiver(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
+class Hopeless(Exception):
+    """Raised by a wait_until probe when waiting longer cannot help (a process it waits for exited)."""
+
+
 def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, every_s: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy (exceptions count as not yet); bounded."""
+    """Poll `probe` until it returns something truthy (exceptions count as not yet, except Hopeless, which
+    ends the wait at once); bounded."""
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
     while True:
@@ -49,12 +54,30 @@ def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, every
             value = probe()
             if value:
                 return value
+        except Hopeless:
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. the database is restarting
             last = exc
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}" + (f" (last error: {last})"
                                                                                          if last else ""))
         time.sleep(every_s)
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Purge and drop a test's Celery queue and the direct exchange of the same name that Celery declared
+    for it. Never declared (no task was sent) or the broker gone: then there is nothing to clean."""
+    from celery import Celery
+
+    app = Celery("agent_pipelines_test_control", broker=broker_url)
+    try:
+        with suppress(Exception), app.connection_for_write() as conn:
+            channel = conn.default_channel
+            channel.queue_purge(queue)
+            channel.queue_delete(queue)
+            channel.exchange_delete(queue)
+    finally:
+        app.close()
 
 
 @contextmanager

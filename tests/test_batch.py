@@ -223,3 +223,24 @@ def test_a_batch_proposes_concurrently_within_its_bound(db_url, tmp_path):
         assert llm.served == 12 and 2 <= llm.max_in_flight <= 4, (llm.served, llm.max_in_flight)
         assert _states(project, ids) == ["completed"] * 12 and _duplicates(project) == 0
         project.instance.dispose()
+
+
+def test_a_suites_rows_are_validated_as_one_frame_and_its_derived_columns_are_per_intent():
+    """The validate step hands rows; the batch builds one frame, derives the suite's columns on it once
+    (a line count per invoice, not per batch) and gives each intent the failures of its own rows."""
+    import pandas as pd
+
+    from agent_pipelines.framework import quality
+    from assets.expectations import _invoice_lines_derived, invoice_lines_pre_write
+
+    def line(no: int, qty: float = 2, price: int = 500) -> dict[str, object]:
+        return {"description": f"line {no}", "sku": None, "quantity": qty, "unit_price_cents": price,
+                "amount_cents": round(qty * price), "line_no": no}
+
+    a, b = [line(1), line(2)], [line(1), line(2), line(2)]  # b repeats a line number
+    results = quality.evaluate([("a", invoice_lines_pre_write(a)), ("b", invoice_lines_pre_write(b))])
+    assert results["a"][0].passed and not results["b"][0].passed
+    assert [f["expectation"] for f in results["b"][0].failed] == ["expect_compound_columns_to_be_unique"]
+    frame = _invoice_lines_derived(pd.DataFrame([{**r, quality.OWNER: o} for o, rows in (("a", a), ("b", b))
+                                                 for r in rows]))
+    assert frame["invoice_line_count"].tolist() == [2, 2, 3, 3, 3]

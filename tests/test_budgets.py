@@ -3,11 +3,14 @@
 from typing import Any
 
 import dagster as dg
+import pytest
 from sqlalchemy import func, select
 
+from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, Spent, load_spent
 from agent_pipelines.framework.jobs import build_jobs, run_config, run_tags
 from agent_pipelines.framework.policy import Budgets, Mode
 from agent_pipelines.framework.tables import escalations, llm_calls, tool_calls, writes
+from agent_pipelines.framework.trace import Tracer
 from agent_pipelines.framework.workflow import Step
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
 from resources import build_resources
@@ -141,3 +144,37 @@ def test_a_quarantined_intent_takes_no_write_even_from_a_direct_gateway_call(see
     except ToolBlocked as exc:
         assert "quarantined" in str(exc)
     assert count(seeded, writes) == 0
+
+
+def test_a_batch_steps_preloaded_llm_totals_decide_as_reading_the_table_back(project):
+    """A batch's propose step reads each intent's LLM totals once per chunk (budgets.load_spent) and adds
+    what its tracer records: the same totals, and the same breach, as reading llm_calls back."""
+    db = project.db
+
+    def tracer(intent_id: str, run_id: str) -> Tracer:
+        return Tracer(db, workflow="invoice_matching", intent_id=intent_id, run_id=run_id)
+
+    def call(t: Tracer, prompt: int, completion: int, cost: float) -> None:
+        t.llm_call(provider="openai", model="m", prompt_version="v1", attempts=1, prompt_tokens=prompt,
+                   completion_tokens=completion, cost_usd=cost, output={"po_number": "PO-1"})
+
+    call(tracer("I-1", "R-1"), 200, 100, 0.001)  # an earlier attempt of this run's propose step
+    call(tracer("I-2", "R-1"), 900, 100, 0.01)  # another intent of the run
+    call(tracer("I-1", "R-0"), 900, 100, 0.01)  # another run
+    spent = load_spent(db, "R-1", ["I-1", "I-2", "I-3"])
+    assert spent == {"I-1": Spent(300, 0.001), "I-2": Spent(1000, 0.01), "I-3": Spent()}
+
+    limits = InvoiceMatching().policy.budgets.model_copy(update={"max_llm_tokens": 500})
+    step = tracer("I-1", "R-1")
+    preloaded = RunBudget(db, limits, "R-1", intent_id="I-1", spent=step.recorded_spent,
+                          preloaded_spent=lambda: spent["I-1"])
+    read_back = RunBudget(db, limits, "R-1", intent_id="I-1")
+    preloaded.check_llm()
+    read_back.check_llm()  # 300 of 500
+    call(step, 150, 100, 0.002)
+    with pytest.raises(BudgetExceeded) as by_preload:
+        preloaded.check_llm()
+    with pytest.raises(BudgetExceeded) as by_table:
+        read_back.check_llm()
+    assert (by_preload.value.budget, by_preload.value.observed) == (by_table.value.budget, by_table.value.observed) \
+        == ("max_llm_tokens", 550)

@@ -128,6 +128,8 @@ class Batch:
                     owned.update({r["intent_id"]: Intent.model_validate(dict(r)) for r in rows})
             self.scope.owned = owned
             self.scope.budget_bases = budgets.load_bases(db, run_id, list(owned))
+            if self.step == "propose":
+                self.scope.spent = budgets.load_spent(db, run_id, list(owned))
             with db.connect() as conn:
                 if self.step in ("validate", "commit") and self.wf.policy.provenance:
                     self.scope.sources = provenance.load_sources_many(conn, {i: o.intake for i, o in owned.items()})

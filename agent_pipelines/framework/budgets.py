@@ -8,6 +8,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -47,6 +48,13 @@ def _hex_big_ints(value: Any) -> Any:
 Base = tuple[str | None, Counter[str]]  # a run's breached budget rule (if any), its tool calls by digest
 
 
+@dataclass
+class Spent:
+    """LLM tokens and cost: one intent's so far in a run (load_spent), or what one step's tracer recorded."""
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
 def load_bases(db: Database, run_id: str, intent_ids: list[str]) -> dict[str, Base]:
     """check_tool_call's counts for many intents of one run, in two statements per 500 ids."""
     breached: dict[str, str] = {}
@@ -66,16 +74,35 @@ def load_bases(db: Database, run_id: str, intent_ids: list[str]) -> dict[str, Ba
     return {i: (breached.get(i), calls[i]) for i in intent_ids}
 
 
+def load_spent(db: Database, run_id: str, intent_ids: list[str]) -> dict[str, Spent]:
+    """check_llm's totals for many intents of one run, in one statement per 500 ids."""
+    spent = {i: Spent() for i in intent_ids}
+    with db.connect() as conn:
+        for start in range(0, len(intent_ids), 500):
+            for intent_id, tokens, cost in conn.execute(
+                    select(llm_calls.c.intent_id,
+                           func.coalesce(func.sum(llm_calls.c.prompt_tokens + llm_calls.c.completion_tokens), 0),
+                           func.coalesce(func.sum(llm_calls.c.cost_usd), 0.0))
+                    .where(llm_calls.c.run_id == run_id, llm_calls.c.intent_id.in_(intent_ids[start:start + 500]))
+                    .group_by(llm_calls.c.intent_id)):
+                spent[intent_id] = Spent(int(tokens), float(cost))
+    return spent
+
+
 class RunBudget:
     """One intent's budget within one run. A batch run carries many intents: each has its own caps
     (usage is counted per run and intent), and the wall clock runs from the run's start."""
 
     def __init__(self, db: Database, limits: Budgets, run_id: str | None, started_at: float | None = None,
                  intent_id: str | None = None, recorded: Counter[str] | None = None,
-                 preloaded: Callable[[], Base | None] | None = None) -> None:
+                 preloaded: Callable[[], Base | None] | None = None,
+                 spent: Spent | None = None, preloaded_spent: Callable[[], Spent | None] | None = None) -> None:
         self.db, self.limits, self.run_id, self.intent_id = db, limits, run_id, intent_id
-        # A batch step reads every intent's counts at once (load_bases) before its tracer records a row.
+        # A batch step reads every intent's counts at once (load_bases, load_spent) before its tracer
+        # records a row; then follows them through what the tracer records (`recorded`, `spent`).
         self._preloaded = preloaded
+        self._spent = spent if spent is not None else Spent()
+        self._spent_base: Spent | None = preloaded_spent() if preloaded_spent is not None else None
         self.started_at = started_at if started_at is not None else time.time()
         # Tool-call rows recorded through this step's tracer, by call digest (Tracer.recorded_calls).
         self._recorded: Counter[str] = recorded if recorded is not None else Counter()
@@ -109,9 +136,14 @@ class RunBudget:
         return int(tokens), float(cost)
 
     def check_llm(self) -> None:
-        """After each LLM call (its usage already traced): tokens and cost of the run so far."""
-        with self.db.connect() as conn:
-            tokens, cost = self._llm_used(conn)
+        """After each LLM call (its usage already traced): tokens and cost of the run so far. The rows
+        are written at once (trace.py), so without a preloaded base the totals are read back."""
+        if self._spent_base is not None:
+            tokens = self._spent_base.tokens + self._spent.tokens
+            cost = self._spent_base.cost_usd + self._spent.cost_usd
+        else:
+            with self.db.connect() as conn:
+                tokens, cost = self._llm_used(conn)
         if tokens > self.limits.max_llm_tokens:
             raise BudgetExceeded("max_llm_tokens", self.limits.max_llm_tokens, tokens)
         if cost > self.limits.max_cost_usd:

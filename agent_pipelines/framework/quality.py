@@ -1,9 +1,11 @@
 """Great Expectations 1.x suites, run on pandas frames. GE is imported on first use (it costs ~4 s),
 never at code-location load. Suites are code: a name plus a function returning expectations.
 
-A workflow's step returns SuiteChecks (a suite and the frame it must pass); the framework runs them.
-A batch of intents is validated as one frame per suite, each row tagged with its intent (OWNER), and
-each intent gets the failures of its own rows. Suites must therefore be row-level: a per-intent table
+A workflow's step returns SuiteChecks (a suite and the rows it must pass); the framework runs them.
+A batch of intents is validated as one frame per suite, built once from all their rows, each row
+tagged with its intent (OWNER); a suite's derived columns are computed once on that frame (`derive`,
+per intent where they must be: a groupby on OWNER); each intent gets the failures of its own rows.
+A step hands plain rows, not a frame: 500 one-row frames cost more than their validation. Suites must therefore be row-level: a per-intent table
 property (a row count, a uniqueness within one document) is a derived column or a compound key with
 OWNER, never a table-level expectation (which cannot say whose rows failed, so it fails them all)."""
 
@@ -12,7 +14,7 @@ import importlib
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,12 +66,23 @@ OWNER = "__intent"  # the column a batched frame carries: which intent each row 
 
 @dataclass(frozen=True)
 class SuiteCheck:
-    """A suite to run on a frame: what a workflow's validate or verify step hands the framework."""
+    """A suite to run on some rows: what a workflow's validate or verify step hands the framework. `data`
+    is a sequence of row dicts (a step's few rows) or a frame (an asset check's whole table); `derive`
+    adds the suite's computed columns to the frame of every owner's rows (it sees OWNER)."""
 
     suite: str
     asset: str
     builder: SuiteBuilder
-    frame: pd.DataFrame
+    data: pd.DataFrame | Sequence[Mapping[str, Any]]
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+def _frame(items: Sequence[tuple[str, SuiteCheck]]) -> pd.DataFrame:
+    """All the owners' rows as one frame with OWNER, built once (rows) or concatenated (frames)."""
+    if all(not isinstance(c.data, pd.DataFrame) for _, c in items):
+        return pd.DataFrame.from_records([{**row, OWNER: owner} for owner, c in items for row in c.data])
+    return pd.concat([(c.data if isinstance(c.data, pd.DataFrame) else pd.DataFrame.from_records(c.data))
+                      .assign(**{OWNER: owner}) for owner, c in items], ignore_index=True)
 
 
 def run_checks(checks: Sequence[SuiteCheck]) -> tuple[SuiteResult, ...]:
@@ -86,7 +99,10 @@ def evaluate(owned: Sequence[tuple[str, SuiteCheck]]) -> dict[str, list[SuiteRes
         groups[(check.suite, check.asset)].append((owner, check))
     out: dict[str, list[SuiteResult]] = defaultdict(list)
     for (suite, asset), items in groups.items():
-        frame = pd.concat([c.frame.assign(**{OWNER: owner}) for owner, c in items], ignore_index=True)
+        frame = _frame(items)
+        derive = items[0][1].derive
+        if derive is not None and len(frame):  # (no rows at all: the suite fails on its missing columns)
+            frame = derive(frame)
         res = _validation(suite, items[0][1].builder).run(
             batch_parameters={"dataframe": frame},
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [OWNER]})

@@ -98,6 +98,8 @@ class BatchScope:
     rows: RowBuffer | None = None
     # Each owned intent's budget counts so far in this run, read for the chunk (budgets.load_bases).
     budget_bases: dict[str, Any] = field(default_factory=dict)
+    # Each owned intent's LLM tokens and cost so far in this run (budgets.load_spent), read by propose.
+    spent: dict[str, Any] = field(default_factory=dict)
     # What each owned intent has read so far (provenance.Sources), read for the chunk by the steps that
     # check provenance (validate, commit) before any of them keeps a new source.
     sources: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +129,10 @@ class StepRun:
         started = batch.started_at if batch else context.instance.get_run_stats(self.run_id).start_time
         self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
                                 recorded=self.tracer.recorded_calls,
-                                preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None)
+                                preloaded=(lambda: batch.budget_bases.get(intent_id)) if batch is not None else None,
+                                # taken once: another StepRun of this intent in this step reads the table
+                                spent=self.tracer.recorded_spent,
+                                preloaded_spent=(lambda: batch.spent.pop(intent_id, None)) if batch is not None else None)
         self.gateway = ToolGateway(wf.registry, wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
                                    fence=self.fence, stop_hint=self._stop_hint if batch is not None else None,
                                    preloaded_sources=(lambda: batch.sources.pop(intent_id, None)) if batch else None)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from agent_pipelines.framework import otel
+from agent_pipelines.framework.budgets import Spent
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.policy import PolicyDecision
 from agent_pipelines.framework.redaction import redact
@@ -34,6 +35,7 @@ class Tracer:
         self.redact_fields = redact_fields
         self.events: list[dict[str, Any]] = []
         self.recorded_calls: Counter[str] = Counter()  # tool_calls rows written, by call digest (budgets)
+        self.recorded_spent = Spent()  # the tokens and cost of the llm_calls rows written (budgets)
         self.step: str | None = None  # the step making the calls (StepRun.guard sets it): replay reads by it
 
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
@@ -63,6 +65,8 @@ class Tracer:
                  completion_tokens: int, cost_usd: float, output: Any, error: str | None = None,
                  request_digest: str | None = None, response: Any = None) -> None:
         # `response` is the raw answer (framework/recording.py), redacted here like every other row.
+        self.recorded_spent.tokens += prompt_tokens + completion_tokens
+        self.recorded_spent.cost_usd += cost_usd
         self._record("llm_call", llm_calls, {
             "provider": provider, "model": model, "prompt_version": prompt_version, "attempts": attempts,
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost_usd,

@@ -534,6 +534,7 @@ def test_trusted_destination_is_written(ws: tuple[Database, PolicyPack, ToolRegi
         assert rules == []
 
 
+@pytest.mark.every_leg  # it sums up the cases this leg ran on its backend
 def test_provenance_summary() -> None:
     """Runs last in this module: no attack executed, enough cases, every control as expected."""
     attacks = [o for hostile, o in OUTCOMES.values() if hostile]

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 
 from agent_pipelines.framework import executors
-from tests.support import fresh_pg_database
+from tests.support import delete_queue, fresh_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -164,18 +164,8 @@ class Cluster:
         self.logs.pop(node).close()
 
     def delete_queue(self) -> None:
-        """Drop whatever is left on our queue (a failed run's unstarted steps), then the queue and the
-        direct exchange of the same name that Celery declared for it (task_create_missing_queues)."""
-        app = self.control_app()
-        try:
-            # never declared (no task was sent) or the broker is gone: then there is nothing to clean
-            with suppress(Exception), app.connection_for_write() as conn:
-                channel = conn.default_channel
-                channel.queue_purge(self.queue)
-                channel.queue_delete(self.queue)
-                channel.exchange_delete(self.queue)
-        finally:
-            app.close()
+        """Drop whatever is left on our queue (a failed run's unstarted steps), the queue and its exchange."""
+        delete_queue(self.broker, self.queue)
 
     def log_tails(self, n: int = 40) -> str:
         out = []

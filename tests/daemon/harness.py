@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from agent_pipelines.framework import executors
 from agent_pipelines.settings import DAEMON_INBOX_WATCH_S, WATCH_ENV
-from tests.support import PG_ADMIN_URL, fresh_pg_database, invoice_bytes, wait_until  # noqa: F401 - re-exported
+from tests.support import (PG_ADMIN_URL, Hopeless, delete_queue, fresh_pg_database,  # noqa: F401 - re-exported
+                           invoice_bytes, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -127,26 +128,15 @@ class Stack:
         def ready() -> bool:
             dead = [n for n in names if self.procs[n].poll() is not None]
             if dead:
-                raise RuntimeError(f"run workers exited: {dead}\n" + "\n".join(self.log_tail(n) for n in dead))
+                raise Hopeless(f"run workers exited: {dead}\n" + "\n".join(self.log_tail(n) for n in dead))
             return all(" ready." in self.log_tail(n, 200) for n in names)
 
         wait_until("the warm run workers", ready, timeout_s)
 
     def delete_run_queue(self) -> None:
         """Drop the run queue and its exchange (Celery declared both, durable) once the stack is done."""
-        from celery import Celery
-
-        queue = self.env.get(RUN_QUEUE_ENV)
-        if not queue:
-            return
-        app = Celery("agent_pipelines_test_control", broker=self.env[executors.BROKER_ENV])
-        try:
-            with suppress(Exception), app.connection_for_write() as conn:
-                channel = conn.default_channel
-                channel.queue_delete(queue)
-                channel.exchange_delete(queue)
-        finally:
-            app.close()
+        if queue := self.env.get(RUN_QUEUE_ENV):
+            delete_queue(self.env[executors.BROKER_ENV], queue)
 
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, grace_s: float = 15) -> None:
         """Signal the process group this harness created (the daemon's code server and run workers
@@ -178,7 +168,7 @@ class Stack:
         group `keep_group` (a webserver that stays up)."""
         self.stop("daemon", sig=signal.SIGKILL)
         for pid in our_processes(self.home):
-            if _pgid(pid) != keep_group:
+            if process_group(pid) != keep_group:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -227,7 +217,8 @@ def our_processes(home: Path) -> list[int]:
     return pids
 
 
-def _pgid(pid: int) -> int | None:
+def process_group(pid: int) -> int | None:
+    """The process group of `pid` (a run worker's pool process is in its worker's group), None if gone."""
     try:
         return os.getpgid(pid)
     except ProcessLookupError:

@@ -18,7 +18,7 @@ from agent_pipelines.services.harness import Served, serve
 from agent_pipelines.services.payments import payments_app
 from agent_pipelines.workflows.refund import demo_data
 from tests.celery.harness import require_broker
-from tests.daemon.harness import REPO, Stack, _pgid, invoice_bytes, stack, wait_until, warm_env
+from tests.daemon.harness import REPO, Stack, process_group, invoice_bytes, stack, wait_until, warm_env
 from tests.daemon.test_daemon_refund import add_request, refund_rows, service_refunds, state
 from tests.support import SUMMARY
 
@@ -93,7 +93,7 @@ def test_a_warm_worker_killed_mid_refund_is_finished_by_the_sweeper(deployment):
     [run] = [r for r in runs_of(s, crashed) if r.status == dg.DagsterRunStatus.STARTED]
     pid = run_pid(s, run.run_id)
     # The whole worker that runs it (the Celery parent and its pool: one process group) is SIGKILLed.
-    [name] = [n for n, proc in s.procs.items() if n.startswith("runworker") and proc.pid == _pgid(pid)]
+    [name] = [n for n, proc in s.procs.items() if n.startswith("runworker") and proc.pid == process_group(pid)]
     s.stop(name, sig=signal.SIGKILL)
     [pending] = refund_rows(s, crashed)
     assert pending["status"] == WriteStatus.PENDING  # the call was made, its answer never recorded

@@ -42,7 +42,7 @@ def post_write_check(read: dict[str, Any], expected: dict[str, Any], updates_fro
     row: dict[str, Any] = {f: str(read.get(f)) for f in FIELDS} | {f"expected_{f}": str(expected.get(f)) for f in FIELDS}
     row["stage"] = read.get("stage")
     row["updates_from_base"] = updates_from_base
-    return SuiteCheck(OPPORTUNITY_POST_WRITE, ASSET, _post_write, pd.DataFrame([row]))
+    return SuiteCheck(OPPORTUNITY_POST_WRITE, ASSET, _post_write, [row])
 
 
 def table_check(opportunities: list[dict[str, Any]]) -> SuiteResult:

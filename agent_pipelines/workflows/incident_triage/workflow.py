@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection
 
 from agent_pipelines.framework.tools import ToolRegistry
@@ -149,9 +148,9 @@ class IncidentTriage(Workflow[AlertIntake, TriageContext, TriageProposal]):
             # Flagged on the ticket for whoever picks it up; blocks nothing: no tool could act on it.
             "instruction_like_text": log_hits,
         }
-        return Validation(facts=facts, checks=(expectations.incident_pre_write(pd.DataFrame([{
+        return Validation(facts=facts, checks=(expectations.incident_pre_write([{
             "severity": proposal.severity, "team": proposal.team, "summary": proposal.summary,
-            **metrics.metrics.model_dump(include={"error_rate", "availability", "p99_latency_ms"})}])),))
+            **metrics.metrics.model_dump(include={"error_rate", "availability", "p99_latency_ms"})}]),))
 
     def preconditions(self, context: TriageContext, proposal: TriageProposal) -> dict[str, Any]:
         s = context.service
@@ -185,7 +184,7 @@ class IncidentTriage(Workflow[AlertIntake, TriageContext, TriageProposal]):
         row = back.model_dump(include={"incident_id", "created_by_intent", "severity", "status", "team", "summary",
                                        "fingerprint"})
         return Verification(passed=not problems, problems=tuple(problems),
-                            checks=(expectations.incidents_post_write_check(pd.DataFrame([row])),),
+                            checks=(expectations.incidents_post_write_check([row]),),
                             records={"incident": incident_id, "severity": back.severity, "team": back.team,
                                      "status": back.status, "flags": back.flags})
 

@@ -8,7 +8,6 @@ reading back and running the post-write suite. Policy: policy.yaml beside this f
 from datetime import date, timedelta
 from pathlib import Path
 
-import pandas as pd
 from sqlalchemy import Connection
 
 from agent_pipelines.framework.tools import ToolRegistry
@@ -128,7 +127,7 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
             violations.append(Violation(rule="proposal_arithmetic", message=(
                 f"proposal says matched {proposal.matched_po_amount_cents} of {proposal.invoice_total_cents}, "
                 f"recomputed {matched} of {intake.amount_cents}")))
-        lines = pd.DataFrame([li.model_dump() | {"line_no": i + 1} for i, li in enumerate(intake.billed_lines())])
+        lines = [li.model_dump() | {"line_no": i + 1} for i, li in enumerate(intake.billed_lines())]
         variance = intake.amount_cents - matched
         # Every free-text field is untrusted, not only the memo: an instruction in a line description
         # must reach a human the same way. Each field is scanned alone so no phrase spans two fields.
@@ -219,12 +218,11 @@ class InvoiceMatching(Workflow[InvoiceIntake, MatchContext, MatchProposal]):
         if pay is None or pay["amount_cents"] != proposal.payable_cents:
             problems.append(f"payment for {invoice_id} is {pay and pay['amount_cents']}, "
                             f"expected {proposal.payable_cents}")
-        frame = pd.DataFrame([{k: inv[k] for k in ("invoice_id", "intent_id", "vendor_id", "invoice_number",
-                                                   "amount_cents", "payable_cents")}
-                              | {"payment_amount_cents": pay and pay["amount_cents"],
-                                 "line_count": len(back["lines"])}])
+        row = ({k: inv[k] for k in ("invoice_id", "intent_id", "vendor_id", "invoice_number", "amount_cents",
+                                    "payable_cents")}
+               | {"payment_amount_cents": pay and pay["amount_cents"], "line_count": len(back["lines"])})
         return Verification(passed=not problems, problems=tuple(problems),
-                            checks=(expectations.staged_invoices_post_write_check(frame),),
+                            checks=(expectations.staged_invoices_post_write_check([row]),),
                             records={"invoice": invoice_id, "payment": pay and pay["payment_id"],
                                      "po": inv["po_number"]})
 

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection, select
 
 from agent_pipelines.framework.external import seed_service
@@ -237,11 +236,10 @@ class Refund(Workflow[RefundRequestIntake, RefundContext, RefundProposal]):
         # The order's totals: captured as READ saw it (the API has no way to change it), refunded as
         # READ saw it plus this request's refunds read back. The asset check reads the whole order.
         refunded = order.refunded_cents + sum(r.amount_cents for r in mine)
-        frame = pd.DataFrame([{"refund_id": r.id, "order_id": r.order_id, "reference": r.reference,
-                               "amount_cents": r.amount_cents, "status": r.status,
-                               "captured_cents": order.captured_cents, "refunded_cents": refunded} for r in mine])
+        rows = [{"refund_id": r.id, "order_id": r.order_id, "reference": r.reference, "amount_cents": r.amount_cents,
+                 "status": r.status, "captured_cents": order.captured_cents, "refunded_cents": refunded} for r in mine]
         return Verification(passed=not problems, problems=tuple(problems),
-                            checks=(expectations.payments_refunds_post_write_check(frame),),
+                            checks=(expectations.payments_refunds_post_write_check(rows),),
                             records={"refund": refund_id, "order": proposal.order_id,
                                      "amount_cents": back and back.amount_cents, "order_refunded_cents": refunded,
                                      "notice": notice and notice.status})
