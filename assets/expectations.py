@@ -1,12 +1,11 @@
 """Great Expectations suites as code, one function per suite. The workflow's VALIDATE and VERIFY steps
 and the asset checks on the tables call the same functions, so the gate and the check cannot drift."""
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from agent_pipelines.framework.quality import OWNER, SuiteCheck, SuiteResult, run_checks
+from agent_pipelines.framework.quality import OWNER, Rows, SuiteCheck, SuiteResult, run_checks
 
 INVOICE_LINES_PRE_WRITE = "staged_invoice_lines.pre_write"
 STAGED_INVOICES_POST_WRITE = "staged_invoices.post_write"
@@ -39,9 +38,6 @@ def _staged_invoices_post_write(gxe: Any) -> list[Any]:
         gxe.ExpectColumnPairValuesToBeEqual(column_A="payable_cents", column_B="payment_amount_cents"),
         gxe.ExpectColumnValuesToBeBetween(column="line_count", min_value=1),
     ]
-
-
-Rows = Sequence[Mapping[str, Any]]
 
 
 def _invoice_lines_derived(lines: pd.DataFrame) -> pd.DataFrame:

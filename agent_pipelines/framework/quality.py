@@ -1,13 +1,13 @@
 """Great Expectations 1.x suites, run on pandas frames. GE is imported on first use (it costs ~4 s),
 never at code-location load. Suites are code: a name plus a function returning expectations.
 
-A workflow's step returns SuiteChecks (a suite and the rows it must pass); the framework runs them.
-A batch of intents is validated as one frame per suite, built once from all their rows, each row
-tagged with its intent (OWNER); a suite's derived columns are computed once on that frame (`derive`,
-per intent where they must be: a groupby on OWNER); each intent gets the failures of its own rows.
-A step hands plain rows, not a frame: 500 one-row frames cost more than their validation. Suites must therefore be row-level: a per-intent table
-property (a row count, a uniqueness within one document) is a derived column or a compound key with
-OWNER, never a table-level expectation (which cannot say whose rows failed, so it fails them all)."""
+A workflow's step returns SuiteChecks (a suite and the rows it must pass; plain rows, since 500
+one-row frames cost more than their validation); the framework runs them. A batch of intents is
+validated as one frame per suite, built once from all their rows, each row tagged with its intent
+(OWNER); a suite's derived columns are computed once on that frame (`derive`, per intent where they
+must be: a groupby on OWNER); each intent gets the failures of its own rows. Suites must therefore be
+row-level: a per-intent table property (a row count, a uniqueness within one document) is a derived
+column or a compound key with OWNER, never a table-level expectation (which cannot say whose rows failed, so it fails them all)."""
 
 import functools
 import importlib
@@ -62,6 +62,7 @@ def _validation(suite_name: str, builder: SuiteBuilder) -> Any:
 
 
 OWNER = "__intent"  # the column a batched frame carries: which intent each row belongs to
+Rows = Sequence[Mapping[str, Any]]  # what a step hands a suite: a few row dicts
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class SuiteCheck:
     suite: str
     asset: str
     builder: SuiteBuilder
-    data: pd.DataFrame | Sequence[Mapping[str, Any]]
+    data: pd.DataFrame | Rows
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
 
