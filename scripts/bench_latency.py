@@ -149,6 +149,8 @@ def main() -> int:
                     help="the default launcher, then warm run workers, in this run; prints both p50s and their ratio")
     ap.add_argument("--timeout", type=float, default=240, help="bound on each wait, seconds")
     ap.add_argument("--events", action="store_true", help="also print the gaps between each run's Dagster events")
+    ap.add_argument("--flood", type=int, default=0,
+                    help="instead of a trickle: drop this many files at once and print the daemon's intents/min")
     args = ap.parse_args()
     args.dagster_yaml = args.dagster_yaml or REPO / "deploy" / ("dagster.warm.yaml" if args.warm else "dagster.postgres.yaml")
 
@@ -156,6 +158,9 @@ def main() -> int:
     total = imports.pop("agent_pipelines.warm")
     print(f"cold worker imports: {total:.2f}s (" + ", ".join(f"{k} {v:.2f}s" for k, v in imports.items()) + ")",
           flush=True)
+    if args.flood:
+        flood(args, args.dagster_yaml, args.warm)
+        return 0
     if not args.compare:
         measure(args, args.dagster_yaml, args.warm)
         return 0
@@ -208,6 +213,53 @@ def measure(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
         print(f"latency: n={len(latency)} p50={percentile(latency, 50):.2f}s p95={percentile(latency, 95):.2f}s",
               flush=True)
         return percentile(latency, 50)
+
+
+def flood(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
+    """The production path under a flood: after the warm-up invoice, `--flood` files land at once (each
+    renamed in, written beforehand); the daemon's sensor batches them and its queue runs the batch runs
+    (max_concurrent_runs of the dagster.yaml) in their own processes. Prints the runs and their sizes, and
+    `flood: n=N seconds=… intents_per_min=… duplicate_writes=…`, from the first drop to the last intent
+    completed; returns intents/min."""
+    import dagster as dg
+
+    from agent_pipelines import bench
+    from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
+
+    n = args.flood
+    with tempfile.TemporaryDirectory(prefix="ap_bench_") as tmp, \
+            stack(dagster_yaml, Path(tmp) / "state", n_pos=n + 1, extra_env=warm_env() if warm else None) as s:
+        if warm:
+            s.start_run_workers(args.run_workers)
+        s.start_daemon()
+        try:
+            s.drop("warmup.json", invoice_bytes(0, "PO-B0000"))
+            wait_until("the warm-up invoice", lambda: completed(s, ["warmup.json"]), args.timeout)
+            names = [f"inv-f{i:05d}.json" for i in range(1, n + 1)]
+            staged = Path(tmp) / "staged"
+            staged.mkdir()
+            for i, name in enumerate(names, start=1):
+                (staged / name).write_bytes(invoice_bytes(i, f"PO-B{i:04d}"))
+            started = time.time()
+            for name in names:
+                (staged / name).replace(s.inbox / name)
+            wait_until(f"{n} intents completed", lambda: completed(s, names), max(args.timeout, n / 20))
+            seconds = time.time() - started
+        except BaseException:
+            print(s.log_tail("daemon"), file=sys.stderr)
+            raise
+        finally:
+            s.stop("daemon")
+        runs = [r for r in s.project.instance.get_run_records(dg.RunsFilter(job_name="invoice_matching__batch"))]
+        sizes = sorted(len(r.dagster_run.run_config["ops"]["invoice_matching__batch_plan"]["config"]["intent_ids"])
+                       for r in runs)
+        per_intent = len(s.project.instance.get_run_records(dg.RunsFilter(job_name="invoice_matching")))
+        duplicates = bench.duplicate_writes(s.project.db, InvoiceMatching())
+        rate = n / seconds * 60
+        print(f"dagster.yaml: {dagster_yaml}")
+        print(f"runs: {len(runs)} batch runs (sizes {sizes}), {per_intent} per-intent runs")
+        print(f"flood: n={n} seconds={seconds:.1f} intents_per_min={rate:.0f} duplicate_writes={duplicates}", flush=True)
+        return rate
 
 
 if __name__ == "__main__":

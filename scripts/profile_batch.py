@@ -16,6 +16,7 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH: profile another checkout
 
@@ -49,6 +50,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--where", action="store_true", help="also attribute statements to the framework line issuing them")
+    ap.add_argument("--built", action="store_true",
+                    help="also count the statements built for the call (a new statement object, where a prebuilt one "
+                         "would skip building and hashing its tree: sql.py), by the line issuing them")
     args = ap.parse_args()
 
     from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
@@ -65,6 +69,9 @@ def main() -> None:
         stmts: Counter[str] = Counter()
         rows: Counter[str] = Counter()  # executemany: statements counted once, parameter sets here
         where: Counter[tuple[str, str]] = Counter()
+        built: Counter[str] = Counter()
+        seen: set[int] = set()
+        kept: list[Any] = []  # the statements seen, kept alive so that no new one reuses an id
         begins = Counter[str]()
         commits = Counter[str]()
 
@@ -75,6 +82,12 @@ def main() -> None:
                 rows[k] += len(parameters) if executemany and parameters else 1
                 if args.where:
                     where[(k, caller())] += 1
+
+        def _exec(conn, clause, multiparams, params, options) -> None:  # type: ignore[no-untyped-def]
+            if counting["on"] and args.built and id(clause) not in seen:
+                seen.add(id(clause))
+                kept.append(clause)
+                built[caller()] += 1
 
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
             if counting["on"]:
@@ -87,6 +100,7 @@ def main() -> None:
         # Writers, and on PostgreSQL the readers' engine too (framework/db.py, make_reader).
         for engine in {project.db.engine, project.db.reader}:
             event.listen(engine, "before_cursor_execute", _stmt)
+            event.listen(engine, "before_execute", _exec)
             event.listen(engine, "begin", _begin)
             event.listen(engine, "commit", _commit)
 
@@ -111,6 +125,11 @@ def main() -> None:
         print(f"\n{'statement':32} {'issued at':60} {'per intent':>10}")
         for (k, at), v in where.most_common(args.top * 2):
             print(f"{k:32} {at:60} {v / n:10.2f}")
+    if args.built:
+        print(f"\nstatements built for the call, per intent: {sum(built.values()) / n:.1f}")
+        print(f"{'issued at':60} {'per intent':>10}")
+        for at, v in built.most_common(args.top):
+            print(f"{at:60} {v / n:10.2f}")
 
 
 SKIP = ("framework/db.py", "framework/sql.py", "contextlib.py")

@@ -46,8 +46,14 @@ def insert_ignore(conn: Connection, table: Table, values: dict[str, Any], keys: 
 
 
 def for_update(conn: Connection, stmt: Any) -> Any:
-    """Row lock on PostgreSQL; SQLite already holds the database write lock (BEGIN IMMEDIATE)."""
-    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
+    """Row lock on PostgreSQL; SQLite already holds the database write lock (BEGIN IMMEDIATE). A statement
+    built once gets the same locked statement back every call (built once too)."""
+    return _locked(stmt) if conn.dialect.name == "postgresql" else stmt
+
+
+@lru_cache(maxsize=256)
+def _locked(stmt: Any) -> Any:
+    return stmt.with_for_update()
 
 
 def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
@@ -30,6 +30,21 @@ UserId = Annotated[str, Field(pattern=rf"^{USER_ID_PATTERN}$")]
 Ref = Annotated[str, Field(pattern=rf"^{OFFBOARDING_REF_PATTERN}$")]
 
 
+# Each statement is built once, here, and run with its values as parameters: building and hashing a new
+# statement tree per call cost more than running it (framework/sql.py says why).
+_A, _G = directory_accounts.c, role_grants.c
+_ACCOUNT = select(directory_accounts).where(_A.user_id == bindparam("p_user"))
+_GRANTS = select(role_grants).where(_G.user_id == bindparam("p_user")).order_by(_G.role)
+_ACTIVE_GRANTS = _GRANTS.where(_G.revoked_at.is_(None))
+_HR = select(hr_offboarding).where(hr_offboarding.c.reference == bindparam("p_ref"))
+_DISABLE = (update(directory_accounts).where(_A.user_id == bindparam("p_user"), _A.version == bindparam("p_version"))
+            .values(status="disabled", version=bindparam("p_next"), disabled_by_intent=bindparam("p_intent"),
+                    disabled_at=bindparam("p_at")))
+_GRANT = select(role_grants).where(_G.user_id == bindparam("p_user"), _G.role == bindparam("p_role"))
+_REVOKE = (update(role_grants).where(_G.id == bindparam("p_id"), _G.revoked_at.is_(None))
+           .values(revoked_at=bindparam("p_at"), revoked_by_intent=bindparam("p_intent")))
+
+
 def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if isinstance(t, datetime) else t
 
@@ -40,7 +55,7 @@ class GetAccount(BaseModel):
 
 
 def get_account(conn: Connection, p: GetAccount) -> AccountSnapshot | None:
-    row = conn.execute(select(directory_accounts).where(directory_accounts.c.user_id == p.user_id)).mappings().first()
+    row = conn.execute(_ACCOUNT, {"p_user": p.user_id}).mappings().first()
     return None if row is None else AccountSnapshot.model_validate({k: row[k] for k in AccountSnapshot.model_fields})
 
 
@@ -50,12 +65,9 @@ class ListGrants(BaseModel):
 
 
 def list_grants(conn: Connection, p: ListGrants) -> list[GrantSnapshot]:
-    g = role_grants.c
-    stmt = select(role_grants).where(g.user_id == p.user_id).order_by(g.role)
-    if not p.include_revoked:
-        stmt = stmt.where(g.revoked_at.is_(None))
+    stmt = _GRANTS if p.include_revoked else _ACTIVE_GRANTS
     return [GrantSnapshot.model_validate({k: r[k] for k in GrantSnapshot.model_fields})
-            for r in conn.execute(stmt).mappings()]
+            for r in conn.execute(stmt, {"p_user": p.user_id}).mappings()]
 
 
 class GetHrOffboarding(BaseModel):
@@ -63,7 +75,7 @@ class GetHrOffboarding(BaseModel):
 
 
 def get_hr_offboarding(conn: Connection, p: GetHrOffboarding) -> HrRecord | None:
-    row = conn.execute(select(hr_offboarding).where(hr_offboarding.c.reference == p.reference)).mappings().first()
+    row = conn.execute(_HR, {"p_ref": p.reference}).mappings().first()
     return None if row is None else HrRecord.model_validate(dict(row))
 
 
@@ -77,8 +89,7 @@ class DisableAccount(BaseModel):
 
 def disable_account(conn: Connection, p: DisableAccount) -> WriteOutcome:
     """status active -> disabled, version + 1, and who disabled it. The row stays."""
-    a = directory_accounts.c
-    row = conn.execute(for_update(conn, select(directory_accounts).where(a.user_id == p.user_id))).mappings().first()
+    row = conn.execute(for_update(conn, _ACCOUNT), {"p_user": p.user_id}).mappings().first()
     if row is None:
         raise PermanentToolError(f"account {p.user_id} does not exist")
     if row["version"] != p.expected_version:
@@ -87,8 +98,8 @@ def disable_account(conn: Connection, p: DisableAccount) -> WriteOutcome:
     if row["status"] != "active":
         raise PreconditionFailed(f"account {p.user_id} is {row['status']}, not active")
     now = utcnow()
-    conn.execute(update(directory_accounts).where(a.user_id == p.user_id, a.version == p.expected_version).values(
-        status="disabled", version=row["version"] + 1, disabled_by_intent=p.intent_id, disabled_at=now))
+    conn.execute(_DISABLE, {"p_user": p.user_id, "p_version": p.expected_version, "p_next": row["version"] + 1,
+                            "p_intent": p.intent_id, "p_at": now})
     return WriteOutcome(
         table="directory_accounts", key=p.user_id,
         before={"status": row["status"], "version": row["version"]},
@@ -105,17 +116,14 @@ class RemoveRole(BaseModel):
 
 def remove_role(conn: Connection, p: RemoveRole) -> WriteOutcome:
     """Revoke one active grant: revoked_at and revoked_by_intent are set. The row stays."""
-    g = role_grants.c
-    row = conn.execute(for_update(conn, select(role_grants).where(g.user_id == p.user_id, g.role == p.role))
-                       ).mappings().first()
+    row = conn.execute(for_update(conn, _GRANT), {"p_user": p.user_id, "p_role": p.role}).mappings().first()
     if row is None:
         raise PermanentToolError(f"{p.user_id} has never held {p.role!r}")
     if row["revoked_at"] is not None:
         raise PreconditionFailed(f"{p.user_id}'s {p.role!r} grant was already revoked at {_iso(row['revoked_at'])} "
                                  f"by {row['revoked_by_intent'] or 'someone else'}")
     now = utcnow()
-    conn.execute(update(role_grants).where(g.id == row["id"], g.revoked_at.is_(None)).values(
-        revoked_at=now, revoked_by_intent=p.intent_id))
+    conn.execute(_REVOKE, {"p_id": row["id"], "p_at": now, "p_intent": p.intent_id})
     before: dict[str, Any] = {"role": p.role, "granted_at": _iso(row["granted_at"]), "revoked_at": None}
     return WriteOutcome(
         table="role_grants", key=f"{p.user_id}/{p.role}", before=before,

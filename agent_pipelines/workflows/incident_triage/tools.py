@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
@@ -42,6 +42,17 @@ MAX_METRICS_BYTES = 64 * 1024
 MAX_LOG_BYTES = 256 * 1024  # the log's tail that is read: a runaway log never fills memory
 MAX_LOG_LINES = 200
 MAX_LINE_CHARS = 500
+
+
+# Each statement is built once, here, and run with its values as parameters: building and hashing a new
+# statement tree per call cost more than running it (framework/sql.py says why).
+_SERVICE = select(service_catalog).where(service_catalog.c.service == bindparam("p_service"))
+_OPEN_INCIDENTS = (select(incidents).where(incidents.c.service == bindparam("p_service"), incidents.c.status == "open")
+                   .order_by(incidents.c.created_at, incidents.c.incident_id))
+_INCIDENT = select(incidents).where(incidents.c.incident_id == bindparam("p_id"))
+_OPEN_FOR_FINGERPRINT = (select(incidents.c.incident_id, incidents.c.created_by_intent)
+                         .where(incidents.c.fingerprint == bindparam("p_fingerprint"), incidents.c.status == "open"))
+_NEW_INCIDENT = incidents.insert()
 
 
 def diagnostics_root() -> Path:
@@ -81,7 +92,7 @@ class GetService(BaseModel):
 
 
 def get_service(conn: Connection, p: GetService) -> ServiceEntry | None:
-    row = conn.execute(select(service_catalog).where(service_catalog.c.service == p.service)).mappings().first()
+    row = conn.execute(_SERVICE, {"p_service": p.service}).mappings().first()
     return None if row is None else ServiceEntry.model_validate(dict(row))
 
 
@@ -90,9 +101,7 @@ class ListOpenIncidents(BaseModel):
 
 
 def list_open_incidents(conn: Connection, p: ListOpenIncidents) -> list[IncidentSnapshot]:
-    i = incidents.c
-    rows = conn.execute(select(incidents).where(i.service == p.service, i.status == "open")
-                        .order_by(i.created_at, i.incident_id)).mappings()
+    rows = conn.execute(_OPEN_INCIDENTS, {"p_service": p.service}).mappings()
     return [_incident(r) for r in rows]
 
 
@@ -101,7 +110,7 @@ class GetIncident(BaseModel):
 
 
 def get_incident(conn: Connection, p: GetIncident) -> IncidentSnapshot | None:
-    row = conn.execute(select(incidents).where(incidents.c.incident_id == p.incident_id)).mappings().first()
+    row = conn.execute(_INCIDENT, {"p_id": p.incident_id}).mappings().first()
     return None if row is None else _incident(row)
 
 
@@ -167,10 +176,8 @@ def create_incident(conn: Connection, p: CreateIncident) -> WriteOutcome:
     """One open incident for the alert's fingerprint, assigned to the team; nothing else changes."""
     if p.severity not in SEVERITIES:
         raise PermanentToolError(f"unknown severity {p.severity!r}")
-    i = incidents.c
     # The partial unique index enforces this too; checked first for a reason a person can read.
-    open_row = conn.execute(select(i.incident_id, i.created_by_intent)
-                            .where(i.fingerprint == p.fingerprint, i.status == "open")).first()
+    open_row = conn.execute(_OPEN_FOR_FINGERPRINT, {"p_fingerprint": p.fingerprint}).first()
     if open_row is not None:
         raise PreconditionFailed(f"{open_row.incident_id} is already open for fingerprint {p.fingerprint!r} "
                                  f"(intent {open_row.created_by_intent})")
@@ -178,7 +185,7 @@ def create_incident(conn: Connection, p: CreateIncident) -> WriteOutcome:
     row = {"incident_id": incident_id, "service": p.service, "fingerprint": p.fingerprint, "severity": p.severity,
                "team": p.team, "summary": p.summary, "status": "open", "alert_id": p.alert_id, "flags": p.flags,
                "evidence": p.evidence, "created_by_intent": p.intent_id, "created_at": now, "updated_at": now}
-    conn.execute(incidents.insert().values(**row))
+    conn.execute(_NEW_INCIDENT, row)
     after = {k: v for k, v in row.items() if k not in ("created_at", "updated_at", "evidence")}
     return WriteOutcome(table="incidents", key=incident_id, before=None, after=after)
 

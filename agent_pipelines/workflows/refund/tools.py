@@ -9,7 +9,7 @@ in refund_notices inside the ledger's transaction. No tool sends anything to a c
 from typing import Annotated
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.external import read_json
@@ -30,6 +30,16 @@ from resources.refunds import refund_notices, refund_requests
 
 OrderId = Annotated[str, Field(pattern=rf"^{ORDER_ID_PATTERN}$")]
 SERVICE = "payments"
+
+# Each statement is built once, here, and run with its values as parameters: building and hashing a new
+# statement tree per call cost more than running it (framework/sql.py says why).
+_REQUESTS = (select(refund_requests.c.request_id, refund_requests.c.version, refund_requests.c.seq,
+                    refund_requests.c.amount_cents)
+             .where(refund_requests.c.order_id == bindparam("p_order")).order_by(refund_requests.c.seq))
+_STATES = select(intents.c.intent_id, intents.c.state).where(intents.c.intent_id.in_(bindparam("p_ids", expanding=True)))
+_NOTICE = select(refund_notices).where(refund_notices.c.intent_id == bindparam("p_intent"))
+_NOTICE_ID = select(refund_notices.c.id).where(refund_notices.c.intent_id == bindparam("p_intent"))
+_NEW_NOTICE = refund_notices.insert()
 
 
 # -- read tools: the payments API ----------------------------------------------------------------------
@@ -72,12 +82,9 @@ class ListOrderRequests(BaseModel):
 
 def list_order_requests(conn: Connection, p: ListOrderRequests) -> list[EarlierRequest]:
     """Every refund request naming this order in its form field, with its intent's state."""
-    r = refund_requests.c
-    rows = conn.execute(select(r.request_id, r.version, r.seq, r.amount_cents).where(r.order_id == p.order_id)
-                        .order_by(r.seq)).all()
+    rows = conn.execute(_REQUESTS, {"p_order": p.order_id}).all()
     ids = {record_intent_id(WORKFLOW, row.request_id, row.version): row for row in rows}
-    states = dict(conn.execute(select(intents.c.intent_id, intents.c.state).where(intents.c.intent_id.in_(list(ids))))
-                  .all()) if ids else {}
+    states = dict(conn.execute(_STATES, {"p_ids": list(ids)}).all()) if ids else {}
     return [EarlierRequest(request_id=row.request_id, version=row.version, seq=row.seq, amount_cents=row.amount_cents,
                            state=states.get(i)) for i, row in ids.items()]
 
@@ -87,7 +94,7 @@ class GetRefundNotice(BaseModel):
 
 
 def get_refund_notice(conn: Connection, p: GetRefundNotice) -> NoticeSnapshot | None:
-    row = conn.execute(select(refund_notices).where(refund_notices.c.intent_id == p.intent_id)).mappings().first()
+    row = conn.execute(_NOTICE, {"p_intent": p.intent_id}).mappings().first()
     return None if row is None else NoticeSnapshot.model_validate({k: row[k] for k in NoticeSnapshot.model_fields})
 
 
@@ -104,11 +111,11 @@ class DraftRefundNotice(BaseModel):
 
 def draft_refund_notice(conn: Connection, p: DraftRefundNotice) -> WriteOutcome:
     """Store the draft (one per intent). It is a row in our database; nothing is sent from here."""
-    exists = conn.execute(select(refund_notices.c.id).where(refund_notices.c.intent_id == p.intent_id)).first()
+    exists = conn.execute(_NOTICE_ID, {"p_intent": p.intent_id}).first()
     if exists is not None:
         raise PermanentToolError(f"intent {p.intent_id} already has a notice draft")
     now = utcnow()
-    conn.execute(refund_notices.insert().values(**p.model_dump(), created_at=now))
+    conn.execute(_NEW_NOTICE, {**p.model_dump(), "created_at": now})
     return WriteOutcome(table="refund_notices", key=p.intent_id, before=None,
                         after={"order_id": p.order_id, "to_address": p.to_address, "subject": p.subject,
                                "status": p.status, "created_at": now.isoformat()})

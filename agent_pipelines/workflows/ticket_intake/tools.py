@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, Integer, cast, func, select, text, update
+from sqlalchemy import Connection, Integer, bindparam, cast, func, select, text, update
 
 from agent_pipelines.framework.db import utcnow
 from agent_pipelines.framework.tools import Impact, PermanentToolError, Tool, ToolKind, ToolRegistry
@@ -31,6 +31,27 @@ FIRST_TICKET_NO = 1001
 _TICKET_NO_LOCK = 72_741_001  # PostgreSQL advisory lock key that serialises ticket-number allocation
 
 
+# Each statement is built once, here, and run with its values as parameters: building and hashing a new
+# statement tree per call cost more than running it (framework/sql.py says why).
+_REQUESTER = select(requesters).where(requesters.c.email == bindparam("p_email"))
+_OPEN_TICKETS = (select(tickets).where(tickets.c.requester_id == bindparam("p_requester"), tickets.c.status == "open")
+                 .order_by(tickets.c.ticket_id))
+_PRODUCTS = select(products).order_by(products.c.product_id)
+_TEAMS = select(teams).order_by(teams.c.team_id)
+_TICKET = select(tickets).where(tickets.c.ticket_id == bindparam("p_ticket"))
+_MESSAGES = (select(ticket_messages).where(ticket_messages.c.ticket_id == bindparam("p_ticket"))
+             .order_by(ticket_messages.c.id))
+_MESSAGE_COUNT = (select(func.count()).select_from(ticket_messages)
+                  .where(ticket_messages.c.ticket_id == bindparam("p_ticket")))
+_FILED = (select(ticket_messages.c.ticket_id, ticket_messages.c.intent_id)
+          .where(ticket_messages.c.message_id == bindparam("p_message")))
+_TOP_TICKET_NO = select(func.max(cast(func.substr(tickets.c.ticket_id, 3), Integer)))
+_TICKET_NO_LOCKED = text("SELECT pg_advisory_xact_lock(:k)")
+_NEW_TICKET, _NEW_MESSAGE = tickets.insert(), ticket_messages.insert()
+_TOUCH_TICKET = (update(tickets).where(tickets.c.ticket_id == bindparam("p_ticket"))
+                 .values(updated_at=bindparam("p_at"), flags=bindparam("p_flags", type_=tickets.c.flags.type)))
+
+
 def _ticket(row: Any) -> TicketSnapshot:
     return TicketSnapshot.model_validate({k: row[k] for k in TicketSnapshot.model_fields})
 
@@ -41,7 +62,7 @@ class FindRequester(BaseModel):
 
 
 def find_requester(conn: Connection, p: FindRequester) -> RequesterSnapshot | None:
-    row = conn.execute(select(requesters).where(requesters.c.email == p.email.strip().lower())).mappings().first()
+    row = conn.execute(_REQUESTER, {"p_email": p.email.strip().lower()}).mappings().first()
     return None if row is None else RequesterSnapshot.model_validate(dict(row))
 
 
@@ -50,8 +71,7 @@ class ListOpenTickets(BaseModel):
 
 
 def list_open_tickets(conn: Connection, p: ListOpenTickets) -> list[TicketSnapshot]:
-    rows = conn.execute(select(tickets).where(tickets.c.requester_id == p.requester_id, tickets.c.status == "open")
-                        .order_by(tickets.c.ticket_id)).mappings()
+    rows = conn.execute(_OPEN_TICKETS, {"p_requester": p.requester_id}).mappings()
     return [_ticket(r) for r in rows]
 
 
@@ -60,7 +80,7 @@ class ListProducts(BaseModel):
 
 
 def list_products(conn: Connection, p: ListProducts) -> list[ProductSnapshot]:
-    rows = conn.execute(select(products).order_by(products.c.product_id)).mappings()
+    rows = conn.execute(_PRODUCTS).mappings()
     return [ProductSnapshot.model_validate(dict(r)) for r in rows]
 
 
@@ -69,7 +89,7 @@ class ListTeams(BaseModel):
 
 
 def list_teams(conn: Connection, p: ListTeams) -> list[TeamSnapshot]:
-    rows = conn.execute(select(teams).order_by(teams.c.team_id)).mappings()
+    rows = conn.execute(_TEAMS).mappings()
     return [TeamSnapshot.model_validate(dict(r)) for r in rows]
 
 
@@ -79,11 +99,10 @@ class GetTicket(BaseModel):
 
 def get_ticket(conn: Connection, p: GetTicket) -> TicketRecord | None:
     """A ticket and every message filed on it, read back for VERIFY."""
-    row = conn.execute(select(tickets).where(tickets.c.ticket_id == p.ticket_id)).mappings().first()
+    row = conn.execute(_TICKET, {"p_ticket": p.ticket_id}).mappings().first()
     if row is None:
         return None
-    msgs = conn.execute(select(ticket_messages).where(ticket_messages.c.ticket_id == p.ticket_id)
-                        .order_by(ticket_messages.c.id)).mappings()
+    msgs = conn.execute(_MESSAGES, {"p_ticket": p.ticket_id}).mappings()
     return TicketRecord(
         ticket=_ticket(row), summary=row["summary"], flags=row["flags"] or {},
         created_by_intent=row["created_by_intent"],
@@ -111,16 +130,15 @@ def _next_ticket_id(conn: Connection) -> str:
     """The next T-number. Two runs creating at once must not pick the same one: PostgreSQL serialises
     on an advisory lock held until commit; SQLite already holds the database write lock."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _TICKET_NO_LOCK})
-    top = conn.execute(select(func.max(cast(func.substr(tickets.c.ticket_id, 3), Integer)))).scalar()
+        conn.execute(_TICKET_NO_LOCKED, {"k": _TICKET_NO_LOCK})
+    top = conn.execute(_TOP_TICKET_NO).scalar()
     return f"T-{max(int(top or 0) + 1, FIRST_TICKET_NO)}"
 
 
 def _already_filed(conn: Connection, message_id: str) -> None:
     # A message (even a new version of it, which is another intent) is filed once; a second filing is
     # a person's call, not a second row.
-    row = conn.execute(select(ticket_messages.c.ticket_id, ticket_messages.c.intent_id)
-                       .where(ticket_messages.c.message_id == message_id)).first()
+    row = conn.execute(_FILED, {"p_message": message_id}).first()
     if row is not None:
         raise PreconditionFailed(f"message {message_id} is already filed on {row.ticket_id} (intent {row.intent_id})")
 
@@ -134,8 +152,8 @@ def create_ticket(conn: Connection, p: CreateTicket) -> WriteOutcome:
     row = dict(ticket_id=ticket_id, requester_id=p.requester_id, product_id=p.product_id, subject=p.subject,
                category=p.category, priority=p.priority, team_id=p.team_id, status="open", summary=p.summary,
                flags=p.flags, created_by_intent=p.intent_id, created_at=now, updated_at=now)
-    conn.execute(tickets.insert().values(**row))
-    conn.execute(ticket_messages.insert().values(
+    conn.execute(_NEW_TICKET, row)
+    conn.execute(_NEW_MESSAGE, dict(
         ticket_id=ticket_id, message_id=p.message_id, intent_id=p.intent_id, body=p.body,
         attachments=[a.model_dump() for a in p.attachments], added_at=now))
     after = {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
@@ -160,7 +178,7 @@ def _iso(t: datetime | str | None) -> str | None:
 def append_to_ticket(conn: Connection, p: AppendToTicket) -> WriteOutcome:
     """The message as a new entry on an open ticket of the same requester. Only updated_at and the
     human-facing flags of that ticket change; its team, priority and status never do."""
-    row = conn.execute(for_update(conn, select(tickets).where(tickets.c.ticket_id == p.ticket_id))).mappings().first()
+    row = conn.execute(for_update(conn, _TICKET), {"p_ticket": p.ticket_id}).mappings().first()
     if row is None:
         raise PermanentToolError(f"ticket {p.ticket_id} does not exist")
     if row["status"] != "open" or row["requester_id"] != p.requester_id:
@@ -171,12 +189,11 @@ def append_to_ticket(conn: Connection, p: AppendToTicket) -> WriteOutcome:
     flags = dict(row["flags"] or {})
     for k, v in p.flags.items():
         flags[k] = sorted(set(flags.get(k, [])) | set(v))
-    count = conn.execute(select(func.count()).select_from(ticket_messages)
-                         .where(ticket_messages.c.ticket_id == p.ticket_id)).scalar_one()
-    conn.execute(ticket_messages.insert().values(
+    count = conn.execute(_MESSAGE_COUNT, {"p_ticket": p.ticket_id}).scalar_one()
+    conn.execute(_NEW_MESSAGE, dict(
         ticket_id=p.ticket_id, message_id=p.message_id, intent_id=p.intent_id, body=p.body,
         attachments=[a.model_dump() for a in p.attachments], added_at=now))
-    conn.execute(update(tickets).where(tickets.c.ticket_id == p.ticket_id).values(updated_at=now, flags=flags))
+    conn.execute(_TOUCH_TICKET, {"p_ticket": p.ticket_id, "p_at": now, "p_flags": flags})
     return WriteOutcome(
         table="ticket_messages", key=p.message_id,
         before={"ticket_id": p.ticket_id, "messages": count, "flags": row["flags"] or {},
