@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import BaseModel
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 
@@ -203,6 +204,63 @@ def test_an_infrastructure_error_stops_the_tick_and_the_file_is_retried(drop, se
     assert len(second.run_requests) == 2
     assert set(known_files(seeded)) == {"a.json", "b.json", "c.json"} and count(seeded, intents) == 3
     assert evaluate(seeded, sensor).skip_message.startswith("no new files")
+
+
+def test_a_tick_stopped_by_a_file_alone_still_hands_on_the_files_its_chunk_registered(drop, seeded):
+    """b.json registers with its chunk; a.json, listed before it, goes alone (its intake cannot be
+    serialised in the chunk) and meets an infrastructure error there, which stops the tick. b.json's
+    intent and inbox_files row are committed, so it is launched now: next tick it is known and not listed."""
+    wf = InvoiceMatching()
+    calls = {"a.json": 0}
+
+    class Unserialisable(BaseModel):
+        def model_dump_json(self, **_: Any) -> str:
+            raise RuntimeError("cannot serialise")
+
+    def parse(name: str, content: bytes) -> Any:
+        if name == "a.json":
+            calls[name] += 1
+            if calls[name] == 1:
+                return Unserialisable()
+            if calls[name] == 2:
+                raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        return parse_invoice(name, content)
+
+    sensor = build_invoice_sensor(wf, seeded.definitions.get_job_def(wf.name), parse=parse)
+    drop("a.json", invoice_json())
+    drop("b.json", invoice_json(invoice_number="INV-200", po_number="PO-404"))
+    first = evaluate(seeded, sensor)
+    assert len(first.run_requests) == 1
+    assert set(known_files(seeded)) == {"b.json"} and first.run_requests[0].run_key == by_source(seeded)["b.json"]["intent_id"]
+    second = evaluate(seeded, sensor)  # a.json again, alone in its chunk now: it parses and registers
+    assert len(second.run_requests) == 1 and set(known_files(seeded)) == {"a.json", "b.json"}
+    assert second.run_requests[0].run_key == by_source(seeded)["a.json"]["intent_id"]
+
+
+def test_a_value_the_database_refuses_fails_the_chunk_and_only_its_file_is_skipped(drop, seeded, backend, capfd):
+    """A tick's files register in one transaction (inbox._ingest_chunk). A file whose intent PostgreSQL
+    refuses (a correlation over intents.correlation_id's 200 characters) fails that transaction: the
+    chunk then goes one file at a time, so only that file is skipped (and retried next tick). SQLite
+    does not enforce the length: there it registers like the others."""
+    wf = InvoiceMatching()
+
+    def long_reference(name: str, content: bytes) -> Any:
+        intake = parse_invoice(name, content)
+        return intake.model_copy(update={"vendor_ref": "V" * 300}) if name == "b.json" else intake
+
+    sensor = build_invoice_sensor(wf, seeded.definitions.get_job_def(wf.name), parse=long_reference)
+    drop("a.json", invoice_json())
+    drop("b.json", invoice_json(invoice_number="INV-200", total="1,300.00"))
+    drop("c.json", invoice_json(invoice_number="INV-300", po_number="PO-404"))
+    evaluate(seeded, sensor)
+    logged = capfd.readouterr().err  # the sensor's context.log
+    if backend == "postgres":
+        assert "3 files together: DataError" in logged and "registering them one at a time" in logged
+        assert "b.json: DataError" in logged and "skipped this tick, retried on the next one" in logged
+        assert set(known_files(seeded)) == {"a.json", "c.json"} and count(seeded, intents) == 2
+    else:
+        assert "one at a time" not in logged and "3 new file(s)" in logged
+        assert set(known_files(seeded)) == {"a.json", "b.json", "c.json"} and count(seeded, intents) == 3
 
 
 def test_a_tick_reads_at_most_a_batch_of_new_files_and_the_next_tick_takes_the_rest(drop, seeded):

@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from agent_pipelines.framework.db import Database, is_transient, utcnow
-from agent_pipelines.framework.intents import Intent, IntentStore, digest
-from agent_pipelines.framework.sql import insert_ignore
+from agent_pipelines.framework.intents import Intent, IntentStore, digest, file_intent_id, get_many, insert_intent
+from agent_pipelines.framework.rowbuffer import RowKind, write_rows
 from agent_pipelines.framework.states import IntentState
 from agent_pipelines.framework.tables import inbox_files
 from agent_pipelines.framework.triggers import (
-    MAX_FILE_BYTES, oversized_digest, register_content, register_oversized)
+    MAX_FILE_BYTES, content_row, oversized_digest, register_content, register_oversized, waiting_correlations)
 from agent_pipelines.framework.workflow import Workflow
 
 BATCH = 1000  # new files read per tick (~2-4 ms each): keeps a tick well inside the sensor gRPC timeout
+CHUNK = 200  # new files registered per transaction (a chunk that fails goes one file at a time)
 
 
 @dataclass(frozen=True)
@@ -160,37 +161,134 @@ def _not_a_candidate(e: os.DirEntry[str]) -> str | None:
 def ingest_inbox(store: IntentStore, wf: Workflow, sensor: str, root: Path,
                  parse: Callable[[str, bytes], BaseModel], *, settle_s: float, log: Any,
                  batch: int = BATCH, now_ns: int | None = None) -> InboxTick:
-    """Register every file of `root` that `inbox_files` does not know yet (up to `batch` reads)."""
+    """Register every file of `root` that `inbox_files` does not know yet (up to `batch` reads), a chunk
+    of files per transaction (_ingest_chunk); a file the chunk cannot take goes one at a time."""
     known = KnownFiles.load(store.db, sensor)
     out = InboxTick()
     entries, out.unsettled = list_inbox(root, settle_s=settle_s, now_ns=time.time_ns() if now_ns is None else now_ns,
                                         log=log)
-    reads = 0
+    todo: list[InboxEntry] = []
     for entry in entries:
         if entry.stat_key in known.stats:
             continue  # unchanged since it was registered: not even read
-        if reads >= batch:
+        if len(todo) >= batch:
             out.more = True
             break
-        reads += 1
+        todo.append(entry)
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start:start + CHUNK]
         try:
-            intent = _ingest_one(store, wf, sensor, entry, parse, known)
-        except FileNotFoundError:
-            log.info(f"{entry.name}: gone before it was read")  # nothing left to retry
-            continue
-        except Exception as exc:  # noqa: BLE001 - decided below: stop the tick or skip only this file
+            took = _ingest_chunk(store, wf, sensor, chunk, parse, known)
+        except Exception as exc:  # noqa: BLE001 - decided below: stop the tick or take the files one at a time
             if is_transient(exc):
-                # The database (or the disk) is failing: nothing after this file would fare better.
-                out.error = f"{entry.name}: {type(exc).__name__}: {exc}"
-                log.error(f"{out.error}; stopping this tick, the file is retried on the next one")
+                out.error = f"{chunk[0].name} and {len(chunk) - 1} more: {type(exc).__name__}: {exc}"
+                log.error(f"{out.error}; stopping this tick, the files are retried on the next one")
                 break
+            # One file's value the database refuses fails the chunk's transaction: one at a time, that
+            # file is skipped (and retried) alone.
+            log.warning(f"{len(chunk)} files together: {type(exc).__name__}: {exc}; registering them one at a time")
+            took = Chunk(alone=set(chunk))
+        for entry in chunk:  # in the order listed, the chunk's registered files and its one-at-a-time ones
+            if entry == took.stopped_at and out.error is None:
+                out.error = took.error
+                log.error(f"{out.error}; stopping this tick, the file is retried on the next one")
+            if entry in took.done:  # registered with the chunk: handed on even if the tick stopped since
+                out.registered.append(took.done[entry])
+            elif entry in took.alone and out.error is None and (
+                    intent := _ingest_alone(store, wf, sensor, entry, parse, known, out, log)):
+                out.registered.append(intent)
+        if out.error is not None:
+            break
+    out.known = len(known.contents)
+    return out
+
+
+def _ingest_alone(store: IntentStore, wf: Workflow, sensor: str, entry: InboxEntry,
+                  parse: Callable[[str, bytes], BaseModel], known: KnownFiles, out: InboxTick, log: Any) -> Intent | None:
+    """One file in transactions of its own; an infrastructure error stops the tick (out.error)."""
+    try:
+        return _ingest_one(store, wf, sensor, entry, parse, known)
+    except FileNotFoundError:
+        log.info(f"{entry.name}: gone before it was read")  # nothing left to retry
+    except Exception as exc:  # noqa: BLE001 - decided below: stop the tick or skip only this file
+        if is_transient(exc):
+            # The database (or the disk) is failing: nothing after this file would fare better.
+            out.error = f"{entry.name}: {type(exc).__name__}: {exc}"
+            log.error(f"{out.error}; stopping this tick, the file is retried on the next one")
+        else:
             # This file's own problem (unreadable, a value the database refuses): it is not recorded, so
             # it is retried next tick, and it does not hold back the files after it.
             log.error(f"{entry.name}: {type(exc).__name__}: {exc}; skipped this tick, retried on the next one")
-            continue
-        if intent is not None:
-            out.registered.append(intent)
-    out.known = len(known.contents)
+    return None
+
+
+@dataclass
+class Chunk:
+    """What _ingest_chunk did with a chunk of files."""
+
+    done: dict[InboxEntry, Intent] = field(default_factory=dict)  # registered, with their inbox_files rows
+    alone: set[InboxEntry] = field(default_factory=set)  # left to _ingest_one
+    stopped_at: InboxEntry | None = None  # parsing it met an infrastructure error: it and the rest wait
+    error: str | None = None
+
+
+def _ingest_chunk(store: IntentStore, wf: Workflow, sensor: str, chunk: list[InboxEntry],
+                  parse: Callable[[str, bytes], BaseModel], known: KnownFiles) -> Chunk:
+    """The chunk's plain new files (read, parsed, not answering a waiting intent) registered in one
+    transaction with their inbox_files rows, instead of four transactions a file (issue 11: a flood's
+    ingestion). The files left to _ingest_one: too big to read, unreadable or gone, touched without a
+    content change, or a possible follow-up (triggers.answer_waiting)."""
+    out = Chunk()
+    read: list[tuple[InboxEntry, bytes, str, str]] = []
+    for entry in chunk:
+        try:
+            content = entry.path.read_bytes() if entry.size <= MAX_FILE_BYTES else None
+        except OSError:
+            content = None  # _ingest_one says what happened to it
+        content_digest = digest(content) if content is not None else ""
+        if content is None or (entry.name, content_digest) in known.contents:
+            out.alone.add(entry)
+        else:
+            read.append((entry, content, content_digest, file_intent_id(wf.name, content)))
+    with store.db.connect() as conn:
+        existing = get_many(conn, list({intent_id for *_, intent_id in read}))
+    rows: list[tuple[InboxEntry, str, str, dict[str, Any] | None]] = []
+    correlations: dict[InboxEntry, str] = {}
+    for entry, content, content_digest, intent_id in read:
+        row = None
+        if intent_id not in existing:  # content seen before is its existing intent (register_content)
+            try:
+                row, data = content_row(wf, entry.path, content, parse)
+            except Exception as exc:  # noqa: BLE001 - a parser's refusal is a row; this is something else
+                if is_transient(exc):  # the database (or the disk) is failing: stop the tick here
+                    out.stopped_at, out.error = entry, f"{entry.name}: {type(exc).__name__}: {exc}"
+                    break
+                out.alone.add(entry)  # _ingest_one meets it again, logs it and skips the file
+                continue
+            if data is not None:
+                correlations[entry] = row["correlation_id"]
+        rows.append((entry, content_digest, intent_id, row))
+    waiting = waiting_correlations(store.db, wf.name, set(correlations.values()))
+    out.alone |= {entry for entry, correlation in correlations.items() if correlation in waiting}
+    rows = [r for r in rows if r[0] not in out.alone]
+    if not rows:
+        return out
+
+    def register(conn: Connection) -> dict[str, Intent]:
+        for _, _, _, row in rows:
+            if row is not None:
+                insert_intent(conn, **row)
+        intents = get_many(conn, [intent_id for _, _, intent_id, _ in rows])
+        # Only with its intent: a row without its intent would hide the file forever.
+        write_rows(conn, [(FILE_ROW, _file_row(sensor, entry, content_digest, intents[intent_id]))
+                          for entry, content_digest, intent_id, _ in rows])
+        return intents
+
+    intents = store.db.transaction(register)
+    for entry, content_digest, intent_id, _ in rows:
+        out.done[entry] = intents[intent_id]
+        known.stats.add(entry.stat_key)
+        known.contents.add((entry.name, content_digest))
     return out
 
 
@@ -217,12 +315,18 @@ def _ingest_one(store: IntentStore, wf: Workflow, sensor: str, entry: InboxEntry
 
 
 def _record(db: Database, sensor: str, entry: InboxEntry, content_digest: str, intent: Intent) -> None:
-    rejected = intent.state == IntentState.REJECTED_INPUT
     with db.begin() as conn:
-        insert_ignore(conn, inbox_files, dict(
-            sensor=sensor, name=entry.name, size=entry.size, mtime_ns=entry.mtime_ns, content_digest=content_digest,
-            intent_id=intent.intent_id, outcome="rejected" if rejected else "registered",
-            reason=intent.reason, first_seen_at=utcnow()), ["sensor", "name", "content_digest"])
+        write_rows(conn, [(FILE_ROW, _file_row(sensor, entry, content_digest, intent))])
+
+
+FILE_ROW = RowKind(inbox_files, "ignore", ("sensor", "name", "content_digest"))
+
+
+def _file_row(sensor: str, entry: InboxEntry, content_digest: str, intent: Intent) -> dict[str, Any]:
+    rejected = intent.state == IntentState.REJECTED_INPUT
+    return dict(sensor=sensor, name=entry.name, size=entry.size, mtime_ns=entry.mtime_ns,
+                content_digest=content_digest, intent_id=intent.intent_id,
+                outcome="rejected" if rejected else "registered", reason=intent.reason, first_seen_at=utcnow())
 
 
 def _remember_stat(db: Database, sensor: str, entry: InboxEntry, content_digest: str) -> None:

@@ -79,23 +79,10 @@ class IntentStore:
         reason: str | None = None,
     ) -> tuple[Intent, bool]:
         """Create the intent unless it exists. Returns (intent, created)."""
-        now = utcnow()
-        reason = redact_text(reason) if reason else reason  # reasons reach logs and the CLI
         with self.db.begin() as conn:
-            created = insert_ignore(
-                conn,
-                intents,
-                dict(intent_id=intent_id, workflow=workflow, correlation_id=correlation_id, state=state,
-                     # The intake is the source record the workflow acts on (a sender's address is
-                     # the requester lookup key), so it is stored as received; what leaves it for a
-                     # log, a trace table, the CLI or (per policy) the model is redacted on the way.
-                     reason=reason, source_ref=source_ref, source_digest=source_digest, intake=intake,
-                     created_at=now, updated_at=now),
-                ["intent_id"],
-            )
-            if created:
-                conn.execute(intent_transitions.insert().values(
-                    intent_id=intent_id, from_state=None, to_state=state, reason=reason, at=now))
+            created = insert_intent(conn, intent_id=intent_id, workflow=workflow, correlation_id=correlation_id,
+                                    source_ref=source_ref, source_digest=source_digest, intake=intake,
+                                    state=state, reason=reason)
             return _get(conn, intent_id), created
 
     def get(self, intent_id: str) -> Intent:
@@ -136,6 +123,37 @@ class IntentStore:
             for wf, state, n in rows:
                 out.setdefault(wf, {})[state] = n
             return out
+
+
+def insert_intent(conn: Connection, *, intent_id: str, workflow: str, correlation_id: str, source_ref: str,
+                  source_digest: str, intake: Any, state: IntentState = S.RECEIVED, reason: str | None = None) -> bool:
+    """IntentStore.register in the caller's transaction (a sensor registering a tick's files in one):
+    the intent and its first transition unless it exists. Returns whether it was created."""
+    now = utcnow()
+    reason = redact_text(reason) if reason else reason  # reasons reach logs and the CLI
+    created = insert_ignore(
+        conn,
+        intents,
+        dict(intent_id=intent_id, workflow=workflow, correlation_id=correlation_id, state=state,
+             # The intake is the source record the workflow acts on (a sender's address is the
+             # requester lookup key), so it is stored as received; what leaves it for a log, a trace
+             # table, the CLI or (per policy) the model is redacted on the way.
+             reason=reason, source_ref=source_ref, source_digest=source_digest, intake=intake,
+             created_at=now, updated_at=now),
+        ["intent_id"],
+    )
+    if created:
+        conn.execute(_TRANSITION_ROW, dict(intent_id=intent_id, from_state=None, to_state=state, reason=reason, at=now))
+    return created
+
+
+def get_many(conn: Connection, intent_ids: list[str]) -> dict[str, Intent]:
+    """The intents of `intent_ids` that exist, in one statement."""
+    rows = conn.execute(_MANY, {"p_ids": intent_ids}).mappings() if intent_ids else []
+    return {row["intent_id"]: Intent.model_validate(dict(row)) for row in rows}
+
+
+_MANY = select(intents).where(intents.c.intent_id.in_(bindparam("p_ids", expanding=True)))
 
 
 def _get(conn: Connection, intent_id: str) -> Intent:

@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel
-from sqlalchemy import Table, Text, cast, select
+from sqlalchemy import Table, Text, bindparam, cast, select
 
 from agent_pipelines.framework import controls, inputs
 from agent_pipelines.framework.db import Database, is_transient, utcnow
@@ -22,7 +22,7 @@ from agent_pipelines.framework.steps import TAG
 from agent_pipelines.framework.runtime import AgentRuntime
 from agent_pipelines.framework.sql import upsert
 from agent_pipelines.framework.states import IntentState
-from agent_pipelines.framework.tables import sensor_cursors
+from agent_pipelines.framework.tables import intents, sensor_cursors
 from agent_pipelines.framework.workflow import Workflow
 
 MAX_FILE_BYTES = 1024 * 1024  # larger files are rejected before they are read into memory
@@ -63,31 +63,38 @@ def register_content(store: IntentStore, wf: Workflow, path: Path, content: byte
                      parse: Callable[[str, bytes], BaseModel]) -> tuple[Intent, bool]:
     """Register a file's bytes. Content seen before (under any name) is its existing intent: it is
     neither parsed again nor considered as a follow-up, so a copy never answers its own question."""
-    intent_id = file_intent_id(wf.name, content)
-    existing = find_intent(store, intent_id)
+    existing = find_intent(store, file_intent_id(wf.name, content))
     if existing is not None:
         return existing, False
+    row, data = content_row(wf, path, content, parse)
+    if data is not None:
+        answered = answer_waiting(store, wf, row["correlation_id"], data, source=path.name,
+                                  own_intent_id=row["intent_id"])
+        if answered:
+            # A follow-up (e.g. the vendor re-sent the invoice with the missing PO number): it answers the
+            # waiting intent, which resumes from its persisted steps; this source needs no run of its own.
+            row.update(state=IntentState.COMPLETED, reason=answered)
+    return store.register(**row)
+
+
+def content_row(wf: Workflow, path: Path, content: bytes,
+                parse: Callable[[str, bytes], BaseModel]) -> tuple[dict[str, Any], Any]:
+    """The intent a file's bytes register as (IntentStore.register's arguments), and the parsed intake
+    as JSON data; None for bytes the parser refused, whose intent is rejected_input with the reason and
+    a preview. A follow-up answering a waiting intent (answer_waiting) is the caller's to decide."""
+    intent_id = file_intent_id(wf.name, content)
     try:
         intake = parse(path.name, content)
     except Exception as exc:  # noqa: BLE001 - any parser failure is this file's problem, not the sensor's
         if is_transient(exc):
             raise
         preview = content[:2000].decode("utf-8", errors="replace")
-        return store.register(
-            intent_id=intent_id, workflow=wf.name, correlation_id=path.name[:200], source_ref=str(path),
-            source_digest=digest(content), intake={"source_name": path.name, "preview": preview},
-            state=IntentState.REJECTED_INPUT, reason=parse_failure(exc))
+        return dict(intent_id=intent_id, workflow=wf.name, correlation_id=path.name[:200], source_ref=str(path),
+                    source_digest=digest(content), intake={"source_name": path.name, "preview": preview},
+                    state=IntentState.REJECTED_INPUT, reason=parse_failure(exc)), None
     data: Any = json.loads(intake.model_dump_json())
-    correlation = correlation_of(intake, path)
-    answered = answer_waiting(store, wf, correlation, data, source=path.name, own_intent_id=intent_id)
-    if answered:
-        # A follow-up (e.g. the vendor re-sent the invoice with the missing PO number): it answers the
-        # waiting intent, which resumes from its persisted steps; this source needs no run of its own.
-        return store.register(intent_id=intent_id, workflow=wf.name, correlation_id=correlation,
-                              source_ref=str(path), source_digest=digest(content), intake=data,
-                              state=IntentState.COMPLETED, reason=answered)
-    return store.register(intent_id=intent_id, workflow=wf.name, correlation_id=correlation,
-                          source_ref=str(path), source_digest=digest(content), intake=data)
+    return dict(intent_id=intent_id, workflow=wf.name, correlation_id=correlation_of(intake, path),
+                source_ref=str(path), source_digest=digest(content), intake=data), data
 
 
 def parse_failure(exc: Exception) -> str:
@@ -105,6 +112,21 @@ def find_intent(store: IntentStore, intent_id: str) -> Intent | None:
         return store.get(intent_id)
     except KeyError:
         return None
+
+
+def waiting_correlations(db: Database, workflow: str, correlations: set[str]) -> set[str]:
+    """Which of `correlations` an intent of `workflow` waits for input under (answer_waiting's candidates),
+    in one statement."""
+    if not correlations:
+        return set()
+    with db.connect() as conn:
+        return set(conn.execute(_WAITING, {"p_wf": workflow, "p_state": str(IntentState.WAITING_FOR_INPUT),
+                                           "p_corr": list(correlations)}).scalars())
+
+
+_WAITING = (select(intents.c.correlation_id).distinct()
+            .where(intents.c.workflow == bindparam("p_wf"), intents.c.state == bindparam("p_state"),
+                   intents.c.correlation_id.in_(bindparam("p_corr", expanding=True))))
 
 
 def answer_waiting(store: IntentStore, wf: Workflow, correlation: str, data: dict[str, Any], source: str,

@@ -71,7 +71,13 @@ def test_runs_go_to_the_warm_workers_and_reuse_their_processes(deployment):
         wait_until(f"{name} completed", lambda n=name: s.intents_by_file().get(n, {}).get("state") == "completed",
                    timeout_s=120, every_s=0.2)
     rows = s.intents_by_file()
-    runs = [r for n in names for r in runs_of(s, str(rows[n]["intent_id"]))]
+
+    def their_runs() -> list[dg.DagsterRun]:
+        return [r for n in names for r in runs_of(s, str(rows[n]["intent_id"]))]
+
+    # An intent completes in its run's last step, before the run's own end is recorded: wait for that.
+    wait_until("their runs to end", lambda: all(r.is_finished for r in their_runs()), timeout_s=60, every_s=0.2)
+    runs = their_runs()
     assert len(runs) == len(names) and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # launched as Celery tasks by the warm launcher, not as new interpreters by the default one
     assert all(r.tags.get("dagster-celery/task_id") for r in runs), [r.tags for r in runs]
