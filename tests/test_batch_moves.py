@@ -61,3 +61,51 @@ def test_the_chunks_moves_land_before_the_step_hands_its_intents_on(project, fau
     assert second.success
     assert _states(project, ids) == ["completed"] * 6
     assert _ledger(project) == 18 and _duplicates(project) == 0
+
+
+def test_a_switch_or_a_quarantine_mid_batch_is_refused_in_the_writes_own_transaction(project, monkeypatch):
+    """A batch's first check of a write uses the switches as its chunk read them: a switch turned on (or
+    an intent quarantined) after that is refused by the write's own transaction, whose claim statement
+    checks both (claims.take's `switches`), and the refusal says which it was, not a claim held."""
+    from agent_pipelines.framework import controls
+    from agent_pipelines.framework.gateway import ToolGateway
+    from agent_pipelines.framework.tables import tool_calls, writes
+
+    with project.db.begin() as conn:
+        bench.seed(conn, 4)
+    ids = bench.register(project.db, WF, bench.intakes(4))
+    real_write = ToolGateway.write
+
+    def write_then_stop(self, name, params, *, action, approval_id=None):  # type: ignore[no-untyped-def]
+        receipt = real_write(self, name, params, action=action, approval_id=approval_id)
+        if action == "stage_invoice" and self.tracer.intent_id == ids[1]:
+            controls.set_kill_switch(project.db, on=True, actor="oncall", tool="schedule_payment",
+                                     reason="payments frozen")
+        if action == "stage_invoice" and self.tracer.intent_id == ids[2]:
+            with project.db.begin() as conn:  # an operator, outside the run
+                transition(conn, ids[2], S.QUARANTINED, reason="operator: hold this one")
+        return receipt
+
+    monkeypatch.setattr(ToolGateway, "write", write_then_stop)
+    result = _batch(project, ids, chunk_size=4)
+    monkeypatch.undo()
+    assert result.success
+    # The quarantined intent's refused write fails its commit step (agent_steps.commit: blocked by
+    # policy), which moves it on to needs_attention, as a one-intent run does.
+    assert _states(project, ids) == ["completed", "parked", "needs_attention", "parked"]
+    with project.db.connect() as conn:
+        landed = conn.execute(select(writes.c.intent_id, writes.c.action)).all()
+        blocked = conn.execute(select(tool_calls.c.intent_id, tool_calls.c.tool, tool_calls.c.error)
+                               .where(tool_calls.c.status == "blocked").order_by(tool_calls.c.id)).all()
+    per_intent = {i: sorted(a for j, a in landed if j == i) for i in ids}
+    assert per_intent[ids[0]] == ["record_po_invoiced", "schedule_payment", "stage_invoice"]
+    # the two writes before the payment landed; the payment, refused, did not
+    assert per_intent[ids[1]] == per_intent[ids[3]] == ["record_po_invoiced", "stage_invoice"]
+    assert per_intent[ids[2]] == ["stage_invoice"]  # quarantined right after it: nothing more
+    assert [(b.intent_id, b.tool) for b in blocked] == [(ids[1], "schedule_payment"),
+                                                         (ids[2], "record_po_invoiced"),
+                                                         (ids[3], "schedule_payment")]
+    assert "payments frozen" in blocked[0].error and "payments frozen" in blocked[2].error
+    assert f"intent {ids[2]} is quarantined" in blocked[1].error
+    assert not any("claimed by run" in b.error for b in blocked)
+    assert _duplicates(project) == 0

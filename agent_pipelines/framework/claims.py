@@ -10,11 +10,11 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, or_, select, update
 
 from agent_pipelines.framework.db import Database, aware, utcnow
 from agent_pipelines.framework.states import IntentState as S
-from agent_pipelines.framework.tables import intents
+from agent_pipelines.framework.tables import controls, intents
 
 DEFAULT_LEASE_S = 120.0
 # The states a run works in; leaving them (to a wait, a terminal or a trouble state) frees the claim.
@@ -39,32 +39,54 @@ def acquire(db: Database, intent_id: str, run_id: str, lease_s: float, *, dead_o
     return db.transaction(lambda conn: take(conn, intent_id, run_id, lease_s, dead_owner=dead_owner))
 
 
-@lru_cache(maxsize=2)
-def _take_stmt(*, dead: bool) -> Any:
-    """take's compare-and-set, built once (sql.py says why)."""
+# An intent in one of these states writes nothing more, claimed or not (the gateway says why: _stop).
+WRITES_STOPPED: tuple[S, ...] = (S.QUARANTINED, S.PARKED)
+SWITCHES = 3  # the kill switches a write answers to: global, its workflow's, its tool's (controls.py)
+
+
+@lru_cache(maxsize=4)
+def _take_stmt(*, dead: bool, fenced: bool = False) -> Any:
+    """take's compare-and-set, built once (sql.py says why). `fenced` adds a write's conditions: no
+    kill switch of `p_switch0..2` on and the intent not stopped (one statement, not three)."""
     c = intents.c
     free = or_(c.owner_run_id.is_(None), c.owner_run_id == bindparam("p_run"),
                c.lease_expires_at < bindparam("p_now", type_=c.lease_expires_at.type),
                *([c.owner_run_id == bindparam("p_dead")] if dead else []))
-    return update(intents).where(c.intent_id == bindparam("p_id"), free).values(
+    fence = [c.state.not_in([str(s) for s in WRITES_STOPPED]),
+             ~exists().where(controls.c.kind == "kill_switch", controls.c.value == "on",
+                             controls.c.key.in_([bindparam(f"p_switch{i}") for i in range(SWITCHES)]))
+             ] if fenced else []
+    return update(intents).where(c.intent_id == bindparam("p_id"), free, *fence).values(
         owner_run_id=bindparam("p_owner", type_=c.owner_run_id.type),
         lease_expires_at=bindparam("p_lease", type_=c.lease_expires_at.type),
         heartbeat_at=bindparam("p_beat", type_=c.heartbeat_at.type))
 
 
-def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_owner: str | None = None) -> str | None:
-    """acquire's compare-and-set on the caller's transaction (a write's own: StepRun.fence)."""
+def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_owner: str | None = None,
+         switches: tuple[str, ...] = ()) -> str | None:
+    """acquire's compare-and-set on the caller's transaction (a write's own: StepRun.fence).
+
+    With `switches` (the keys of the kill switches a write answers to), the claim is also refused while
+    one of them is on or the intent is quarantined or parked: a refusal then returns the owner, or
+    `run_id` when the claim is free or already this run's, and the caller reads which condition refused
+    it (gateway._write_fence)."""
     now = utcnow()
     c = intents.c
-    taken = conn.execute(_take_stmt(dead=dead_owner is not None), dict(
-        p_id=intent_id, p_run=run_id, p_now=now, p_dead=dead_owner, p_owner=run_id,
-        p_lease=now + timedelta(seconds=lease_s), p_beat=now))
+    params = dict(p_id=intent_id, p_run=run_id, p_now=now, p_dead=dead_owner, p_owner=run_id,
+                  p_lease=now + timedelta(seconds=lease_s), p_beat=now)
+    if switches:
+        if len(switches) > SWITCHES:
+            raise ValueError(f"a write answers to at most {SWITCHES} kill switches, not {len(switches)}")
+        keys = (*switches, *switches[-1:] * SWITCHES)[:SWITCHES]  # fewer keys: the last one repeated
+        params.update({f"p_switch{i}": k for i, k in enumerate(keys)})
+    taken = conn.execute(_take_stmt(dead=dead_owner is not None, fenced=bool(switches)), params)
     if taken.rowcount == 1:
         return None
     row = conn.execute(select(c.owner_run_id).where(c.intent_id == intent_id)).first()
     if row is None:
         raise KeyError(f"unknown intent {intent_id!r}")
-    return row.owner_run_id
+    # Refused by a switch or a stopped intent, the claim may be free or this run's: never None then.
+    return row.owner_run_id or run_id if switches else row.owner_run_id
 
 
 def renew(db: Database, intent_id: str, run_id: str, lease_s: float) -> bool:

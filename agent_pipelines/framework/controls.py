@@ -65,9 +65,14 @@ def blocking(conn: Connection, workflow: str, tool: str | None = None) -> Engage
     return covering(engaged_switches(conn), workflow, tool)
 
 
+def switch_keys(workflow: str, tool: str | None = None) -> tuple[str, ...]:
+    """The keys of the switches that stop `workflow` (and `tool`, for a write)."""
+    return (GLOBAL, switch_key(workflow=workflow), *((switch_key(tool=tool),) if tool else ()))
+
+
 def covering(switches: list[Engaged], workflow: str, tool: str | None = None) -> Engaged | None:
     """Of switches read earlier (engaged_switches), the one that stops `workflow` (and `tool`)."""
-    keys = {GLOBAL, switch_key(workflow=workflow)} | ({switch_key(tool=tool)} if tool else set())
+    keys = switch_keys(workflow, tool)
     for e in switches:
         if e.key in keys:
             return e

@@ -57,6 +57,10 @@ class _Stopped(Exception):
         self.rule, self.reason, self.error = rule, reason, error
 
 
+# A run's claim taken in a write's transaction (StepRun.fence), refused too while one of the kill
+# switches given (their keys) is on or the intent is stopped: raises ClaimHeld.
+Fence = Callable[[Connection, tuple[str, ...]], None]
+
 # What a write's caller already knows of the switches and the intent's state: (switch on, state).
 StopHint = Callable[[str], tuple["controls.Engaged | None", str | None]]
 
@@ -90,7 +94,7 @@ class ToolGateway:
     def __init__(self, registry: ToolRegistry, policy: PolicyPack, db: Database, tracer: Tracer, *,
                  mode: Mode = Mode.FULL, budget: RunBudget | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 fence: Callable[[Connection], None] | None = None, stop_hint: StopHint | None = None,
+                 fence: Fence | None = None, stop_hint: StopHint | None = None,
                  preloaded_sources: Callable[[], prov.Sources | None] | None = None) -> None:
         self.registry, self.policy, self.db, self.tracer = registry, policy, db, tracer
         self.stop_hint = stop_hint
@@ -274,12 +278,20 @@ class ToolGateway:
 
     def _write_fence(self, conn: Connection, tool: str) -> None:
         """First in a write's ledger transaction (ledger.apply_once): a kill switch on, or the intent
-        quarantined or parked, refuses the write atomically with it; then the run's claim (fence)."""
-        stop = _stop(conn, self.tracer.workflow, self.tracer.intent_id or "", tool)
-        if stop is not None:
-            raise stop
-        if self.fence is not None:
-            self.fence(conn)
+        quarantined or parked, refuses the write atomically with it; so does a claim another run holds.
+        With a claim to take (fence), one statement checks all three (claims.take's `switches`); only a
+        refusal reads which one it was, a switch or a stopped intent first."""
+        workflow, intent_id = self.tracer.workflow, self.tracer.intent_id or ""
+        if self.fence is None:
+            if (stop := _stop(conn, workflow, intent_id, tool)) is not None:
+                raise stop
+            return
+        try:
+            self.fence(conn, controls.switch_keys(workflow, tool))
+        except ClaimHeld:
+            if (stop := _stop(conn, workflow, intent_id, tool)) is not None:
+                raise stop from None
+            raise
 
     # -- internals --------------------------------------------------------------------------------
     def _admit(self, name: str, params: BaseModel | dict[str, Any], kind: ToolKind) -> tuple[Tool, BaseModel, str]:
@@ -292,33 +304,36 @@ class ToolGateway:
         else:
             raw = params
         shown = recordable(raw)  # what the trace records and the digest hashes, whatever raw holds
-        digest = call_digest(_label(name), shown if isinstance(shown, dict) else {"value": shown})
+
+        def as_passed() -> str:  # the digest of what the caller passed: only a refusal before validation records it
+            return call_digest(_label(name), shown if isinstance(shown, dict) else {"value": shown})
+
         if not isinstance(name, str) or not self.policy.allows_tool(name):
-            self._block(name, shown, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools", digest)
+            self._block(name, shown, "tool_not_allowed", f"{name!r} is not in the policy's allowed_tools", as_passed())
         tool = self.registry.get(name)
         if tool.kind != kind:
-            self._block(name, shown, "wrong_kind", f"{name!r} is a {tool.kind} tool", digest)
+            self._block(name, shown, "wrong_kind", f"{name!r} is a {tool.kind} tool", as_passed())
         if not isinstance(raw, dict):
-            self._block(name, shown, "invalid_params", "parameters must be an object", digest)
+            self._block(name, shown, "invalid_params", "parameters must be an object", as_passed())
         if hostile is not None:  # non-string keys, NaN/infinity at any depth, absurd depth or size
-            self._block(name, shown, "invalid_params", hostile, digest)
+            self._block(name, shown, "invalid_params", hostile, as_passed())
         unknown = sorted(set(raw) - set(tool.params.model_fields))
         if unknown:  # an ignored extra key would also dodge loop detection
-            self._block(name, shown, "invalid_params", f"unknown parameters {unknown}", digest)
+            self._block(name, shown, "invalid_params", f"unknown parameters {unknown}", as_passed())
         try:
             # Strict JSON validation: no bool-as-number, no "779" for 779; dates as ISO strings.
             p = tool.params.model_validate_json(json.dumps(raw, default=str, allow_nan=False), strict=True)
         except (ValidationError, ValueError, TypeError, RecursionError) as exc:
-            self._block(name, shown, "invalid_params", str(exc), digest)
+            self._block(name, shown, "invalid_params", str(exc), as_passed())
             raise AssertionError("unreachable") from None
         extra = extra_keys(raw, p, "$")
         if extra:  # nested models ignore unknown keys by default: refuse them here
-            self._block(name, shown, "invalid_params", f"unknown nested parameters {extra}", digest)
+            self._block(name, shown, "invalid_params", f"unknown nested parameters {extra}", as_passed())
         validated = p.model_dump(mode="json")
         # The pack's checks first, then control characters no constraint allows (CR/LF, NUL, ...).
         violations = self.policy.param_violations(name, validated) + self.policy.control_violations(name, validated)
         if violations:
-            self._block(name, shown, "param_constraint", "; ".join(violations), digest)
+            self._block(name, shown, "param_constraint", "; ".join(violations), as_passed())
         digest = call_digest(name, validated)  # loop detection compares what would really run
         try:
             self.budget.check_tool_call(name, digest)

@@ -31,6 +31,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,8 +125,19 @@ def normalise(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = value if isinstance(value, str) else str(value)
-    key = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return key or None
+    return _normalised(text) if len(text) <= _CACHED_LEN else _normalise_text(text)
+
+
+# A batch reads the same short values again and again (an intent's PO is read by three tools, at read
+# and again at commit): normalising is a pure function of the text, so short texts are remembered.
+_CACHED_LEN = 256
+
+
+def _normalise_text(text: str) -> str | None:
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip() or None
+
+
+_normalised = lru_cache(maxsize=1 << 16)(_normalise_text)
 
 
 def leaves(value: Any, limit: int = 100_000) -> Iterator[Any]:

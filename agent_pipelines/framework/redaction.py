@@ -422,7 +422,12 @@ def redact(value: Any, fields: Collection[str] = ()) -> Any:
     return _redact(value, frozenset(str(f).lower() for f in fields) if fields else frozenset())
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # returned as they are, without the isinstance chain
+
+
 def _redact(value: Any, fields: frozenset[str]) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
@@ -431,11 +436,13 @@ def _redact(value: Any, fields: frozenset[str]) -> Any:
             name = k if isinstance(k, str) else str(k)
             if fields and name.lower() in fields:
                 out[k] = "[REDACTED:field]"
+            elif type(v) in _PLAIN:  # most values of a trace row: kept without a call
+                out[k] = v
             elif isinstance(v, str) and v and (_secret_key(name) if len(name) <= 64 else SECRET_KEYS.search(name)):
                 out[k] = "[REDACTED:secret]"
             else:
                 out[k] = _redact(v, fields)
         return out
     if isinstance(value, (list, tuple)):
-        return [_redact(v, fields) for v in value]
+        return [v if type(v) in _PLAIN else _redact(v, fields) for v in value]
     return value

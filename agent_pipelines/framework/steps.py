@@ -311,10 +311,11 @@ class StepRun:
         if owner is not None:
             raise claims.ClaimHeld(self.intent_id, owner)
 
-    def fence(self, conn: Connection) -> None:
+    def fence(self, conn: Connection, switches: tuple[str, ...] = ()) -> None:
         """claim() on a write's own transaction (ledger.apply_once), without its dead-owner check: a
-        refusal rolls the write back, and the caller claims again the long way (write_claimed)."""
-        if (owner := claims.take(conn, self.intent_id, self.run_id, self.lease_s)) is not None:
+        refusal rolls the write back, and the caller claims again the long way (write_claimed).
+        `switches`: refused too while one is on or the intent is stopped (claims.take)."""
+        if (owner := claims.take(conn, self.intent_id, self.run_id, self.lease_s, switches=switches)) is not None:
             raise claims.ClaimHeld(self.intent_id, owner)
 
     def _run_ended(self, run_id: str) -> bool:
