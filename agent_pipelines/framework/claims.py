@@ -86,7 +86,7 @@ def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_
     if row is None:
         raise KeyError(f"unknown intent {intent_id!r}")
     # Refused by a switch or a stopped intent, the claim may be free or this run's: never None then.
-    return row.owner_run_id or run_id if switches else row.owner_run_id
+    return (row.owner_run_id or run_id) if switches else row.owner_run_id
 
 
 def renew(db: Database, intent_id: str, run_id: str, lease_s: float) -> bool:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, select
 from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
-from agent_pipelines.framework.claims import ClaimHeld
+from agent_pipelines.framework.claims import WRITES_STOPPED, ClaimHeld
 from agent_pipelines.framework.db import WRITER, Database, utcnow
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
@@ -77,7 +77,7 @@ def _stop(conn: Connection, workflow: str, intent_id: str, tool: str) -> _Stoppe
 def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: str, tool: str) -> _Stopped | None:
     if engaged is not None:
         return _Stopped("kill_switch", engaged.describe(), KillSwitchEngaged(engaged, tool))
-    if state in ("quarantined", "parked"):
+    if state in WRITES_STOPPED:
         reason = f"intent {intent_id} is {state}: this run writes nothing more"
         return _Stopped("intent_stopped", reason, ToolBlocked(f"{_label(tool)}: {reason}"))
     return None
@@ -305,7 +305,7 @@ class ToolGateway:
             raw = params
         shown = recordable(raw)  # what the trace records and the digest hashes, whatever raw holds
 
-        def as_passed() -> str:  # the digest of what the caller passed: only a refusal before validation records it
+        def as_passed() -> str:  # the digest of what was passed: only a refusal before validation needs it
             return call_digest(_label(name), shown if isinstance(shown, dict) else {"value": shown})
 
         if not isinstance(name, str) or not self.policy.allows_tool(name):
