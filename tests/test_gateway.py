@@ -119,6 +119,60 @@ def test_a_hung_tool_times_out_and_is_retried(project):
     assert issubclass(ToolTimeout, RetryableToolError)
 
 
+def endless_statement(conn) -> None:  # type: ignore[no-untyped-def]
+    """A statement that runs until it is interrupted (30 s on PostgreSQL, unbounded on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_sleep(30)"))
+    else:
+        conn.execute(text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"))
+
+
+def test_a_local_tool_runs_in_the_callers_thread_and_its_statement_is_interrupted_at_its_deadline(project):
+    calls: list[int] = []
+
+    def fn(conn, p: Echo) -> dict:  # type: ignore[no-untyped-def]
+        calls.append(threading.get_ident())
+        if len(calls) == 1:
+            endless_statement(conn)
+        return {"echo": p.value, "db": conn.execute(text("select 1")).scalar_one()}
+
+    # Only a timeout is retried: a second attempt that succeeds means the first ended as ToolTimeout.
+    tool = Tool("q", Echo, ToolKind.READ, Impact.LOW, fn, timeout_s=0.3, retry_on=(ToolTimeout,), local=True)
+    gw = make_gateway(project, [tool], ["q"])
+    assert gw.read("q", {"value": 5}) == {"echo": 5, "db": 1}
+    assert calls == [threading.get_ident()] * 2  # both attempts here, none in a pool thread
+    row = trace_rows(project)[-1]
+    assert (row["tool"], row["status"], row["attempts"]) == ("q", "ok", 2)
+    # The connection went back to the pool usable: the next call runs on it at once.
+    assert gw.read("q", {"value": 6}) == {"echo": 6, "db": 1}
+
+
+def test_an_interrupted_local_write_rolls_back_with_its_ledger_row_and_lands_once_on_retry(project):
+    attempts = {"n": 0}
+
+    def put(conn, p: Echo) -> WriteOutcome:  # type: ignore[no-untyped-def]
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            endless_statement(conn)
+        return WriteOutcome(table="t", key=str(p.value), before=None, after={"value": p.value})
+
+    tool = Tool("put", Echo, ToolKind.WRITE, Impact.LOW, put, timeout_s=0.3, retry_on=(ToolTimeout,), local=True)
+    gw = make_gateway(project, [tool], ["put"])
+    receipt = gw.write("put", {"value": 3}, action="put")
+    # Committed by the second attempt: the first one's ledger row rolled back with its transaction.
+    assert (receipt.status, attempts["n"]) == ("committed", 2)
+    with project.db.connect() as conn:
+        assert [r.status for r in conn.execute(select(writes))] == ["committed"]
+
+
+def test_an_external_call_cannot_be_declared_local():
+    from agent_pipelines.framework.external import ExternalWrite
+
+    with pytest.raises(ValueError, match="not local"):
+        Tool("x", Echo, ToolKind.WRITE, Impact.LOW, lambda c, p: None, local=True,
+             external=object.__new__(ExternalWrite))
+
+
 def test_tools_outside_the_allowlist_are_blocked_and_recorded(project):
     fn, calls = flaky(0, RetryableToolError)
     gw = make_gateway(project, [Tool("echo", Echo, ToolKind.READ, Impact.LOW, fn)], allowed=[])

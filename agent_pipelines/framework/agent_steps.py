@@ -142,7 +142,8 @@ def read(wf: Workflow, run: StepRun) -> Advance | None:
             ctx_model = wf.context_model.model_validate(saved["output"])
             run.log(f"read: reusing the context persisted by run {saved['run_id']}")
         else:
-            ctx_model = wf.read(run.step(), intake)
+            with run.gateway.snapshot():
+                ctx_model = wf.read(run.step(), intake)
             inputs.save_step(run.sink, intent.intent_id, "read", ctx_model.model_dump(mode="json"), run.run_id)
         return Advance(Carry(intent_id=intent.intent_id, intake=intake, context=ctx_model, reuse=reuse), {})
     return None
@@ -353,7 +354,8 @@ def verify_read_back(wf: Workflow, run: StepRun, carry: Carry) -> Verification |
             if missing:
                 raise StepFailed(S.NEEDS_ATTENTION, f"{run.mode} run reports real writes: {missing}")
             return Advance(carry, {"records": run.md([f"{r.table}:{r.key}" for r in carry.receipts])})
-        return wf.verify(run.step(), carry.intake, carry.context, carry.proposal, list(carry.receipts))
+        with run.gateway.snapshot():
+            return wf.verify(run.step(), carry.intake, carry.context, carry.proposal, list(carry.receipts))
     return None
 
 

@@ -15,7 +15,8 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -28,6 +29,7 @@ from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
 from agent_pipelines.framework.claims import WRITES_STOPPED, ClaimHeld
 from agent_pipelines.framework.db import WRITER, Database, utcnow
+from agent_pipelines.framework.deadline import WATCHDOG
 from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyError, PolicyPack
@@ -84,6 +86,12 @@ def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: s
 
 
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
+
+
+def _bounded(tool: Tool, conn: Connection) -> AbstractContextManager[None]:
+    """A local tool's deadline on the connection it runs on (framework/deadline.py)."""
+    return WATCHDOG.guard(conn, tool.timeout_s) if tool.local else nullcontext()
+
 _JITTER = random.Random()  # backoff jitter of every gateway not given its own rng (tests give one)
 # A forked process (a warm run worker's pool process: deploy/dagster.warm.yaml) reseeds it, as the random
 # module does its own: otherwise every pool process would draw the same jitter and retry in step.
@@ -108,6 +116,7 @@ class ToolGateway:
                                           recorded=tracer.recorded_calls)
         self._sleep = sleep
         self._rng = rng or _JITTER  # seeding a Random per gateway read os.urandom each time
+        self._reading: Connection | None = None  # snapshot()
         self._sources_read: prov.Sources | None = None  # sources(): read once, then followed
         self._sources_since: list[Any] = []
         problems = registry.provenance_problems(policy)
@@ -134,12 +143,30 @@ class ToolGateway:
         tool, p, digest = self._admit(name, params, ToolKind.READ)
 
         def call() -> Any:
-            with self.db.connect() as conn:
+            if tool.local and self._reading is not None:  # inside snapshot()
+                with _bounded(tool, self._reading):
+                    return tool.fn(self._reading, p)
+            with self.db.connect() as conn, _bounded(tool, conn):
                 return tool.fn(conn, p)
 
         result = self._run(tool, p, call, digest)
         self._keep_source(tool.name, result, trusted=not tool.untrusted_output)
         return result
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read connection for the local tools read inside the block (a workflow's read or verify):
+        on SQLite one transaction, so those reads see one state of the database; on PostgreSQL the
+        reader's autocommit session (make_reader). Either way one checkout instead of one a call."""
+        if self._reading is not None:
+            yield
+            return
+        with self.db.connect() as conn:
+            self._reading = conn
+            try:
+                yield
+            finally:
+                self._reading = None
 
     def trust(self, value: Any, *, source: str) -> None:
         """Declare values trusted for this intent's provenance rules (e.g. the operator's own request,
@@ -198,7 +225,8 @@ class ToolGateway:
 
         def call() -> WriteReceipt:
             def write(conn: Connection) -> WriteOutcome:
-                return tool.fn(conn, p)
+                with _bounded(tool, conn):
+                    return tool.fn(conn, p)
 
             if tool.external is not None:
                 return tool.external.apply(self.db, workflow=tr.workflow, intent_id=tr.intent_id or "", action=action,
@@ -421,7 +449,9 @@ class ToolGateway:
         while True:
             attempt += 1
             try:
-                result = _POOL.submit(call).result(timeout=tool.timeout_s)
+                # A local tool runs here, bounded by its connection's deadline (_bounded); any other
+                # in a pool thread, waited on for timeout_s (left running, its late result ignored).
+                result = call() if tool.local else _POOL.submit(call).result(timeout=tool.timeout_s)
             except FutureTimeout:
                 error: BaseException = ToolTimeout(f"{tool.name} timed out after {tool.timeout_s}s")
             except BaseException as exc:  # noqa: BLE001 - classified just below

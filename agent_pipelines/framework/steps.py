@@ -438,7 +438,8 @@ def check_preconditions(wf: Workflow, run: StepRun, carry: Carry) -> None:
     expected = wf.preconditions(carry.context, carry.proposal)
     if not expected:
         return
-    fresh = wf.preconditions(wf.read(run.step(), carry.intake), carry.proposal)
+    with run.gateway.snapshot():
+        fresh = wf.preconditions(wf.read(run.step(), carry.intake), carry.proposal)
     changed = {k: {"read": v, "now": fresh.get(k)} for k, v in expected.items() if fresh.get(k) != v}
     if changed and has_writes(run.db, carry.intent_id):
         # Another run of this same intent started writing meanwhile: the change is our own, and each

@@ -68,7 +68,8 @@ class Tool:
     """A typed tool. Read tools get a read connection; write tools get the ledger's transaction and
     return a WriteOutcome (touched record with before/after). A read tool whose output is text from
     outside (an inbox, a fetched page, a shared document) says `untrusted_output=True`: its values are
-    never a trusted source for the pack's provenance rules."""
+    never a trusted source for the pack's provenance rules. A tool that only runs statements on the
+    connection it is given says `local=True` (below)."""
 
     name: str
     params: type[BaseModel]
@@ -81,6 +82,14 @@ class Tool:
     description: str = ""
     untrusted_output: bool = False
     external: "ExternalWrite | None" = None  # framework/external.py: a call outside our transaction; fn = its dry-run
+    # True: fn only runs statements on the connection it is given (no network, no sleeping). It runs in
+    # the caller's thread and timeout_s interrupts its connection (framework/deadline.py), instead of
+    # costing a pool thread hop per call. False (a tool that calls a service): a pool thread, timed out.
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        if self.local and self.external is not None:
+            raise ValueError(f"tool {self.name!r}: an external call is not local")
 
 
 class ToolRegistry:

@@ -105,8 +105,10 @@ class ChaosInvoiceMatching(InvoiceMatching):
         shipped = super().tools()
         for name in shipped.names():
             tool = shipped.get(name)
+            # Not local: a chaotic tool sleeps past its timeout (a slow backend), which only a pool
+            # thread's timeout ends (framework/deadline.py interrupts statements, not sleeps).
             registry.register(replace(tool, fn=_chaotic(name, tool.fn, CONFIG.tool_timeout_s),
-                                      timeout_s=min(tool.timeout_s, CONFIG.tool_timeout_s)))
+                                      timeout_s=min(tool.timeout_s, CONFIG.tool_timeout_s), local=False))
         return registry
 
     def plan_writes(self, intent_id, intake, context, proposal):  # type: ignore[no-untyped-def]
