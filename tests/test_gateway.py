@@ -165,6 +165,18 @@ def test_an_interrupted_local_write_rolls_back_with_its_ledger_row_and_lands_onc
         assert [r.status for r in conn.execute(select(writes))] == ["committed"]
 
 
+def test_a_registry_of_statements_marks_its_tools_local_and_the_service_tools_stay_on_threads():
+    from agent_pipelines.workflows.invoice_matching.tools import registry as invoices
+    from agent_pipelines.workflows.refund.tools import registry as refunds
+
+    echo = Tool("echo", Echo, ToolKind.READ, Impact.LOW, lambda c, p: None)
+    assert ToolRegistry([echo], local=True).get("echo").local and not ToolRegistry([echo]).get("echo").local
+    shipped = invoices()
+    assert all(shipped.get(n).local for n in shipped.names())
+    refund = refunds()  # reads and writes over HTTP: a pool thread keeps their timeout
+    assert not any(refund.get(n).local for n in refund.names())
+
+
 def test_an_external_call_cannot_be_declared_local():
     from agent_pipelines.framework.external import ExternalWrite
 

@@ -6,11 +6,12 @@ about a sixth of an intent on the batch path (issue 11).
 One watchdog thread per process keeps the deadlines in a heap. A call registers (deadline, connection)
 and marks itself done when it leaves; done entries are dropped when their deadline comes (all those
 due within _GRAIN_S at one wake), and a call wakes the watchdog only when its deadline comes before
-every one it waits for (the heap was empty, or a shorter timeout): registering costs no thread switch. At a deadline whose call is still running it interrupts the connection:
-SQLite's `interrupt()`, psycopg2's `cancel()`, both made to be called from another thread. The
-statement running fails, the call's transaction rolls back, and the call raises ToolTimeout, which the
-gateway retries like any timeout. A local tool that hangs outside a statement is not interrupted: that
-is what `local` promises not to do."""
+every one it waits for (the heap was empty, or a shorter timeout): registering costs no thread switch.
+At a deadline whose call is still running it interrupts the connection: SQLite's `interrupt()`,
+psycopg2's `cancel()`, both made to be called from another thread. The statement running fails, the
+call's transaction rolls back, and the call raises ToolTimeout, which the gateway retries like any
+timeout. A local tool that hangs outside a statement is not interrupted: that is what `local`
+promises not to do."""
 
 import heapq
 import itertools

@@ -92,6 +92,7 @@ def _bounded(tool: Tool, conn: Connection) -> AbstractContextManager[None]:
     """A local tool's deadline on the connection it runs on (framework/deadline.py)."""
     return WATCHDOG.guard(conn, tool.timeout_s) if tool.local else nullcontext()
 
+
 _JITTER = random.Random()  # backoff jitter of every gateway not given its own rng (tests give one)
 # A forked process (a warm run worker's pool process: deploy/dagster.warm.yaml) reseeds it, as the random
 # module does its own: otherwise every pool process would draw the same jitter and retry in step.
@@ -143,10 +144,8 @@ class ToolGateway:
         tool, p, digest = self._admit(name, params, ToolKind.READ)
 
         def call() -> Any:
-            if tool.local and self._reading is not None:  # inside snapshot()
-                with _bounded(tool, self._reading):
-                    return tool.fn(self._reading, p)
-            with self.db.connect() as conn, _bounded(tool, conn):
+            shared = tool.local and self._reading is not None  # inside snapshot()
+            with (nullcontext(self._reading) if shared else self.db.connect()) as conn, _bounded(tool, conn):
                 return tool.fn(conn, p)
 
         result = self._run(tool, p, call, digest)

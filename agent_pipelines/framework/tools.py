@@ -6,7 +6,7 @@ pack's provenance rules against its tools, once per pack."""
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -93,12 +93,13 @@ class Tool:
 
 
 class ToolRegistry:
-    def __init__(self, tools: list[Tool] | None = None) -> None:
+    def __init__(self, tools: list[Tool] | None = None, *, local: bool = False) -> None:
+        """`local=True`: every tool given is local (Tool.local), a registry of statements on our database."""
         self._tools: dict[str, Tool] = {}
         # provenance_problems by pack digest; registering a tool forgets them.
         self.provenance_checked: dict[str, list[str]] = {}
         for t in tools or []:
-            self.register(t)
+            self.register(replace(t, local=True) if local else t)
 
     def register(self, tool: Tool) -> Tool:
         if tool.name in self._tools:

@@ -134,10 +134,10 @@ def remove_role(conn: Connection, p: RemoveRole) -> WriteOutcome:
 def registry() -> ToolRegistry:
     R, W, LOW, HIGH = ToolKind.READ, ToolKind.WRITE, Impact.LOW, Impact.HIGH
     # Every tool here is statements on the connection it is given: local (framework/deadline.py).
-    return ToolRegistry([
-        Tool("get_account", GetAccount, R, LOW, get_account, local=True),
-        Tool("list_grants", ListGrants, R, LOW, list_grants, local=True),
-        Tool("get_hr_offboarding", GetHrOffboarding, R, LOW, get_hr_offboarding, local=True),
-        Tool("disable_account", DisableAccount, W, HIGH, disable_account, local=True),
-        Tool("remove_role", RemoveRole, W, HIGH, remove_role, local=True),
+    return ToolRegistry(local=True, tools=[
+        Tool("get_account", GetAccount, R, LOW, get_account),
+        Tool("list_grants", ListGrants, R, LOW, list_grants),
+        Tool("get_hr_offboarding", GetHrOffboarding, R, LOW, get_hr_offboarding),
+        Tool("disable_account", DisableAccount, W, HIGH, disable_account),
+        Tool("remove_role", RemoveRole, W, HIGH, remove_role),
     ])

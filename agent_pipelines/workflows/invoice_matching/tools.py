@@ -181,13 +181,13 @@ def schedule_payment(conn: Connection, p: SchedulePayment) -> WriteOutcome:
 def registry() -> ToolRegistry:
     R, W, LOW, HIGH = ToolKind.READ, ToolKind.WRITE, Impact.LOW, Impact.HIGH
     # Every tool here is statements on the connection it is given: local (framework/deadline.py).
-    return ToolRegistry([
-        Tool("find_vendor", FindVendor, R, LOW, find_vendor, local=True),
-        Tool("get_purchase_order", GetPurchaseOrder, R, LOW, get_purchase_order, local=True),
-        Tool("list_open_purchase_orders", ListOpenPurchaseOrders, R, LOW, list_open_purchase_orders, local=True),
-        Tool("find_staged_invoice", FindStagedInvoice, R, LOW, find_staged_invoice, local=True),
-        Tool("get_staged_invoice", GetStagedInvoice, R, LOW, get_staged_invoice, local=True),
-        Tool("stage_invoice", StageInvoice, W, LOW, stage_invoice, local=True),
-        Tool("record_po_invoiced", RecordPOInvoiced, W, LOW, record_po_invoiced, local=True),
-        Tool("schedule_payment", SchedulePayment, W, HIGH, schedule_payment, local=True),
+    return ToolRegistry(local=True, tools=[
+        Tool("find_vendor", FindVendor, R, LOW, find_vendor),
+        Tool("get_purchase_order", GetPurchaseOrder, R, LOW, get_purchase_order),
+        Tool("list_open_purchase_orders", ListOpenPurchaseOrders, R, LOW, list_open_purchase_orders),
+        Tool("find_staged_invoice", FindStagedInvoice, R, LOW, find_staged_invoice),
+        Tool("get_staged_invoice", GetStagedInvoice, R, LOW, get_staged_invoice),
+        Tool("stage_invoice", StageInvoice, W, LOW, stage_invoice),
+        Tool("record_po_invoiced", RecordPOInvoiced, W, LOW, record_po_invoiced),
+        Tool("schedule_payment", SchedulePayment, W, HIGH, schedule_payment),
     ])

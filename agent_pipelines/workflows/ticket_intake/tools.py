@@ -204,12 +204,12 @@ def append_to_ticket(conn: Connection, p: AppendToTicket) -> WriteOutcome:
 def registry() -> ToolRegistry:
     R, W, LOW = ToolKind.READ, ToolKind.WRITE, Impact.LOW
     # Every tool here is statements on the connection it is given: local (framework/deadline.py).
-    return ToolRegistry([
-        Tool("find_requester", FindRequester, R, LOW, find_requester, local=True),
-        Tool("list_open_tickets", ListOpenTickets, R, LOW, list_open_tickets, local=True),
-        Tool("list_products", ListProducts, R, LOW, list_products, local=True),
-        Tool("list_teams", ListTeams, R, LOW, list_teams, local=True),
-        Tool("get_ticket", GetTicket, R, LOW, get_ticket, local=True),
-        Tool("create_ticket", CreateTicket, W, LOW, create_ticket, local=True),
-        Tool("append_to_ticket", AppendToTicket, W, LOW, append_to_ticket, local=True),
+    return ToolRegistry(local=True, tools=[
+        Tool("find_requester", FindRequester, R, LOW, find_requester),
+        Tool("list_open_tickets", ListOpenTickets, R, LOW, list_open_tickets),
+        Tool("list_products", ListProducts, R, LOW, list_products),
+        Tool("list_teams", ListTeams, R, LOW, list_teams),
+        Tool("get_ticket", GetTicket, R, LOW, get_ticket),
+        Tool("create_ticket", CreateTicket, W, LOW, create_ticket),
+        Tool("append_to_ticket", AppendToTicket, W, LOW, append_to_ticket),
     ])
