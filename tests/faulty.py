@@ -25,6 +25,11 @@ class Crash(RuntimeError):
 
 
 class FaultyInvoiceMatching(InvoiceMatching):
+    # The crashing payment tool runs apart from the other writes (not local, as a tool calling another
+    # system would), so the commit writes one by one and a crash in it leaves the two writes before it
+    # landed: a partial commit. GroupedFaultyInvoiceMatching keeps it local: the three go together.
+    payment_local = False
+
     def tools(self) -> ToolRegistry:
         registry = ToolRegistry()
         for name in super().tools().names():
@@ -37,7 +42,7 @@ class FaultyInvoiceMatching(InvoiceMatching):
                         raise Crash("injected crash in schedule_payment")
                     return real(conn, p)
 
-                tool = replace(tool, fn=crashing)
+                tool = replace(tool, fn=crashing, local=self.payment_local)
             registry.register(tool)
         return registry
 
@@ -47,10 +52,14 @@ class FaultyInvoiceMatching(InvoiceMatching):
         return super().verify(step, intake, context, proposal, receipts)
 
 
-def faulty_job() -> dg.JobDefinition:
+class GroupedFaultyInvoiceMatching(FaultyInvoiceMatching):
+    payment_local = True  # every write local: a crash in the payment rolls back the two before it
+
+
+def faulty_job(wf: FaultyInvoiceMatching | None = None) -> dg.JobDefinition:
     # Dagster caches reconstructable definitions per process, so the database comes from run config
     # (resources.runtime.config.db_url), not from whatever the environment held at first load.
-    wf = FaultyInvoiceMatching()
+    wf = wf or FaultyInvoiceMatching()
     runtime = AgentRuntime.configure_at_launch()
     defs = dg.Definitions(jobs=[build_job(wf)], resources={"runtime": runtime, "io_manager": StepStore(runtime=runtime)})
     return defs.get_job_def(wf.name)
@@ -65,6 +74,10 @@ class FaultyStepStore(StepStore):
         if armed(f"store:{step}"):
             raise Crash(f"injected failure storing the {step} output")
         super().handle_output(context, obj)
+
+
+def grouped_faulty_job() -> dg.JobDefinition:
+    return faulty_job(GroupedFaultyInvoiceMatching())
 
 
 def faulty_batch_job() -> dg.JobDefinition:

@@ -65,32 +65,31 @@ def test_the_chunks_moves_land_before_the_step_hands_its_intents_on(project, fau
 
 def test_a_switch_or_a_quarantine_mid_batch_is_refused_in_the_writes_own_transaction(project, monkeypatch):
     """A batch's first check of a write uses the switches as its chunk read them: a switch turned on (or
-    an intent quarantined) after that is refused by the write's own transaction, whose claim statement
-    checks both (claims.take's `switches`), and the refusal says which it was, not a claim held."""
-    from agent_pipelines.framework import controls
-    from agent_pipelines.framework.gateway import ToolGateway
+    an intent quarantined) after that is refused by the writes' own transaction, whose claim statement
+    checks both (claims.take's `switches`), and the refusal says which it was, not a claim held. An
+    intent's writes go together (ToolGateway.write_all), so a refused intent has none of them."""
+    from agent_pipelines.framework import controls, gateway
     from agent_pipelines.framework.tables import tool_calls, writes
 
     with project.db.begin() as conn:
         bench.seed(conn, 4)
     ids = bench.register(project.db, WF, bench.intakes(4))
-    real_write = ToolGateway.write
+    real_apply_all = gateway.apply_all
 
-    def write_then_stop(self, name, params, *, action, approval_id=None):  # type: ignore[no-untyped-def]
-        receipt = real_write(self, name, params, action=action, approval_id=approval_id)
-        if action == "stage_invoice" and self.tracer.intent_id == ids[1]:
+    def stop_then_apply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["intent_id"] == ids[1]:
             controls.set_kill_switch(project.db, on=True, actor="oncall", tool="schedule_payment",
                                      reason="payments frozen")
-        if action == "stage_invoice" and self.tracer.intent_id == ids[2]:
+        if kwargs["intent_id"] == ids[2]:
             with project.db.begin() as conn:  # an operator, outside the run
                 transition(conn, ids[2], S.QUARANTINED, reason="operator: hold this one")
-        return receipt
+        return real_apply_all(*args, **kwargs)
 
-    monkeypatch.setattr(ToolGateway, "write", write_then_stop)
+    monkeypatch.setattr(gateway, "apply_all", stop_then_apply)
     result = _batch(project, ids, chunk_size=4)
     monkeypatch.undo()
     assert result.success
-    # The quarantined intent's refused write fails its commit step (agent_steps.commit: blocked by
+    # The quarantined intent's refused writes fail its commit step (agent_steps.commit: blocked by
     # policy), which moves it on to needs_attention, as a one-intent run does.
     assert _states(project, ids) == ["completed", "parked", "needs_attention", "parked"]
     with project.db.connect() as conn:
@@ -99,11 +98,10 @@ def test_a_switch_or_a_quarantine_mid_batch_is_refused_in_the_writes_own_transac
                                .where(tool_calls.c.status == "blocked").order_by(tool_calls.c.id)).all()
     per_intent = {i: sorted(a for j, a in landed if j == i) for i in ids}
     assert per_intent[ids[0]] == ["record_po_invoiced", "schedule_payment", "stage_invoice"]
-    # the two writes before the payment landed; the payment, refused, did not
-    assert per_intent[ids[1]] == per_intent[ids[3]] == ["record_po_invoiced", "stage_invoice"]
-    assert per_intent[ids[2]] == ["stage_invoice"]  # quarantined right after it: nothing more
+    # refused in their transaction: none of the three writes landed, not even those the switch spares
+    assert per_intent[ids[1]] == per_intent[ids[2]] == per_intent[ids[3]] == []
     assert [(b.intent_id, b.tool) for b in blocked] == [(ids[1], "schedule_payment"),
-                                                         (ids[2], "record_po_invoiced"),
+                                                         (ids[2], "stage_invoice"),
                                                          (ids[3], "schedule_payment")]
     assert "payments frozen" in blocked[0].error and "payments frozen" in blocked[2].error
     assert f"intent {ids[2]} is quarantined" in blocked[1].error

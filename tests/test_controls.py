@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 import agent_pipelines.schema  # noqa: F401 - the shadow report needs the system-of-record tables
-from agent_pipelines.framework import controls, shadow
+from agent_pipelines.framework import controls, gateway, shadow
 from agent_pipelines.framework.gateway import ToolGateway
 from agent_pipelines.framework.jobs import TAG, run_config, run_tags
 from agent_pipelines.framework.policy import Mode
@@ -32,30 +32,29 @@ def ticks_of(project, sensor: str):  # type: ignore[no-untyped-def]
 
 
 # -- kill switch -------------------------------------------------------------------------------------
-def test_kill_switch_turned_on_mid_commit_stops_the_next_write_and_parks_then_resumes_once(seeded, monkeypatch):
-    """The switch goes on right after the first of three writes: the second write never runs, the
-    intent parks; off -> the release sensor resumes it and the ledger completes it with no duplicate."""
+def test_kill_switch_turned_on_mid_commit_is_refused_by_the_writes_transaction_then_resumes_once(seeded, monkeypatch):
+    """The switch goes on after the three writes were admitted, just before their transaction: the
+    fence in that transaction refuses them all (they go together: ToolGateway.write_all), the intent
+    parks; off -> the release sensor resumes it and the ledger completes it with no duplicate."""
     intent_id = register(seeded, intake())
-    real_write = ToolGateway.write
+    real_apply_all = gateway.apply_all
 
-    def write_then_switch(self, name, params, *, action, approval_id=None):  # type: ignore[no-untyped-def]
-        receipt = real_write(self, name, params, action=action, approval_id=approval_id)
-        if action == "stage_invoice":
-            controls.set_kill_switch(seeded.db, on=True, actor="oncall", reason="bad payment batch")
-        return receipt
+    def switch_then_apply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        controls.set_kill_switch(seeded.db, on=True, actor="oncall", reason="bad payment batch")
+        return real_apply_all(*args, **kwargs)
 
-    monkeypatch.setattr(ToolGateway, "write", write_then_switch)
+    monkeypatch.setattr(gateway, "apply_all", switch_then_apply)
     result = run_in_mode(seeded, intent_id, Mode.FULL)
     monkeypatch.undo()
     assert result.success  # parking is an operator's stop, not a failure
     assert state(seeded, intent_id) == "parked"
-    assert n(seeded, writes) == 1 and n(seeded, scheduled_payments) == 0
+    assert n(seeded, writes) == 0 and n(seeded, scheduled_payments) == 0 and n(seeded, staged_invoices) == 0
     with seeded.db.connect() as conn:
         [park] = conn.execute(select(parked_intents)).mappings().all()
         blocked = conn.execute(select(tool_calls.c.tool, tool_calls.c.error)
                                .where(tool_calls.c.status == "blocked")).all()
+    assert [b.tool for b in blocked] == ["stage_invoice"] and "bad payment batch" in blocked[0].error
     assert (park["scope"], park["step"], park["released_at"]) == ("global", "commit", None)
-    assert [b.tool for b in blocked] == ["record_po_invoiced"] and "bad payment batch" in blocked[0].error
     assert "invoice_matching__verify" not in {e.step_key for e in result.all_events
                                               if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
 
@@ -84,14 +83,14 @@ def test_workflow_kill_switch_skips_launches_keeps_the_cursor_and_other_workflow
     assert seeded.status().intents == {"completed": 1}
 
 
-def test_tool_kill_switch_parks_at_that_write_only(seeded):
+def test_tool_kill_switch_parks_the_intent_before_any_of_its_writes(seeded):
     controls.set_kill_switch(seeded.db, on=True, actor="oncall", tool="schedule_payment", reason="payments frozen")
     intent_id = register(seeded, intake())
     assert run_in_mode(seeded, intent_id, Mode.FULL).success
     assert state(seeded, intent_id) == "parked"
     with seeded.db.connect() as conn:
         actions = [r.action for r in conn.execute(select(writes.c.action).order_by(writes.c.id))]
-    assert actions == ["stage_invoice", "record_po_invoiced"]  # the low-impact writes before it landed
+    assert actions == []  # the intent's writes land together, so none before the held one
     assert controls.releasable(seeded.db) == []
     controls.set_kill_switch(seeded.db, on=False, actor="oncall", tool="schedule_payment")
     [release] = ticks_of(seeded, "killswitch__on_release")

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import func, select
 
+from agent_pipelines.framework import inputs
 from agent_pipelines.framework.jobs import run_config, run_tags
 from agent_pipelines.framework.ledger import duplicate_ledger_writes
 from agent_pipelines.workflows.invoice_matching.workflow import InvoiceMatching
@@ -26,19 +27,22 @@ def counts(project) -> dict[str, int]:  # type: ignore[no-untyped-def]
                 "po_invoiced": po, "dup": duplicate_ledger_writes(conn) + InvoiceMatching().duplicate_writes(conn)}
 
 
-@pytest.mark.parametrize("fault", ["schedule_payment", "verify"])
-def test_reexecution_from_failure_after_a_crash_writes_once(seeded, faults, fault):
+@pytest.mark.parametrize("fault,grouped", [("schedule_payment", False), ("schedule_payment", True), ("verify", True)])
+def test_reexecution_from_failure_after_a_crash_writes_once(seeded, faults, fault, grouped):
     intent_id = register(seeded, intake())
     faults.write_text(fault)
-    recon = dg.reconstructable(_faulty_job)
+    recon = dg.reconstructable(_grouped_faulty_job if grouped else _faulty_job)
     config = {**run_config(WF, intent_id), "resources": {"runtime": {"config": {"db_url": seeded.settings.db_url, "state_dir": str(seeded.settings.state_dir)}}}}
     first = dg.execute_job(recon, instance=seeded.instance, run_config=config,
                            tags=run_tags(WF, intent_id, model="offline-rules"), raise_on_error=False)
     assert not first.success
     assert state(seeded, intent_id) == "failed"
     before = counts(seeded)
-    if fault == "schedule_payment":  # the commit crashed between its second and third write
+    if fault == "schedule_payment" and not grouped:  # the commit crashed between its second and third write
         assert (before["invoices"], before["payments"], before["ledger"]) == (1, 0, 2)
+    elif fault == "schedule_payment":  # the three writes go together: the crash rolled back all of them
+        assert (before["invoices"], before["payments"], before["ledger"], before["po_invoiced"]) == (0, 0, 0, 0)
+        assert inputs.saved_step(seeded.db, intent_id, "commit") is None  # the decided plan went with them
     else:  # all writes landed; verify crashed
         assert (before["invoices"], before["payments"], before["ledger"]) == (1, 1, 3)
 
@@ -63,6 +67,12 @@ def _faulty_job():  # type: ignore[no-untyped-def]
     from tests.faulty import faulty_job
 
     return faulty_job()
+
+
+def _grouped_faulty_job():  # type: ignore[no-untyped-def]
+    from tests.faulty import grouped_faulty_job
+
+    return grouped_faulty_job()
 
 
 def test_two_concurrent_runs_of_the_same_intent_write_once(seeded):

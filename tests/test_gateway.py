@@ -165,6 +165,68 @@ def test_an_interrupted_local_write_rolls_back_with_its_ledger_row_and_lands_onc
         assert [r.status for r in conn.execute(select(writes))] == ["committed"]
 
 
+def scratch_writes(project, fail: dict[str, type[Exception] | None]):  # type: ignore[no-untyped-def]
+    """Three local write tools, each inserting its row in a scratch table; `fail[name]`, when set, is
+    raised once by that tool after its insert (and cleared)."""
+    with project.db.begin() as conn:
+        conn.execute(text("CREATE TABLE scratch (k VARCHAR(20) PRIMARY KEY)"))
+
+    def tool(name: str) -> Tool:
+        def put(conn, p: Echo) -> WriteOutcome:  # type: ignore[no-untyped-def]
+            conn.execute(text("INSERT INTO scratch (k) VALUES (:k)"), {"k": f"{name}{p.value}"})
+            if (exc := fail.get(name)) is not None:
+                fail[name] = None
+                raise exc(f"{name} failed after its insert")
+            return WriteOutcome(table="scratch", key=f"{name}{p.value}", before=None, after={"k": p.value})
+        return Tool(name, Echo, ToolKind.WRITE, Impact.LOW, put, retry_on=(RetryableToolError,), local=True)
+
+    return [tool(n) for n in ("a", "b", "c")]
+
+
+def scratch(project) -> list[str]:  # type: ignore[no-untyped-def]
+    with project.db.connect() as conn:
+        return sorted(conn.execute(text("SELECT k FROM scratch")).scalars())
+
+
+def test_an_intents_local_writes_land_together_or_not_at_all(project):
+    fail: dict[str, type[Exception] | None] = {"c": PermanentToolError}
+    gw = make_gateway(project, scratch_writes(project, fail), ["a", "b", "c"])
+    planned = [(n, {"value": 1}, f"put_{n}") for n in ("a", "b", "c")]
+
+    def plan_row(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(text("INSERT INTO scratch (k) VALUES ('plan')"))
+
+    assert gw.can_group(["a", "b", "c"]) and not gw.can_group(["a", "unknown"])
+    with pytest.raises(PermanentToolError, match="c failed"):
+        gw.write_all(planned, before=plan_row)
+    # The third write failed: the two before it, their ledger rows and the caller's row rolled back with it.
+    assert scratch(project) == []
+    with project.db.connect() as conn:
+        assert conn.execute(select(writes)).first() is None
+    [error] = [r for r in trace_rows(project) if r["status"] == "error"]
+    assert error["tool"] == "c" and "rolled back with it, not written: a, b" in error["error"]
+
+    fail["b"] = RetryableToolError  # a transient failure: the whole transaction is tried again
+    receipts = gw.write_all(planned, before=plan_row)
+    assert [r.status for r in receipts] == ["committed"] * 3 and scratch(project) == ["a1", "b1", "c1", "plan"]
+    assert [r["attempts"] for r in trace_rows(project) if r["status"] == "ok"] == [2, 2, 2]
+    again = gw.write_all(planned)  # a retry of the same intent's writes finds their ledger rows
+    assert [r.status for r in again] == ["already_committed"] * 3 and len(scratch(project)) == 4
+
+
+def test_a_kill_switch_on_one_of_an_intents_writes_holds_all_of_them(project):
+    from agent_pipelines.framework import controls
+    from agent_pipelines.framework.gateway import KillSwitchEngaged
+
+    gw = make_gateway(project, scratch_writes(project, {}), ["a", "b", "c"])
+    controls.set_kill_switch(project.db, on=True, actor="oncall", tool="c", reason="c frozen")
+    with pytest.raises(KillSwitchEngaged, match="c frozen"):
+        gw.write_all([(n, {"value": 1}, f"put_{n}") for n in ("a", "b", "c")])
+    assert scratch(project) == []
+    [blocked] = [r for r in trace_rows(project) if r["status"] == "blocked"]
+    assert blocked["tool"] == "c"
+
+
 def test_a_registry_of_statements_marks_its_tools_local_and_the_service_tools_stay_on_threads():
     from agent_pipelines.workflows.invoice_matching.tools import registry as invoices
     from agent_pipelines.workflows.refund.tools import registry as refunds

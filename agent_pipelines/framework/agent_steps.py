@@ -8,9 +8,11 @@ policy, approval) are written here and only here.
 Validate and verify run in two phases around the Great Expectations checks: the workflow's rules
 first, then the decision once the framework has run the checks (one validation per batch)."""
 
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import Connection
 
 from agent_pipelines.framework import approvals, inputs, quality, run_record
 from agent_pipelines.framework.claims import ClaimHeld
@@ -21,7 +23,7 @@ from agent_pipelines.framework.ledger import PreconditionFailed, WriteReceipt, W
 from agent_pipelines.framework.llm import LLMUsage, ProposalFailed, Proposer
 from agent_pipelines.framework.notifications import Outbox
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, writes_land
-from agent_pipelines.framework.rowbuffer import Direct
+from agent_pipelines.framework.rowbuffer import Direct, write_rows
 from agent_pipelines.framework.states import IntentState as S
 from agent_pipelines.framework.steps import (
     Carry,
@@ -35,6 +37,7 @@ from agent_pipelines.framework.steps import (
 )
 from agent_pipelines.framework.workflow import NeedInput, Validation, Verification, Workflow, WriteAction
 
+T = TypeVar("T")
 STEPS = ["read", "propose", "validate"]  # the steps a resumed intent may start from
 # Where a run launched by a trigger may start. Any other non-terminal state belongs to the run that
 # left it there: only the recovery sweeper or an operator's re-execution picks it up, so a duplicate
@@ -299,27 +302,23 @@ def commit(wf: Workflow, run: StepRun, carry: Carry) -> Advance | None:
         run.checkpoint()
         run.move(S.COMMITTING)
         check_preconditions(wf, run, carry)
-        receipts: list[WriteReceipt] = []
         plan = carry.plan or wf.plan_writes(carry.intent_id, carry.intake, carry.context, carry.proposal)
-        # The decided plan is stored before the first write, never buffered: a recovery resumes here with
-        # exactly it.
+        # The decided plan is stored before the first write lands, never buffered: a recovery resumes
+        # here with exactly it. Writes that go together (all local, no approval) store it in their own
+        # transaction: if they do not land, neither does it, and a recovery starts again from read.
         decided = carry.model_copy(update={"plan": tuple(plan), "receipts": (), "resumed": False, "reuse": ()})
-        inputs.save_step(Direct(run.db), carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
+        step_row = inputs.step_row(carry.intent_id, "commit", decided.model_dump(mode="json"), run.run_id)
+        together = run.writes_land and carry.approval_id is None and run.gateway.can_group([a.tool for a in plan])
+        if not together:
+            Direct(run.db).put(*step_row)
         if not run.writes_land:
             receipts = run.gateway.dry_run([(a.tool, a.params, a.action) for a in plan])
             for r in receipts:
                 run.log(f"{run.mode}: {r.action} would write {r.table}:{r.key}; nothing changed in the system of record")
             return Advance(carry.model_copy(update={"receipts": tuple(receipts)}),
                            {"writes": 0, "would_write": len(receipts)})
-        for action in plan:
-            try:
-                receipt = write_claimed(run, action, carry.approval_id)
-            except PreconditionFailed as exc:
-                raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
-            except ToolBlocked as exc:
-                raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: blocked by policy: {exc}") from exc
-            receipts.append(receipt)
-            run.wrote(receipt)
+        receipts = (write_together(run, plan, lambda conn: write_rows(conn, [step_row])) if together
+                    else [write_claimed(run, action, carry.approval_id) for action in plan])
         if carry.approval_id is not None:  # the approval's chain records what its continuation wrote
             approvals.record_committed(run.db, run.runtime.approval_key(), carry.approval_id,
                                        [f"{r.table}:{r.key}" for r in receipts])
@@ -332,14 +331,45 @@ def write_claimed(run: StepRun, action: WriteAction, approval_id: str | None) ->
     """One planned write, under this run's claim taken or renewed first: a run that lost its claim
     writes nothing more. The claim is taken in the write's own transaction (the gateway's fence:
     StepRun.fence); an external write's call runs outside it, so its claim is taken before."""
-    if run.gateway.is_external(action.tool):
-        run.claim()
-        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
     try:
-        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
+        if run.gateway.is_external(action.tool):
+            run.claim()
+            receipt = run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
+        else:
+            receipt = _reclaiming(run, lambda: run.gateway.write(action.tool, action.params, action=action.action,
+                                                                 approval_id=approval_id))
+    except PreconditionFailed as exc:
+        raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
+    except ToolBlocked as exc:
+        raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: blocked by policy: {exc}") from exc
+    run.wrote(receipt)
+    return receipt
+
+
+def write_together(run: StepRun, plan: Sequence[WriteAction], before: Callable[[Connection], None]) -> list[WriteReceipt]:
+    """An intent's writes to our own database in one transaction (ToolGateway.write_all), with the
+    decided plan (`before`) and under this run's claim (the fence): all land, or none does."""
+    actions = "+".join(a.action for a in plan)
+    try:
+        receipts = _reclaiming(run, lambda: run.gateway.write_all([(a.tool, a.params, a.action) for a in plan],
+                                                                  before=before))
+    except PreconditionFailed as exc:
+        raise StepFailed(S.NEEDS_ATTENTION, f"{actions}: precondition failed, nothing written: {exc}") from exc
+    except ToolBlocked as exc:
+        raise StepFailed(S.NEEDS_ATTENTION, f"{actions}: blocked by policy, nothing written: {exc}") from exc
+    for receipt in receipts:
+        run.wrote(receipt)
+    return receipts
+
+
+def _reclaiming(run: StepRun, write: Callable[[], T]) -> T:
+    """`write` with the claim taken in its transaction (the fence); refused because a run that is over
+    still holds it, once more after taking it back (else ClaimHeld again: this run stops here)."""
+    try:
+        return write()
     except ClaimHeld:
-        run.claim()  # takes it back from a run that is over (else ClaimHeld again: this run stops here)
-        return run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
+        run.claim()
+        return write()
 
 
 # 6. VERIFY --------------------------------------------------------------------------------------------

@@ -41,21 +41,19 @@ def acquire(db: Database, intent_id: str, run_id: str, lease_s: float, *, dead_o
 
 # An intent in one of these states writes nothing more, claimed or not (the gateway says why: _stop).
 WRITES_STOPPED: tuple[S, ...] = (S.QUARANTINED, S.PARKED)
-SWITCHES = 3  # the kill switches a write answers to: global, its workflow's, its tool's (controls.py)
-
-
-@lru_cache(maxsize=4)
-def _take_stmt(*, dead: bool, fenced: bool = False) -> Any:
-    """take's compare-and-set, built once (sql.py says why). `fenced` adds a write's conditions: no
-    kill switch of `p_switch0..2` on and the intent not stopped (one statement, not three)."""
+@lru_cache(maxsize=32)
+def _take_stmt(*, dead: bool, switches: int = 0) -> Any:
+    """take's compare-and-set, built once per shape (sql.py says why). With `switches` (how many), a
+    write's conditions too: no kill switch of `p_switch0..` on and the intent not stopped (one
+    statement, not three)."""
     c = intents.c
     free = or_(c.owner_run_id.is_(None), c.owner_run_id == bindparam("p_run"),
                c.lease_expires_at < bindparam("p_now", type_=c.lease_expires_at.type),
                *([c.owner_run_id == bindparam("p_dead")] if dead else []))
     fence = [c.state.not_in([str(s) for s in WRITES_STOPPED]),
              ~exists().where(controls.c.kind == "kill_switch", controls.c.value == "on",
-                             controls.c.key.in_([bindparam(f"p_switch{i}") for i in range(SWITCHES)]))
-             ] if fenced else []
+                             controls.c.key.in_([bindparam(f"p_switch{i}") for i in range(switches)]))
+             ] if switches else []
     return update(intents).where(c.intent_id == bindparam("p_id"), free, *fence).values(
         owner_run_id=bindparam("p_owner", type_=c.owner_run_id.type),
         lease_expires_at=bindparam("p_lease", type_=c.lease_expires_at.type),
@@ -66,7 +64,7 @@ def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_
          switches: tuple[str, ...] = ()) -> str | None:
     """acquire's compare-and-set on the caller's transaction (a write's own: StepRun.fence).
 
-    With `switches` (the keys of the kill switches a write answers to), the claim is also refused while
+    With `switches` (the keys of the kill switches the writes answer to), the claim is also refused while
     one of them is on or the intent is quarantined or parked: a refusal then returns the owner, or
     `run_id` when the claim is free or already this run's, and the caller reads which condition refused
     it (gateway._write_fence)."""
@@ -74,12 +72,8 @@ def take(conn: Connection, intent_id: str, run_id: str, lease_s: float, *, dead_
     c = intents.c
     params = dict(p_id=intent_id, p_run=run_id, p_now=now, p_dead=dead_owner, p_owner=run_id,
                   p_lease=now + timedelta(seconds=lease_s), p_beat=now)
-    if switches:
-        if len(switches) > SWITCHES:
-            raise ValueError(f"a write answers to at most {SWITCHES} kill switches, not {len(switches)}")
-        keys = (*switches, *switches[-1:] * SWITCHES)[:SWITCHES]  # fewer keys: the last one repeated
-        params.update({f"p_switch{i}": k for i, k in enumerate(keys)})
-    taken = conn.execute(_take_stmt(dead=dead_owner is not None, fenced=bool(switches)), params)
+    params.update({f"p_switch{i}": k for i, k in enumerate(switches)})
+    taken = conn.execute(_take_stmt(dead=dead_owner is not None, switches=len(switches)), params)
     if taken.rowcount == 1:
         return None
     row = conn.execute(select(c.owner_run_id).where(c.intent_id == intent_id)).first()

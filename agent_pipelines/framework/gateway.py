@@ -15,11 +15,11 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, bindparam, select
@@ -30,7 +30,8 @@ from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_di
 from agent_pipelines.framework.claims import WRITES_STOPPED, ClaimHeld
 from agent_pipelines.framework.db import WRITER, Database, utcnow
 from agent_pipelines.framework.deadline import WATCHDOG
-from agent_pipelines.framework.ledger import WriteOutcome, WriteReceipt, WriteStatus, apply_once, idempotency_key
+from agent_pipelines.framework.ledger import (WriteOutcome, WriteReceipt, WriteStatus, apply_all, apply_once,
+                                              idempotency_key)
 from agent_pipelines.framework.params import MAX_PARAM_DEPTH, MAX_PARAM_NODES, clipped, extra_keys, recordable
 from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, PolicyError, PolicyPack
 from agent_pipelines.framework.redaction import redact
@@ -40,6 +41,9 @@ from agent_pipelines.framework.tables import intents, shadow_writes
 from agent_pipelines.framework.tools import (Impact, PermanentToolError, Tool, ToolBlocked, ToolHeld, ToolKind,
                                              ToolRegistry, ToolTimeout)
 from agent_pipelines.framework.trace import Emit, Tracer
+
+
+T = TypeVar("T")
 
 
 class KillSwitchEngaged(Exception):
@@ -54,9 +58,9 @@ class _Stopped(Exception):
     """Why a write may not run now (a kill switch, a stopped intent): raised inside the write's
     transaction, recorded as a blocked call once that transaction rolled back."""
 
-    def __init__(self, rule: str, reason: str, error: Exception) -> None:
+    def __init__(self, rule: str, reason: str, error: Exception, tool: str) -> None:
         super().__init__(reason)
-        self.rule, self.reason, self.error = rule, reason, error
+        self.rule, self.reason, self.error, self.tool = rule, reason, error, tool
 
 
 # A run's claim taken in a write's transaction (StepRun.fence), refused too while one of the kill
@@ -78,10 +82,10 @@ def _stop(conn: Connection, workflow: str, intent_id: str, tool: str) -> _Stoppe
 
 def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: str, tool: str) -> _Stopped | None:
     if engaged is not None:
-        return _Stopped("kill_switch", engaged.describe(), KillSwitchEngaged(engaged, tool))
+        return _Stopped("kill_switch", engaged.describe(), KillSwitchEngaged(engaged, tool), tool)
     if state in WRITES_STOPPED:
         reason = f"intent {intent_id} is {state}: this run writes nothing more"
-        return _Stopped("intent_stopped", reason, ToolBlocked(f"{_label(tool)}: {reason}"))
+        return _Stopped("intent_stopped", reason, ToolBlocked(f"{_label(tool)}: {reason}"), tool)
     return None
 
 
@@ -233,13 +237,70 @@ class ToolGateway:
                                            note=tr.note)
             return apply_once(self.db, workflow=tr.workflow, intent_id=tr.intent_id, action=action,
                               tool=tool.name, run_id=tr.run_id, write=write, approval_id=approval_id,
-                              fence=lambda conn: self._write_fence(conn, tool.name))
+                              fence=lambda conn: self._write_fence(conn, [tool.name]))
 
         try:
             return self._run(tool, p, call, digest)
         except _Stopped as stop:  # the write's transaction found a switch on or the intent stopped
             self._record_block(name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
             raise stop.error from None
+
+    def can_group(self, names: Sequence[str]) -> bool:
+        """Whether these writes may go together through `write_all`: every tool known and local (its
+        statements run on the connection it is given, so one transaction can hold them all)."""
+        return all(n in self.registry and self.registry.get(n).local for n in names)
+
+    def write_all(self, writes: Sequence[tuple[str, BaseModel | dict[str, Any], str]], *,
+                  approval_id: str | None = None,
+                  before: Callable[[Connection], None] | None = None) -> list[WriteReceipt]:
+        """An intent's writes (name, params, action) to our own database (can_group) in one transaction
+        with their ledger rows (ledger.apply_all): all land, or none does. Each is admitted and gated as
+        by `write` before any runs, and traced as a call of its own. `before` runs in that transaction
+        after the fence (the caller's own row that must commit with the writes)."""
+        if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
+            return self.dry_run(list(writes))
+        admitted: list[tuple[Tool, BaseModel, str, str]] = []
+        for name, params, action in writes:
+            tool, p, digest = self._admit_write(name, params)
+            self._approval_gate(tool, p, digest, action, approval_id)
+            self._provenance_gate(tool, p, digest, action, approval_id)
+            admitted.append((tool, p, digest, action))
+        if not admitted:
+            return []
+        tr = self.tracer
+        assert tr.intent_id is not None and all(t.local for t, *_ in admitted)
+        running = [admitted[0][0]]  # the tool whose statements run now: an error is that call's
+
+        def bounded(tool: Tool, p: BaseModel) -> Callable[[Connection], WriteOutcome]:
+            def write(conn: Connection) -> WriteOutcome:
+                running[0] = tool
+                with _bounded(tool, conn):
+                    return tool.fn(conn, p)
+            return write
+
+        def call() -> list[WriteReceipt]:
+            return apply_all(self.db, workflow=tr.workflow, intent_id=tr.intent_id or "", run_id=tr.run_id,
+                             writes=[(action, tool.name, bounded(tool, p)) for tool, p, _, action in admitted],
+                             approval_id=approval_id, before=before,
+                             fence=lambda conn: self._write_fence(conn, [t.name for t, *_ in admitted]))
+
+        started = time.perf_counter()
+        try:
+            receipts, attempts, error = self._retrying(call, lambda: running[0])
+        except _Stopped as stop:  # the transaction found a switch on or the intent stopped: nothing ran
+            tool, p, digest, _ = next(a for a in admitted if a[0].name == stop.tool)
+            self._record_block(tool.name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
+            raise stop.error from None
+        if error is not None:
+            tool, p, digest, _ = next(a for a in admitted if a[0] is running[0])
+            rolled_back = [t.name for t, *_ in admitted if t is not tool]
+            self._trace(tool, p, None, "error", f"{type(error).__name__}: {error}" + (
+                f" (rolled back with it, not written: {', '.join(rolled_back)})" if rolled_back else ""),
+                attempts, started, digest)
+            raise error
+        for (tool, p, digest, _), receipt in zip(admitted, receipts, strict=True):
+            self._trace(tool, p, receipt, "ok", None, attempts, started, digest)
+        return receipts
 
     def dry_run(self, writes: list[tuple[str, BaseModel | dict[str, Any], str]]) -> list[WriteReceipt]:
         """read_only / shadow: run the writes (name, params, action) together in one transaction that is
@@ -303,20 +364,24 @@ class ToolGateway:
             raise stop.error
         return tool, p, digest
 
-    def _write_fence(self, conn: Connection, tool: str) -> None:
-        """First in a write's ledger transaction (ledger.apply_once): a kill switch on, or the intent
-        quarantined or parked, refuses the write atomically with it; so does a claim another run holds.
-        With a claim to take (fence), one statement checks all three (claims.take's `switches`); only a
-        refusal reads which one it was, a switch or a stopped intent first."""
+    def _write_fence(self, conn: Connection, tools: Sequence[str]) -> None:
+        """First in a write's ledger transaction (ledger.apply_all): a kill switch on, or the intent
+        quarantined or parked, refuses the writes atomically with them; so does a claim another run
+        holds. With a claim to take (fence), one statement checks all three (claims.take's `switches`);
+        only a refusal reads which one it was, a switch or a stopped intent first."""
         workflow, intent_id = self.tracer.workflow, self.tracer.intent_id or ""
+
+        def stopped() -> _Stopped | None:
+            return next((s for t in tools if (s := _stop(conn, workflow, intent_id, t)) is not None), None)
+
         if self.fence is None:
-            if (stop := _stop(conn, workflow, intent_id, tool)) is not None:
+            if (stop := stopped()) is not None:
                 raise stop
             return
         try:
-            self.fence(conn, controls.switch_keys(workflow, tool))
+            self.fence(conn, tuple(dict.fromkeys(k for t in tools for k in controls.switch_keys(workflow, t))))
         except ClaimHeld:
-            if (stop := _stop(conn, workflow, intent_id, tool)) is not None:
+            if (stop := stopped()) is not None:
                 raise stop from None
             raise
 
@@ -443,27 +508,40 @@ class ToolGateway:
         raise exc(f"{_label(name)}: {reason}")
 
     def _run(self, tool: Tool, params: BaseModel, call: Callable[[], Any], digest: str, status: str = "ok") -> Any:
+        def attempt() -> Any:
+            # A local tool runs here, bounded by its connection's deadline (_bounded); any other in a
+            # pool thread, waited on for timeout_s (left running, its late result ignored).
+            if tool.local:
+                return call()
+            try:
+                return _POOL.submit(call).result(timeout=tool.timeout_s)
+            except FutureTimeout:
+                raise ToolTimeout(f"{tool.name} timed out after {tool.timeout_s}s") from None
+
         started = time.perf_counter()
+        result, attempts, error = self._retrying(attempt, lambda: tool)
+        if error is not None:
+            self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempts, started, digest)
+            raise error
+        self._trace(tool, params, result, status, None, attempts, started, digest)
+        return result
+
+    def _retrying(self, call: Callable[[], T], culprit: Callable[[], Tool]) -> tuple[T | None, int, BaseException | None]:
+        """`call` until it returns, retried with the backoff of the tool that failed (`culprit`, asked
+        after the failure) while its error is retryable: (result, attempts, None) or (None, attempts,
+        the last error). A fence's refusal (nothing changed) is raised at once."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                # A local tool runs here, bounded by its connection's deadline (_bounded); any other
-                # in a pool thread, waited on for timeout_s (left running, its late result ignored).
-                result = call() if tool.local else _POOL.submit(call).result(timeout=tool.timeout_s)
-            except FutureTimeout:
-                error: BaseException = ToolTimeout(f"{tool.name} timed out after {tool.timeout_s}s")
+                return call(), attempt, None
+            except (ClaimHeld, _Stopped):
+                raise
             except BaseException as exc:  # noqa: BLE001 - classified just below
                 error = exc
-            else:
-                self._trace(tool, params, result, status, None, attempt, started, digest)
-                return result
-            if isinstance(error, (ClaimHeld, _Stopped)):  # the write's fence refused it: nothing changed
-                raise error
-            retryable = isinstance(error, tool.retry_on)
-            if not retryable or attempt >= tool.backoff.max_attempts:
-                self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempt, started, digest)
-                raise error
+            tool = culprit()
+            if not isinstance(error, tool.retry_on) or attempt >= tool.backoff.max_attempts:
+                return None, attempt, error
             self._sleep(tool.backoff.delay(attempt, self._rng))
 
     def _trace(self, tool: Tool, params: BaseModel, result: Any, status: str, error: str | None,

@@ -124,7 +124,12 @@ STEP_ROW = RowKind(intent_steps, "upsert", ("intent_id", "step"))
 
 def save_step(sink: Sink, intent_id: str, step: str, output: Any, run_id: str | None) -> None:
     """Persist a step's output (now, or with a batch step's rows: see framework/rowbuffer.py)."""
-    sink.put(STEP_ROW, dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow()))
+    sink.put(*step_row(intent_id, step, output, run_id))
+
+
+def step_row(intent_id: str, step: str, output: Any, run_id: str | None) -> tuple[RowKind, dict[str, Any]]:
+    """The row that persists a step's output (rowbuffer.write_rows writes it)."""
+    return STEP_ROW, dict(intent_id=intent_id, step=step, output=output, run_id=run_id, at=utcnow())
 
 
 def saved_step(db: Database, intent_id: str, step: str) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """The write ledger: each (intent, action) writes once, and the ledger row commits with the write."""
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -81,22 +81,52 @@ def apply_once(
 
     The ledger row is inserted first: a concurrent run with the same key blocks on the UNIQUE index
     (PostgreSQL) or the write lock (SQLite) and then finds the row, so it never reaches `write`."""
-    key = idempotency_key(workflow, intent_id, action)
+    return apply_all(db, workflow=workflow, intent_id=intent_id, run_id=run_id, writes=[(action, tool, write)],
+                     approval_id=approval_id, fence=fence)[0]
+
+
+# (action, tool, write) of one planned write.
+PlannedWrite = tuple[str, str, Callable[[Connection], WriteOutcome]]
+
+
+def apply_all(
+    db: Database,
+    *,
+    workflow: str,
+    intent_id: str,
+    run_id: str | None,
+    writes: Sequence[PlannedWrite],
+    approval_id: str | None = None,
+    fence: Callable[[Connection], None] | None = None,
+    before: Callable[[Connection], None] | None = None,
+) -> list[WriteReceipt]:
+    """apply_once for several writes of one intent, in one transaction: all of them land with their
+    ledger rows, or none does (a write that raises rolls back the ones before it). `before` runs after
+    the fence, in the same transaction (the decided plan, stored with its writes)."""
     with db.begin() as conn:
         if fence is not None:
             fence(conn)
-        inserted = insert_ignore(conn, writes, dict(
-            idempotency_key=key, intent_id=intent_id, workflow=workflow, action=action, tool=tool,
-            target="", status="pending", run_id=run_id, approval_id=approval_id, at=utcnow()), ["idempotency_key"])
-        if not inserted:
-            row = conn.execute(select(writes).where(writes.c.idempotency_key == key)).mappings().one()
-            table, _, rkey = row["target"].partition(":")
-            return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=table, key=rkey,
-                                status=WriteStatus.ALREADY_COMMITTED, before=row["before"], after=row["after"])
-        outcome = write(conn)  # raising here rolls back the ledger row too
-        conn.execute(_LANDED, dict(p_key=key, p_target=f"{outcome.table}:{outcome.key}",
-                                   p_status=str(WriteStatus.COMMITTED), p_before=redact(outcome.before),
-                                   p_after=redact(outcome.after)))
+        if before is not None:
+            before(conn)
+        return [_apply(conn, workflow, intent_id, action, tool, run_id, write, approval_id)
+                for action, tool, write in writes]
+
+
+def _apply(conn: Connection, workflow: str, intent_id: str, action: str, tool: str, run_id: str | None,
+           write: Callable[[Connection], WriteOutcome], approval_id: str | None) -> WriteReceipt:
+    key = idempotency_key(workflow, intent_id, action)
+    inserted = insert_ignore(conn, writes, dict(
+        idempotency_key=key, intent_id=intent_id, workflow=workflow, action=action, tool=tool,
+        target="", status="pending", run_id=run_id, approval_id=approval_id, at=utcnow()), ["idempotency_key"])
+    if not inserted:
+        row = conn.execute(select(writes).where(writes.c.idempotency_key == key)).mappings().one()
+        table, _, rkey = row["target"].partition(":")
+        return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=table, key=rkey,
+                            status=WriteStatus.ALREADY_COMMITTED, before=row["before"], after=row["after"])
+    outcome = write(conn)  # raising here rolls back the ledger row too
+    conn.execute(_LANDED, dict(p_key=key, p_target=f"{outcome.table}:{outcome.key}",
+                               p_status=str(WriteStatus.COMMITTED), p_before=redact(outcome.before),
+                               p_after=redact(outcome.after)))
     return WriteReceipt(idempotency_key=key, action=action, tool=tool, table=outcome.table, key=outcome.key,
                         status=WriteStatus.COMMITTED, before=outcome.before, after=outcome.after)
 

@@ -117,6 +117,9 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
     def provenance_problems(self, policy: PolicyPack) -> list[str]:
         """The pack's provenance rules against these tools: a rule guards a write tool's real parameter,
         and its sources are reads whose output is trusted. Checked once per pack digest (a gateway is
