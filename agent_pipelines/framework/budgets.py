@@ -107,6 +107,9 @@ class RunBudget:
         # Tool-call rows recorded through this step's tracer, by call digest (Tracer.recorded_calls).
         self._recorded: Counter[str] = recorded if recorded is not None else Counter()
         self._base: tuple[str | None, Counter[str], Counter[str]] | None = None
+        # Calls admitted to run together and not recorded yet (ToolGateway.write_all), by call digest:
+        # they count as made, so a group of writes cannot run past the caps.
+        self.pending: Counter[str] = Counter()
 
     def _mine(self, table: Any) -> list[Any]:
         where = [table.c.run_id == self.run_id]
@@ -169,8 +172,8 @@ class RunBudget:
             # Once over a budget, a run stays over it: no other call slips through after the breach.
             raise BudgetExceeded(breached.removeprefix("budget:"), 0, 0, f"this run already broke {breached}")
         since = self._recorded - seen  # rows this step recorded after the counts were read
-        calls = sum(base.values()) + sum(since.values())
-        same = base[digest] + since[digest]
+        calls = sum(base.values()) + sum(since.values()) + sum(self.pending.values())
+        same = base[digest] + since[digest] + self.pending[digest]
         if calls >= self.limits.max_tool_calls:
             raise BudgetExceeded("max_tool_calls", self.limits.max_tool_calls, calls + 1, f"next call: {tool}")
         if same >= self.limits.max_repeat_calls:

@@ -259,11 +259,19 @@ class ToolGateway:
         after the fence (the caller's own row that must commit with the writes)."""
         if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
             return self.dry_run(list(writes))
+        try:
+            return self._write_all(writes, approval_id, before)
+        finally:
+            self.budget.pending.clear()  # recorded by now, or never run
+
+    def _write_all(self, writes: Sequence[tuple[str, BaseModel | dict[str, Any], str]], approval_id: str | None,
+                   before: Callable[[Connection], None] | None) -> list[WriteReceipt]:
         admitted: list[tuple[Tool, BaseModel, str, str]] = []
         for name, params, action in writes:
             tool, p, digest = self._admit_write(name, params)
             self._approval_gate(tool, p, digest, action, approval_id)
             self._provenance_gate(tool, p, digest, action, approval_id)
+            self.budget.pending[digest] += 1  # the next one's budget check counts it
             admitted.append((tool, p, digest, action))
         if not admitted:
             return []

@@ -41,8 +41,11 @@ class Tracer:
     def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
         row = self.redact(row)
         values = dict(run_id=self.run_id, intent_id=self.intent_id, workflow=self.workflow, at=utcnow(), **row)
-        # An LLM call is written at once even in a batch: the budget counts its tokens right after it.
-        (self._direct if table is llm_calls else self.sink).put(ROW_KINDS[table.name], values)
+        # An LLM call that spent tokens or money is written at once even in a batch: the budget counts
+        # them right after it, and a crash must not lose spend. One that spent nothing (the offline
+        # proposer) goes with the step's other rows.
+        spent = table is llm_calls and (row["prompt_tokens"] or row["completion_tokens"] or row["cost_usd"])
+        (self._direct if spent else self.sink).put(ROW_KINDS[table.name], values)
         event = {"kind": kind, **row}
         self.events.append(event)
         otel.record(kind, row)  # the same redacted row, exported when OpenTelemetry is on
