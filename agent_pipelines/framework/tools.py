@@ -84,7 +84,8 @@ class Tool:
     external: "ExternalWrite | None" = None  # framework/external.py: a call outside our transaction; fn = its dry-run
     # True: fn only runs statements on the connection it is given (no network, no sleeping). It runs in
     # the caller's thread and timeout_s interrupts its connection (framework/deadline.py), instead of
-    # costing a pool thread hop per call. False (a tool that calls a service): a pool thread, timed out.
+    # costing a pool thread hop per call; an intent's writes whose tools are all local commit in one
+    # transaction (ToolGateway.write_all). False (a tool that calls a service): a pool thread, timed out.
     local: bool = False
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,10 +380,12 @@ def deployment(state: Path, db_url: str, n_pos: int, lease_s: float = 3.0) -> It
 
 
 def scenario_kills(d: Deployment, figures: Figures, points: list[str], per_point: int, *,
-                   first: int = 0, settle_s: float = 240) -> EndState:
+                   first: int = 0, settle_s: float = 240,
+                   after_kills: Callable[[EndState], None] | None = None) -> EndState:
     """One new clean invoice per kill: a driver ticks, reaches the point and is SIGKILLed. Then a
     normal driver (kill disarmed) ticks until the sweeper has finished every intent. Each driver warms
-    up (imports, definitions) while its predecessor runs and starts ticking when its gate opens."""
+    up (imports, definitions) while its predecessor runs and starts ticking when its gate opens.
+    `after_kills` sees the state the kills left, before the recovery."""
     plan = [p for _ in range(per_point) for p in points]
 
     def start(args: list[str], tag: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
@@ -408,6 +410,8 @@ def scenario_kills(d: Deployment, figures: Figures, points: list[str], per_point
     mid = d.end_state()
     if not any(mid.states.get(s) for s in ACTIVE):
         raise ChaosError(f"after {figures.kills} kills no intent is left unfinished: {mid.states}")
+    if after_kills is not None:
+        after_kills(mid)
     proc, base, gate = upcoming
     gate.touch()
     r = d.finish(proc, base, timeout_s=settle_s + 60)

@@ -37,6 +37,18 @@ def test_sigkill_at_every_step_boundary_and_between_writes(on_shared_pg, figures
     report(figures, end, "kills")
 
 
+def test_sigkill_inside_an_intents_writes_leaves_none_of_them(on_shared_pg, figures):
+    """The invoice tools local, as shipped: the worker dies inside the one transaction that holds the
+    intent's three writes (two ran, the third was about to). None of them landed, nor did the decided
+    plan stored with them: the sweeper starts the intent again from read and finishes it, each write once."""
+    def nothing_landed(mid: harness.EndState) -> None:
+        assert (mid.writes, mid.partial_commits, mid.states) == (0, 0, {"committing": 1})
+
+    end = harness.scenario_kills(on_shared_pg, figures, ["commit_in_group"], per_point=1, after_kills=nothing_landed)
+    assert end.states == {"completed": 1} and end.writes == 3
+    report(figures, end, "kill inside a group of writes")
+
+
 def test_postgres_restarts_under_load(tmp_path, figures):
     with harness.private_cluster() as cluster, harness.fresh_pg_database("ap_chaos_db", cluster.admin_url) as db_url, \
             harness.deployment(tmp_path, db_url, n_pos=200) as d:

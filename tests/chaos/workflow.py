@@ -42,9 +42,13 @@ KILL_POINTS: dict[str, tuple[str, str]] = {
     "commit_plan": ("hook", "plan_writes"),          # in commit, intent committing, before the plan is stored
     "commit_after_write_1": ("tool", "record_po_invoiced"),  # 1st write committed, 2nd not started
     "commit_after_write_2": ("tool", "schedule_payment"),    # 2 of 3 writes committed
+    "commit_in_group": ("tool", "schedule_payment"),         # local tools: 2 of 3 writes run, none committed
     "after_commit": ("hook", "verify"),              # every write landed; verify has started
     "before_hand_off": ("op", "verify"),             # verified; hand off not started
 }
+# Points reached with the tools local, as shipped: an intent's writes then go together in one
+# transaction (ToolGateway.write_all), and a kill inside it leaves none of them.
+GROUPED = {"commit_in_group"}
 BOUNDARIES = ["after_read", "after_propose", "after_validate", "after_approve_gate", "commit_after_write_1",
               "commit_after_write_2", "after_commit", "before_hand_off"]
 
@@ -103,12 +107,14 @@ class ChaosInvoiceMatching(InvoiceMatching):
     def tools(self) -> ToolRegistry:
         registry = ToolRegistry()
         shipped = super().tools()
+        # Not local, but at a GROUPED point: a chaotic tool sleeps past its timeout (a slow backend),
+        # which only a pool thread's timeout ends (framework/deadline.py interrupts statements, not
+        # sleeps). A kill point alone needs no sleep.
+        local = CONFIG.kill_at in GROUPED and CONFIG.tool_fault_p == 0
         for name in shipped.names():
             tool = shipped.get(name)
-            # Not local: a chaotic tool sleeps past its timeout (a slow backend), which only a pool
-            # thread's timeout ends (framework/deadline.py interrupts statements, not sleeps).
             registry.register(replace(tool, fn=_chaotic(name, tool.fn, CONFIG.tool_timeout_s),
-                                      timeout_s=min(tool.timeout_s, CONFIG.tool_timeout_s), local=False))
+                                      timeout_s=min(tool.timeout_s, CONFIG.tool_timeout_s), local=local))
         return registry
 
     def plan_writes(self, intent_id, intake, context, proposal):  # type: ignore[no-untyped-def]
@@ -133,7 +139,8 @@ def _state(intent_id: str) -> str | None:
 def _chaotic(name: str, fn: Any, timeout_s: float) -> Any:
     def call(conn, p):  # type: ignore[no-untyped-def]
         if armed("tool", name):
-            die(CONFIG.kill_at or "", f"tool {name} about to run: the write before it committed")
+            die(CONFIG.kill_at or "", f"tool {name} about to run: the writes before it " + (
+                "ran in its transaction, uncommitted" if CONFIG.kill_at in GROUPED else "committed"))
         x = CONFIG.roll(CONFIG.tool_fault_p)
         if x is not None:
             kind = ("429", "503", "timeout")[int(x / CONFIG.tool_fault_p * 3) % 3]
