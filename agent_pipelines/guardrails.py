@@ -13,7 +13,8 @@ See README "Guardrails as a library" (and its "Provenance" part)."""
 
 from agent_pipelines.framework.budgets import BudgetExceeded
 from agent_pipelines.framework.db import Database
-from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.write_stops import KillSwitchEngaged
 from agent_pipelines.framework.tools import (Impact, PermanentToolError, RetryableToolError, Tool, ToolBlocked,
                                              ToolHeld, ToolKind, ToolRegistry)
 from agent_pipelines.framework.ledger import PreconditionFailed, WriteOutcome, WriteReceipt, WriteStatus

@@ -216,7 +216,7 @@ def test_an_intents_local_writes_land_together_or_not_at_all(project):
 
 def test_a_kill_switch_on_one_of_an_intents_writes_holds_all_of_them(project):
     from agent_pipelines.framework import controls
-    from agent_pipelines.framework.gateway import KillSwitchEngaged
+    from agent_pipelines.framework.write_stops import KillSwitchEngaged
 
     gw = make_gateway(project, scratch_writes(project, {}), ["a", "b", "c"])
     controls.set_kill_switch(project.db, on=True, actor="oncall", tool="c", reason="c frozen")

@@ -41,6 +41,8 @@ def acquire(db: Database, intent_id: str, run_id: str, lease_s: float, *, dead_o
 
 # An intent in one of these states writes nothing more, claimed or not (the gateway says why: _stop).
 WRITES_STOPPED: tuple[S, ...] = (S.QUARANTINED, S.PARKED)
+
+
 @lru_cache(maxsize=32)
 def _take_stmt(*, dead: bool, switches: int = 0) -> Any:
     """take's compare-and-set, built once per shape (sql.py says why). With `switches` (how many), a

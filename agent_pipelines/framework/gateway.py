@@ -22,12 +22,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 
 from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework import provenance as prov
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget, call_digest
-from agent_pipelines.framework.claims import WRITES_STOPPED, ClaimHeld
+from agent_pipelines.framework.claims import ClaimHeld
 from agent_pipelines.framework.db import WRITER, Database, utcnow
 from agent_pipelines.framework.deadline import WATCHDOG
 from agent_pipelines.framework.ledger import (WriteOutcome, WriteReceipt, WriteStatus, apply_all, apply_once,
@@ -37,30 +37,14 @@ from agent_pipelines.framework.policy import Decision, Mode, PolicyDecision, Pol
 from agent_pipelines.framework.redaction import redact
 from agent_pipelines.framework.safe_data import printable_label as _label, tree_problem
 from agent_pipelines.framework.sql import insert_ignore
-from agent_pipelines.framework.tables import intents, shadow_writes
+from agent_pipelines.framework.tables import shadow_writes
 from agent_pipelines.framework.tools import (Impact, PermanentToolError, Tool, ToolBlocked, ToolHeld, ToolKind,
-                                             ToolRegistry, ToolTimeout)
+                                             ToolRegistry, ToolTimeout, retried)
 from agent_pipelines.framework.trace import Emit, Tracer
+from agent_pipelines.framework.write_stops import Stopped, stopped_by, why_stopped
 
 
 T = TypeVar("T")
-
-
-class KillSwitchEngaged(Exception):
-    """A kill switch covers this workflow or tool: no write passes; the intent parks."""
-
-    def __init__(self, engaged: controls.Engaged, tool: str | None = None) -> None:
-        super().__init__(engaged.describe() + (f"; write {tool!r} not attempted" if tool else ""))
-        self.engaged = engaged
-
-
-class _Stopped(Exception):
-    """Why a write may not run now (a kill switch, a stopped intent): raised inside the write's
-    transaction, recorded as a blocked call once that transaction rolled back."""
-
-    def __init__(self, rule: str, reason: str, error: Exception, tool: str) -> None:
-        super().__init__(reason)
-        self.rule, self.reason, self.error, self.tool = rule, reason, error, tool
 
 
 # A run's claim taken in a write's transaction (StepRun.fence), refused too while one of the kill
@@ -69,24 +53,6 @@ Fence = Callable[[Connection, tuple[str, ...]], None]
 
 # What a write's caller already knows of the switches and the intent's state: (switch on, state).
 StopHint = Callable[[str], tuple["controls.Engaged | None", str | None]]
-
-
-_STATE = select(intents.c.state).where(intents.c.intent_id == bindparam("p_id"))  # built once (sql.py)
-
-
-def _stop(conn: Connection, workflow: str, intent_id: str, tool: str) -> _Stopped | None:
-    engaged = controls.blocking(conn, workflow, tool)
-    state = None if engaged else conn.execute(_STATE, {"p_id": intent_id}).scalar()
-    return _stop_of(engaged, state, intent_id, tool)
-
-
-def _stop_of(engaged: "controls.Engaged | None", state: str | None, intent_id: str, tool: str) -> _Stopped | None:
-    if engaged is not None:
-        return _Stopped("kill_switch", engaged.describe(), KillSwitchEngaged(engaged, tool), tool)
-    if state in WRITES_STOPPED:
-        reason = f"intent {intent_id} is {state}: this run writes nothing more"
-        return _Stopped("intent_stopped", reason, ToolBlocked(f"{_label(tool)}: {reason}"), tool)
-    return None
 
 
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tool")
@@ -241,7 +207,7 @@ class ToolGateway:
 
         try:
             return self._run(tool, p, call, digest)
-        except _Stopped as stop:  # the write's transaction found a switch on or the intent stopped
+        except Stopped as stop:  # the write's transaction found a switch on or the intent stopped
             self._record_block(name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
             raise stop.error from None
 
@@ -259,25 +225,23 @@ class ToolGateway:
         after the fence (the caller's own row that must commit with the writes)."""
         if self.mode in (Mode.READ_ONLY, Mode.SHADOW):
             return self.dry_run(list(writes))
-        try:
-            return self._write_all(writes, approval_id, before)
-        finally:
-            self.budget.pending.clear()  # recorded by now, or never run
-
-    def _write_all(self, writes: Sequence[tuple[str, BaseModel | dict[str, Any], str]], approval_id: str | None,
-                   before: Callable[[Connection], None] | None) -> list[WriteReceipt]:
         admitted: list[tuple[Tool, BaseModel, str, str]] = []
-        for name, params, action in writes:
-            tool, p, digest = self._admit_write(name, params)
-            self._approval_gate(tool, p, digest, action, approval_id)
-            self._provenance_gate(tool, p, digest, action, approval_id)
-            self.budget.pending[digest] += 1  # the next one's budget check counts it
-            admitted.append((tool, p, digest, action))
+        try:
+            for name, params, action in writes:
+                tool, p, digest = self._admit_write(name, params)
+                self._approval_gate(tool, p, digest, action, approval_id)
+                self._provenance_gate(tool, p, digest, action, approval_id)
+                self.budget.pending[digest] += 1  # the next one's budget check counts it
+                admitted.append((tool, p, digest, action))
+        finally:
+            self.budget.pending.clear()  # a refusal ends the group; else the writes are traced below
         if not admitted:
             return []
         tr = self.tracer
         assert tr.intent_id is not None and all(t.local for t, *_ in admitted)
-        running = [admitted[0][0]]  # the tool whose statements run now: an error is that call's
+        # The tool whose statements run now: an error is that call's (one in the fence, the ledger's
+        # statements or `before` is the first tool's, whose retry policy then applies).
+        running = [admitted[0][0]]
 
         def bounded(tool: Tool, p: BaseModel) -> Callable[[Connection], WriteOutcome]:
             def write(conn: Connection) -> WriteOutcome:
@@ -294,8 +258,8 @@ class ToolGateway:
 
         started = time.perf_counter()
         try:
-            receipts, attempts, error = self._retrying(call, lambda: running[0])
-        except _Stopped as stop:  # the transaction found a switch on or the intent stopped: nothing ran
+            receipts, attempts, error = self._retried(call, lambda: running[0])
+        except Stopped as stop:  # the transaction found a switch on or the intent stopped: nothing ran
             tool, p, digest, _ = next(a for a in admitted if a[0].name == stop.tool)
             self._record_block(tool.name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
             raise stop.error from None
@@ -363,10 +327,10 @@ class ToolGateway:
         # guarantee: this first check may use what the caller already read (a batch reads the switches
         # per chunk). No transaction of ours holds an external call (nor a dry run): those read now.
         if self.stop_hint is not None and tool.external is None and self.mode not in (Mode.READ_ONLY, Mode.SHADOW):
-            stop = _stop_of(*self.stop_hint(tool.name), tr.intent_id, tool.name)
+            stop = stopped_by(*self.stop_hint(tool.name), tr.intent_id, tool.name)
         else:
             with self.db.connect() as conn:
-                stop = _stop(conn, tr.workflow, tr.intent_id, tool.name)
+                stop = why_stopped(conn, tr.workflow, tr.intent_id, tool.name)
         if stop is not None:
             self._record_block(name, p.model_dump(mode="json"), stop.rule, stop.reason, digest)
             raise stop.error
@@ -379,8 +343,8 @@ class ToolGateway:
         only a refusal reads which one it was, a switch or a stopped intent first."""
         workflow, intent_id = self.tracer.workflow, self.tracer.intent_id or ""
 
-        def stopped() -> _Stopped | None:
-            return next((s for t in tools if (s := _stop(conn, workflow, intent_id, t)) is not None), None)
+        def stopped() -> Stopped | None:
+            return next((s for t in tools if (s := why_stopped(conn, workflow, intent_id, t)) is not None), None)
 
         if self.fence is None:
             if (stop := stopped()) is not None:
@@ -527,30 +491,16 @@ class ToolGateway:
                 raise ToolTimeout(f"{tool.name} timed out after {tool.timeout_s}s") from None
 
         started = time.perf_counter()
-        result, attempts, error = self._retrying(attempt, lambda: tool)
+        result, attempts, error = self._retried(attempt, lambda: tool)
         if error is not None:
             self._trace(tool, params, None, "error", f"{type(error).__name__}: {error}", attempts, started, digest)
             raise error
         self._trace(tool, params, result, status, None, attempts, started, digest)
         return result
 
-    def _retrying(self, call: Callable[[], T], culprit: Callable[[], Tool]) -> tuple[T | None, int, BaseException | None]:
-        """`call` until it returns, retried with the backoff of the tool that failed (`culprit`, asked
-        after the failure) while its error is retryable: (result, attempts, None) or (None, attempts,
-        the last error). A fence's refusal (nothing changed) is raised at once."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return call(), attempt, None
-            except (ClaimHeld, _Stopped):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - classified just below
-                error = exc
-            tool = culprit()
-            if not isinstance(error, tool.retry_on) or attempt >= tool.backoff.max_attempts:
-                return None, attempt, error
-            self._sleep(tool.backoff.delay(attempt, self._rng))
+    def _retried(self, call: Callable[[], T], culprit: Callable[[], Tool]) -> tuple[T | None, int, BaseException | None]:
+        # A fence's refusal (nothing changed) is never retried.
+        return retried(call, culprit, sleep=self._sleep, rng=self._rng, final=(ClaimHeld, Stopped))
 
     def _trace(self, tool: Tool, params: BaseModel, result: Any, status: str, error: str | None,
                attempts: int, started: float, digest: str) -> None:

@@ -17,7 +17,8 @@ from sqlalchemy import Connection, select, update
 from agent_pipelines.framework import approvals, claims, controls, otel
 from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
 from agent_pipelines.framework.db import Database, utcnow
-from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.write_stops import KillSwitchEngaged
 from agent_pipelines.framework.intents import Intent, IntentStore, after_move, transition
 from agent_pipelines.framework.ledger import WriteReceipt, has_writes
 from agent_pipelines.framework.policy import Mode, PolicyDecision, writes_land

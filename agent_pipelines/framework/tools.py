@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection
@@ -61,6 +61,29 @@ class Backoff:
         """Exponential with 'equal jitter': within [d/2, d], d = min(cap, base * 2**(attempt-1))."""
         d = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
         return d / 2 + rng.uniform(0, d / 2)
+
+
+T = TypeVar("T")
+
+
+def retried(call: Callable[[], T], culprit: Callable[[], "Tool"], *, sleep: Callable[[float], None],
+            rng: random.Random, final: tuple[type[BaseException], ...] = ()) -> tuple[T | None, int, BaseException | None]:
+    """`call` until it returns, retried with the backoff of the tool that failed (`culprit`, asked after
+    the failure) while its error is one of that tool's `retry_on`: (result, attempts, None), or (None,
+    attempts, the last error). A `final` error is raised at once."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call(), attempt, None
+        except final:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - classified just below
+            error = exc
+        tool = culprit()
+        if not isinstance(error, tool.retry_on) or attempt >= tool.backoff.max_attempts:
+            return None, attempt, error
+        sleep(tool.backoff.delay(attempt, rng))
 
 
 @dataclass(frozen=True)

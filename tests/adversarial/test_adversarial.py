@@ -19,7 +19,8 @@ from agent_pipelines.framework import approvals
 from agent_pipelines.framework.approvals import DecisionRefused
 from agent_pipelines.framework.budgets import BudgetExceeded
 from agent_pipelines.framework.db import Database, utcnow
-from agent_pipelines.framework.gateway import KillSwitchEngaged, ToolGateway
+from agent_pipelines.framework.gateway import ToolGateway
+from agent_pipelines.framework.write_stops import KillSwitchEngaged
 from agent_pipelines.framework.tools import ToolBlocked, ToolHeld
 from agent_pipelines.framework.intents import IntentStore
 from agent_pipelines.framework.policy import Decision

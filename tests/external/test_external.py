@@ -7,7 +7,7 @@ import pytest
 
 from agent_pipelines.framework import controls
 from agent_pipelines.framework.external import DryRunRefused, ExternalOutcomeUnknown
-from agent_pipelines.framework.gateway import KillSwitchEngaged
+from agent_pipelines.framework.write_stops import KillSwitchEngaged
 from agent_pipelines.framework.tools import ToolBlocked, ToolHeld
 from agent_pipelines.framework.ledger import (
     PreconditionFailed,
