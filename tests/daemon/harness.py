@@ -83,6 +83,13 @@ class Stack:
         os.environ.update({k: v for k, v in self.env.items() if k.startswith(("DAGSTER_", "AGENT_PIPELINES_"))})
         project = Project(Settings.from_env(self.state))
         project.prepare()
+        # Dagster's PostgreSQL storages create their schema when an instance first opens them; processes
+        # starting at once on a fresh database (two warm run workers, the daemon) race to create it ("type
+        # snapshots already exists"), so this process creates it before any of them starts (as
+        # tests/celery/harness.py does).
+        project.instance.get_runs_count()
+        project.instance.event_log_storage  # noqa: B018 - opening it creates its tables
+        project.instance.all_instigator_state()
         pos = [f"PO-B{i:04d}" for i in range(n_pos)]
         with project.db.begin() as conn:
             conn.execute(vendors.insert(), [dict(vendor_id="V-1", name="Acme Supply", status="active", currency="USD",
