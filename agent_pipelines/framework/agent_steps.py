@@ -8,7 +8,8 @@ policy, approval) are written here and only here.
 Validate and verify run in two phases around the Great Expectations checks: the workflow's rules
 first, then the decision once the framework has run the checks (one validation per batch)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
@@ -331,17 +332,13 @@ def write_claimed(run: StepRun, action: WriteAction, approval_id: str | None) ->
     """One planned write, under this run's claim taken or renewed first: a run that lost its claim
     writes nothing more. The claim is taken in the write's own transaction (the gateway's fence:
     StepRun.fence); an external write's call runs outside it, so its claim is taken before."""
-    try:
+    with _refused_needs_attention(action.action):
         if run.gateway.is_external(action.tool):
             run.claim()
             receipt = run.gateway.write(action.tool, action.params, action=action.action, approval_id=approval_id)
         else:
             receipt = _reclaiming(run, lambda: run.gateway.write(action.tool, action.params, action=action.action,
                                                                  approval_id=approval_id))
-    except PreconditionFailed as exc:
-        raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: precondition failed: {exc}") from exc
-    except ToolBlocked as exc:
-        raise StepFailed(S.NEEDS_ATTENTION, f"{action.action}: blocked by policy: {exc}") from exc
     run.wrote(receipt)
     return receipt
 
@@ -349,17 +346,23 @@ def write_claimed(run: StepRun, action: WriteAction, approval_id: str | None) ->
 def write_together(run: StepRun, plan: Sequence[WriteAction], before: Callable[[Connection], None]) -> list[WriteReceipt]:
     """An intent's writes to our own database in one transaction (ToolGateway.write_all), with the
     decided plan (`before`) and under this run's claim (the fence): all land, or none does."""
-    actions = "+".join(a.action for a in plan)
-    try:
+    with _refused_needs_attention("+".join(a.action for a in plan) + " (together, nothing written)"):
         receipts = _reclaiming(run, lambda: run.gateway.write_all([(a.tool, a.params, a.action) for a in plan],
                                                                   before=before))
-    except PreconditionFailed as exc:
-        raise StepFailed(S.NEEDS_ATTENTION, f"{actions}: precondition failed, nothing written: {exc}") from exc
-    except ToolBlocked as exc:
-        raise StepFailed(S.NEEDS_ATTENTION, f"{actions}: blocked by policy, nothing written: {exc}") from exc
     for receipt in receipts:
         run.wrote(receipt)
     return receipts
+
+
+@contextmanager
+def _refused_needs_attention(what: str) -> Iterator[None]:
+    """A write refused by a record that changed or by policy: the intent needs attention, saying why."""
+    try:
+        yield
+    except PreconditionFailed as exc:
+        raise StepFailed(S.NEEDS_ATTENTION, f"{what}: precondition failed: {exc}") from exc
+    except ToolBlocked as exc:
+        raise StepFailed(S.NEEDS_ATTENTION, f"{what}: blocked by policy: {exc}") from exc
 
 
 def _reclaiming(run: StepRun, write: Callable[[], T]) -> T:
