@@ -10,4 +10,6 @@ scripts/bench_latency.py, "cold worker imports"). Imports only; nothing runs."""
 import agent_pipelines.definitions  # noqa: F401 - the code location every run's job is loaded from
 import instructor  # noqa: F401 - the propose step's client
 import openai  # noqa: F401
+import openai.resources  # noqa: F401 - else imported by the first proposal's client (~0.5 s)
+from instructor import from_openai  # noqa: F401 - instructor loads its client factory when first asked for
 import great_expectations  # noqa: F401 - the validate and verify steps' suites

@@ -299,7 +299,7 @@ def build_batch_job(wf: Workflow, *, tags: dict[str, str]) -> dg.JobDefinition:
     @dg.op(name=f"{name}__batch_read", out=chunk_out)
     def read(context: dg.OpExecutionContext, runtime: AgentRuntime, chunk: list) -> Iterator[dg.Output]:
         b = Batch(wf, context, runtime, "read")
-        quality.warm_up()
+        runtime.warm_up()
         yield from b.finish(len(chunk), b.each(chunk, str, lambda i: steps.read(wf, b.run_for(i))))
 
     @dg.op(name=f"{name}__batch_propose", out=chunk_out)

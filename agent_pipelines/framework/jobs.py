@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import dagster as dg
 from agent_pipelines.framework import agent_steps as steps
-from agent_pipelines.framework import approvals, controls, quality
+from agent_pipelines.framework import approvals, controls
 from agent_pipelines.framework.batch import build_batch_job
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.policy import Mode
@@ -103,7 +103,7 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
     def read(context: dg.OpExecutionContext, config: IntentConfig, runtime: AgentRuntime) -> Iterator[dg.Output]:
         """READ: load the intent and the minimum context through read-only tools."""
         run = StepRun(wf, context, runtime, config.intent_id)
-        quality.warm_up()  # the validate step's suites need it; importing takes seconds in a new worker
+        runtime.warm_up()  # the model client and Great Expectations: seconds of imports in a new worker
         yield from out(run, steps.read(wf, run))
 
     @dg.op(name=f"{name}__propose", out=opt)

@@ -89,6 +89,16 @@ class Proposer:
         return self.config.provider == "offline"
 
     @property
+    def client_modules(self) -> tuple[str, ...]:
+        """What the first call imports (_instructor), for preload.in_background: none offline. Both
+        packages import their parts when first asked for: openai's API resources (~0.5 s, at the
+        client's first `.chat`) and instructor's client factory."""
+        if self.is_offline:
+            return ()
+        return (("openai.resources", "instructor:from_openai") if self.config.provider == "openai"
+                else ("instructor:from_provider",))
+
+    @property
     def model_name(self) -> str:
         return "offline-rules" if self.is_offline else self.config.model
 

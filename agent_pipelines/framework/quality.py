@@ -10,9 +10,6 @@ row-level: a per-intent table property (a row count, a uniqueness within one doc
 column or a compound key with OWNER, never a table-level expectation (which cannot say whose rows failed, so it fails them all)."""
 
 import functools
-import importlib
-import sys
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,17 +30,6 @@ class SuiteResult(BaseModel, frozen=True):
 
     def metadata(self) -> dict[str, Any]:
         return {"suite": self.suite, "evaluated": self.evaluated, "failed": list(self.failed)}
-
-
-def warm_up() -> None:
-    """Start importing Great Expectations in the background. A run worker is a fresh process: called at
-    its first step, the import overlaps the read and propose steps instead of stalling validate."""
-    if "great_expectations.expectations" not in sys.modules:
-        # SQLAlchemy's ORM is imported here, in the calling thread, first: GE imports it too, and the
-        # step's own first use of it racing the background import finds it partially initialized.
-        importlib.import_module("sqlalchemy.orm")
-        threading.Thread(target=importlib.import_module, args=("great_expectations.expectations",),
-                         name="great-expectations-warm-up", daemon=True).start()
 
 
 @functools.cache

@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import make_url
 
+from agent_pipelines.framework import preload
 from agent_pipelines.framework.claims import DEFAULT_LEASE_S
 from agent_pipelines.framework.db import Database
 from agent_pipelines.framework.llm import LLMConfig, Proposer
@@ -64,6 +65,10 @@ class AgentRuntime(dg.ConfigurableResource):
 
     def proposer(self) -> Proposer:
         return Proposer(self.llm_config())
+
+    def warm_up(self) -> None:
+        """At a run's first step: start importing what its propose and validate steps will need."""
+        preload.in_background([*self.proposer().client_modules, preload.GREAT_EXPECTATIONS])
 
     @classmethod
     def from_config(cls, db_url: str, llm: LLMConfig, *, lease_seconds: float = DEFAULT_LEASE_S,
