@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -61,11 +62,13 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+# Where a clean invoice may be while the benchmark waits; anywhere else, it will never complete.
+ON_THE_WAY = frozenset({"completed", "received", "running", "committing", "verifying"})
+
+
 def completed(s: Stack, names: list[str]) -> dict[str, dict[str, object]] | None:
     rows = s.intents_by_file()
-    stuck = {n: rows[n]["state"] for n in names if n in rows and rows[n]["state"] not in ("completed", "received",
-                                                                                          "running", "committing",
-                                                                                          "verifying")}
+    stuck = {n: rows[n]["state"] for n in names if n in rows and rows[n]["state"] not in ON_THE_WAY}
     if stuck:  # a clean invoice that ends anywhere else is a broken benchmark, not a slow one
         raise RuntimeError(f"intents ended in unexpected states: {stuck}")
     done = {n: rows[n] for n in names if n in rows and rows[n]["completed"]}
@@ -77,7 +80,7 @@ def all_completed(s: Stack, n: int) -> bool:
     from agent_pipelines import bench
 
     counts = bench.settled_counts(s.project.db, "invoice_matching")
-    stuck = {k: v for k, v in counts.items() if k not in ("completed", "received", "running", "committing", "verifying")}
+    stuck = {k: v for k, v in counts.items() if k not in ON_THE_WAY}
     if stuck:  # a clean invoice that ends anywhere else is a broken benchmark, not a slow one
         raise Hopeless(f"intents ended in unexpected states: {stuck}")
     return counts.get("completed", 0) >= n
@@ -227,6 +230,11 @@ def measure(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
         return percentile(latency, 50)
 
 
+def batch_size(record: Any) -> int:
+    """The intents a batch run was launched with."""
+    return len(record.dagster_run.run_config["ops"]["invoice_matching__batch_plan"]["config"]["intent_ids"])
+
+
 def flood(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
     """The production path under a flood: after the warm-up invoice, `--flood` files land at once (each
     renamed in, written beforehand); the daemon's sensor batches them and its queue runs the batch runs
@@ -268,8 +276,7 @@ def flood(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
         finally:
             s.stop("daemon")
         runs = [r for r in s.project.instance.get_run_records(dg.RunsFilter(job_name="invoice_matching__batch"))]
-        sizes = sorted(len(r.dagster_run.run_config["ops"]["invoice_matching__batch_plan"]["config"]["intent_ids"])
-                       for r in runs)
+        sizes = sorted(batch_size(r) for r in runs)
         per_intent = len(s.project.instance.get_run_records(dg.RunsFilter(job_name="invoice_matching")))
         duplicates = bench.duplicate_writes(s.project.db, InvoiceMatching())
         rate = n / seconds * 60
@@ -281,8 +288,7 @@ def flood(args: argparse.Namespace, dagster_yaml: Path, warm: bool) -> float:
             created = r.create_timestamp.timestamp() - started
             begun = (r.start_time - started) if r.start_time else float("nan")
             ended = (r.end_time - started) if r.end_time else float("nan")
-            size = len(r.dagster_run.run_config["ops"]["invoice_matching__batch_plan"]["config"]["intent_ids"])
-            print(f"  run of {size:4d}: created {created:6.1f}s  started {begun:6.1f}s  ended {ended:6.1f}s")
+            print(f"  run of {batch_size(r):4d}: created {created:6.1f}s  started {begun:6.1f}s  ended {ended:6.1f}s")
         print(f"flood: n={n} seconds={seconds:.1f} intents_per_min={rate:.0f} duplicate_writes={duplicates}", flush=True)
         return rate
 
