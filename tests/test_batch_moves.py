@@ -107,3 +107,43 @@ def test_a_switch_or_a_quarantine_mid_batch_is_refused_in_the_writes_own_transac
     assert f"intent {ids[2]} is quarantined" in blocked[1].error
     assert not any("claimed by run" in b.error for b in blocked)
     assert _duplicates(project) == 0
+
+
+def test_many_moves_go_in_one_statement_and_one_moved_meanwhile_is_left_to_decide_alone(project):
+    """transition_many (a batch's flush, the commit step's move to committing): the moves it can make land
+    with their history rows and each intent's own reason; one whose intent an operator moved, or another
+    run claimed, meanwhile, or that is not allowed, is not made and comes back to the caller."""
+    from agent_pipelines.framework.agent_steps import TRIGGER_START
+    from agent_pipelines.framework.claims import acquire_many
+    from agent_pipelines.framework.intents import IntentStore, Move, transition_many
+    from agent_pipelines.framework.tables import intents
+
+    with project.db.begin() as conn:
+        bench.seed(conn, 6)
+    ids = bench.register(project.db, WF, bench.intakes(6))
+    store = IntentStore(project.db)
+    acquire_many(project.db, ids, "run-a", 300, TRIGGER_START)
+    for i in ids:
+        store.transition(i, S.RUNNING, run_id="run-a")
+    seen = {i: store.get(i) for i in ids}  # as the run last saw them
+    store.transition(ids[1], S.QUARANTINED, reason="operator: hold this one")  # outside the run
+    with project.db.begin() as conn:  # another run took ids[2] over (a live claim)
+        conn.execute(intents.update().where(intents.c.intent_id == ids[2]).values(owner_run_id="run-b"))
+
+    moves = [Move(seen[i], S.COMMITTING, None, "run-a") for i in ids[:4]]
+    moves += [Move(seen[ids[4]], S.FAILED, "first reason", "run-a"), Move(seen[ids[5]], S.FAILED, "second", "run-a"),
+              Move(seen[ids[3]].model_copy(update={"state": S.RECEIVED}), S.COMPLETED, None, "run-a")]  # not allowed
+    moved, left = project.db.transaction(lambda conn: transition_many(conn, moves))
+
+    assert set(moved) == {ids[0], ids[3], ids[4], ids[5]}
+    assert [(m.known.intent_id, m.target) for m in left] == [(ids[3], S.COMPLETED), (ids[1], S.COMMITTING),
+                                                            (ids[2], S.COMMITTING)]
+    now = {i: store.get(i) for i in ids}
+    assert [now[i].state for i in ids] == ["committing", "quarantined", "running", "committing", "failed", "failed"]
+    assert (now[ids[4]].reason, now[ids[5]].reason) == ("first reason", "second")
+    assert moved[ids[4]] == now[ids[4]]  # as a read gives it back
+    with project.db.connect() as conn:
+        owners = dict(conn.execute(select(intents.c.intent_id, intents.c.owner_run_id)).all())
+    assert (owners[ids[0]], owners[ids[2]], owners[ids[4]], owners[ids[5]]) == ("run-a", "run-b", None, None)
+    assert _moves_to(project, ids, "committing") == {ids[0], ids[3]}
+    assert _moves_to(project, ids, "failed") == {ids[4], ids[5]}

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from agent_pipelines.framework import agent_steps as steps
 from agent_pipelines.framework import budgets, claims, controls, ledger, otel, provenance, quality
 from agent_pipelines.framework.db import utcnow
-from agent_pipelines.framework.intents import Intent
+from agent_pipelines.framework.intents import Intent, Move, transition_many
 from agent_pipelines.framework.executors import batch_executor
 from agent_pipelines.framework.llm import Proposer
 from agent_pipelines.framework.rowbuffer import RowBuffer
@@ -156,6 +156,19 @@ class Batch:
             self.scope.switches = controls.engaged_switches(conn)
         self.scope.engaged = controls.covering(self.scope.switches, self.wf.name)
         self.scope.switches_read = True
+        if self.step == "commit" and self.scope.engaged is None:
+            self._start_commit()
+
+    def _start_commit(self) -> None:
+        """The commit step's intents still running move to committing together, in one transaction
+        before any of them writes: as durable as each intent's own move, without a transaction each
+        (agent_steps.commit finds it there). One that moved meanwhile is left to its own move, which
+        says why. Not under a kill switch: then each intent parks from where it is."""
+        owned, run_id = self.scope.owned, self.ctx.run_id
+        moves = [Move(i, S.COMMITTING, None, run_id) for i in owned.values() if i.state == S.RUNNING]
+        if moves:
+            moved, _ = self.runtime.db.transaction(lambda conn: transition_many(conn, moves))
+            owned.update(moved)
 
     def finish(self, inputs: int, advanced: list[steps.Advance | None]) -> Iterator[dg.Output]:
         """Log this step's collected events once, and hand on the intents that advanced."""

@@ -165,8 +165,8 @@ def load(db: Database, intent_id: str, run_id: str, prompt_version: str | None =
 class MemoryTracer(Tracer):
     """The trace of a replay: redacted events in memory, no row in any table."""
 
-    def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
-        self.events.append({"kind": kind, **self.redact(row)})
+    def _record(self, kind: str, table: Any, row: dict[str, Any], own: dict[str, Any] | None = None) -> None:
+        self.events.append({"kind": kind, **self.redact(row), **(own or {})})
 
 
 class ReplayGateway(ToolGateway):

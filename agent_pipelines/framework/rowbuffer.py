@@ -138,8 +138,20 @@ class Direct:
 
 def write_pending(conn: Connection, rows: list[tuple[RowKind, dict[str, Any]]], deferred: list[Deferred]) -> None:
     write_rows(conn, rows)
-    for fn in deferred:
-        fn(conn)
+    run_deferred(conn, deferred)
+
+
+def run_deferred(conn: Connection, deferred: list[Deferred]) -> None:
+    """The deferred statements in the order made; consecutive ones of a kind that has a set-based form
+    (a static `run_many(conn, items)`: steps.DeferredMove) run as one call."""
+    for kind, group in itertools.groupby(deferred, key=type):
+        items = list(group)
+        run_many = getattr(kind, "run_many", None)
+        if run_many is not None:
+            run_many(conn, items)
+        else:
+            for fn in items:
+                fn(conn)
 
 
 class RowBuffer:

@@ -19,7 +19,7 @@ from agent_pipelines.framework.budgets import BudgetExceeded, RunBudget
 from agent_pipelines.framework.db import Database, utcnow
 from agent_pipelines.framework.gateway import ToolGateway
 from agent_pipelines.framework.write_stops import KillSwitchEngaged
-from agent_pipelines.framework.intents import Intent, IntentStore, after_move, transition
+from agent_pipelines.framework.intents import Intent, IntentStore, Move, after_move, transition, transition_many
 from agent_pipelines.framework.ledger import WriteReceipt, has_writes
 from agent_pipelines.framework.policy import Mode, PolicyDecision, writes_land
 from agent_pipelines.framework.quality import SuiteResult
@@ -108,6 +108,37 @@ class BatchScope:
     writes_before: dict[str, bool] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeferredMove:
+    """A batch step's move of one intent, left for its chunk's flush (StepRun.move `with_chunk`). The
+    flush makes a chunk's moves together (rowbuffer.run_deferred: run_many)."""
+
+    move: Move
+
+    def __call__(self, conn: Connection) -> None:
+        DeferredMove.run_many(conn, [self])
+
+    @staticmethod
+    def run_many(conn: Connection, items: list["DeferredMove"]) -> None:
+        """transition_many for each stretch of `items` that names an intent once; a move it could not
+        make is decided alone (transition), which says why."""
+        stretch: dict[str, Move] = {}
+        for m in [d.move for d in items] + [None]:
+            if m is None or m.known.intent_id in stretch:
+                _, left = transition_many(conn, list(stretch.values()))
+                for miss in left:
+                    try:
+                        transition(conn, miss.known.intent_id, miss.target, reason=miss.reason, run_id=miss.run_id,
+                                   known=miss.known)
+                    except (claims.ClaimHeld, IllegalTransition) as exc:
+                        # Moved meanwhile by someone else (an operator, a run that took over the claim):
+                        # it stays where they put it, and the next step passes it over (checkpoint).
+                        batch_log.warning("intent %s not moved to %s: %s", miss.known.intent_id, miss.target, exc)
+                stretch = {}
+            if m is not None:
+                stretch[m.known.intent_id] = m
+
+
 class StepRun:
     """Per-op helpers: the intent store, a tracer wired to the run log, the gateway, the step context.
     `batch` set: one intent of a batch run (quiet log, collected events, per-intent budget)."""
@@ -183,6 +214,8 @@ class StepRun:
         intent, a flush of its rows or a fresh read of it (checkpoint) runs it first."""
         if with_chunk and self.batch is not None and self.batch.rows is not None:
             return self._move_later(state, reason)
+        if self.batch is not None and reason is None and self._intent is not None and self._intent.state == state:
+            return self._intent  # moved there with its chunk (Batch._start_commit), by this run, which holds it
         rows, earlier = self.sink.take(), self.sink.take_deferred()
         try:
             intent = self.db.transaction(lambda conn: (
@@ -199,21 +232,12 @@ class StepRun:
 
     def _move_later(self, state: S, reason: str | None) -> Intent:
         known, intent_id, run_id = self.intent(), self.intent_id, self.run_id
-
-        def apply(conn: Connection) -> None:
-            try:
-                transition(conn, intent_id, state, reason=reason, run_id=run_id, known=known)
-            except (claims.ClaimHeld, IllegalTransition) as exc:
-                # Moved meanwhile by someone else (an operator, a run that took over the claim): it
-                # stays where they put it, and the next step passes it over (checkpoint).
-                batch_log.warning("intent %s not moved to %s: %s", intent_id, state, exc)
-
         if known.state == state:  # as transition: moving to the state it is in changes nothing
             return known
         check_transition(intent_id, known.state, state)
-        self.sink.defer(apply)
-        self._intent = after_move(known, state, redact_text(reason) if reason else reason, run_id, utcnow(),
-                                  self.db.dialect)
+        reason = redact_text(reason) if reason else reason
+        self.sink.defer(DeferredMove(Move(known, state, reason, run_id)))
+        self._intent = after_move(known, state, reason, run_id, utcnow(), self.db.dialect)
         self.log(f"intent {intent_id} -> {state} (with the chunk)" + (f": {reason}" if reason else ""))
         return self._intent
 
