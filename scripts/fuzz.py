@@ -299,8 +299,8 @@ class MemoryTracer(Tracer):
     """The gateway's tracer without the INSERT: the row is redacted and its JSON columns serialised as
     the database would (so a value that could not be stored still fails), but kept in memory."""
 
-    def _record(self, kind: str, table: Any, row: dict[str, Any]) -> None:
-        row = self.redact(row)
+    def _record(self, kind: str, table: Any, row: dict[str, Any], own: dict[str, Any] | None = None) -> None:
+        row = {**self.redact(row), **(own or {})}
         for column in table.columns:
             if isinstance(column.type, sqltypes.JSON) and column.name in row:
                 json.dumps(row[column.name])
