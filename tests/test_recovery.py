@@ -13,6 +13,7 @@ from agent_pipelines.framework.recovery import Sweeper
 from agent_pipelines.framework.tables import approval_requests, escalations, intents
 from agent_pipelines.project import Project
 from tests.helpers import WF, intake, register, run_intent, state
+from tests.support import wait_until
 from tests.test_exactly_once import _faulty_job, counts
 
 
@@ -130,3 +131,28 @@ def test_transient_database_errors_are_retried(project):
     with pytest.raises(OperationalError):
         project.db.transaction(broken)
     assert len(attempts) == 1  # not transient: no retry
+
+
+def test_a_run_keeps_its_claim_while_its_checks_outlast_the_lease(seeded, monkeypatch):
+    """The checks of validate and verify run between the step's two guards; on a busy worker Great
+    Expectations can take longer than a lease, and without a heartbeat the sweeper would take the live
+    run for a dead one. Each check here waits until the claim has been renewed after it began."""
+    from agent_pipelines.framework import quality
+
+    seeded.settings = seeded.settings.model_copy(update={"lease_seconds": 1.5})
+    intent_id = register(seeded, intake())
+    real, renewed = quality.run_checks, []
+
+    def beat_at():  # type: ignore[no-untyped-def]
+        with seeded.db.connect() as conn:
+            return conn.execute(select(intents.c.heartbeat_at).where(intents.c.intent_id == intent_id)).scalar_one()
+
+    def slow_checks(checks):  # type: ignore[no-untyped-def]
+        began = beat_at()
+        renewed.append(wait_until("the claim renewed during the checks", lambda: beat_at() > began, timeout_s=20))
+        return real(checks)
+
+    monkeypatch.setattr(quality, "run_checks", slow_checks)
+    result = run_intent(seeded, intent_id)
+    assert result.success and state(seeded, intent_id) == "completed"
+    assert len(renewed) == 2  # validate's pre-write suite and verify's post-write suite

@@ -118,7 +118,9 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
         run = StepRun(wf, context, runtime, carry.intent_id)
         ruled = steps.validate_rules(wf, run, carry)
         if isinstance(ruled, Validation):
-            ruled = steps.validate_decide(wf, run, carry, steps.with_suites(ruled))
+            with run.keeping_claim():
+                ruled = steps.with_suites(ruled)
+            ruled = steps.validate_decide(wf, run, carry, ruled)
         yield from out(run, ruled)
 
     @dg.op(name=f"{name}__approve_gate", out=opt)
@@ -141,7 +143,9 @@ def build_jobs(wf: Workflow, *, tags: dict[str, str] | None = None) -> AgentJobs
                       carry=carry.model_copy(update={"receipts": ()}))
         back = steps.verify_read_back(wf, run, carry)
         if isinstance(back, Verification):
-            back = steps.verify_decide(run, carry, steps.with_suites(back))
+            with run.keeping_claim():
+                back = steps.with_suites(back)
+            back = steps.verify_decide(run, carry, back)
         yield from out(run, back)
 
     @dg.op(name=f"{name}__hand_off", out=opt)

@@ -6,7 +6,7 @@ failure."""
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -398,15 +398,20 @@ class StepRun:
         if self.batch is None:
             otel.flush()
 
+    def keeping_claim(self) -> AbstractContextManager[None]:
+        """Renew this run's lease in the background for the block: every step's guard, and a step's
+        checks that run between its two guards (Great Expectations on a busy worker can outlast a lease;
+        the sweeper would then take a live run for a dead one). A batch op renews all its intents'
+        leases in one statement instead (claims.heartbeat_many)."""
+        return claims.heartbeat(self.db, self.intent_id, self.run_id, 0.0 if self.batch is not None else self.lease_s)
+
     @contextmanager
     def _guard(self, step_name: str) -> Iterator[None]:
         """Any failure of a step is recorded on the intent with a (redacted) reason before the op fails.
         The original exception is not chained into the Dagster error: its text may hold raw input."""
-        # A batch op renews all its intents' leases in one statement (claims.heartbeat_many).
-        lease = 0.0 if self.batch is not None else self.lease_s
         self.tracer.step = step_name
         try:
-            with claims.heartbeat(self.db, self.intent_id, self.run_id, lease):
+            with self.keeping_claim():
                 yield
         except claims.ClaimHeld as exc:
             # A duplicate run (concurrent ticks, a re-launch): it stops and changes nothing.
