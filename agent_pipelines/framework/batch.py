@@ -118,6 +118,8 @@ class Batch:
 
         ids = [intent_of(i) for i in items]
         self._read_chunk(ids)
+        if self.step == "commit" and self.scope.engaged is None:
+            self._start_commit()
         with claims.heartbeat_many(self.runtime.db, ids, self.ctx.run_id, self.runtime.lease_seconds):
             if threads <= 1 or len(items) <= 1:
                 return [one(i) for i in items]
@@ -156,8 +158,6 @@ class Batch:
             self.scope.switches = controls.engaged_switches(conn)
         self.scope.engaged = controls.covering(self.scope.switches, self.wf.name)
         self.scope.switches_read = True
-        if self.step == "commit" and self.scope.engaged is None:
-            self._start_commit()
 
     def _start_commit(self) -> None:
         """The commit step's intents still running move to committing together, in one transaction

@@ -167,18 +167,28 @@ def _get(conn: Connection, intent_id: str) -> Intent:
 _TRANSITION_ROW = intent_transitions.insert()
 
 
-@lru_cache(maxsize=2)
-def _move_stmt(*, release: bool) -> Any:
-    """transition's compare-and-set, built once (sql.py says why): still in p_from, no other live owner.
-    Leaving the active states frees the claim."""
+def _no_other_live_owner(run_id: Any, now: Any) -> Any:
+    """A run may move an intent while no other run holds a live claim on it (its own, or none, or one
+    whose lease ran out): transition's and transition_many's compare-and-set."""
     c = intents.c
-    free = or_(c.owner_run_id.is_(None), c.owner_run_id == bindparam("p_run"), c.lease_expires_at.is_(None),
-               c.lease_expires_at <= bindparam("p_now", type_=c.lease_expires_at.type))
+    return or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at.is_(None),
+               c.lease_expires_at <= now)
+
+
+def _claim_after(target: IntentState) -> dict[str, None]:
+    """Leaving the active states frees the claim: a wait or an outcome is owned by no run."""
+    return {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
+
+
+@lru_cache(maxsize=len(IntentState))
+def _move_stmt(target: IntentState) -> Any:
+    """transition's compare-and-set, built once per target (sql.py says why): still in p_from, no
+    other live owner."""
+    c = intents.c
+    free = _no_other_live_owner(bindparam("p_run"), bindparam("p_now", type_=c.lease_expires_at.type))
     values: dict[str, Any] = dict(state=bindparam("p_to", type_=c.state.type), reason=bindparam("p_reason", type_=c.reason.type),
                                   updated_at=bindparam("p_at", type_=c.updated_at.type),
-                                  last_run_id=bindparam("p_last", type_=c.last_run_id.type))
-    if release:
-        values.update(owner_run_id=None, lease_expires_at=None)
+                                  last_run_id=bindparam("p_last", type_=c.last_run_id.type), **_claim_after(target))
     return update(intents).where(c.intent_id == bindparam("p_id"), c.state == bindparam("p_from"), free).values(**values)
 
 
@@ -196,7 +206,7 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
     if known is not None and run_id is not None and known.state != target:
         check_transition(intent_id, known.state, target)
         now = utcnow()
-        moved = conn.execute(_move_stmt(release=target not in ACTIVE), dict(
+        moved = conn.execute(_move_stmt(target), dict(
             p_id=intent_id, p_from=str(known.state), p_run=run_id, p_now=now, p_to=str(target), p_reason=reason,
             p_at=now, p_last=run_id)).rowcount
         if moved == 1:
@@ -213,10 +223,8 @@ def transition(conn: Connection, intent_id: str, target: IntentState, *, reason:
         return intent
     check_transition(intent_id, intent.state, target)
     now = utcnow()
-    # Leaving the active states frees the claim: a wait or an outcome is owned by no run.
-    claim = {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
     conn.execute(update(intents).where(c.intent_id == intent_id).values(
-        state=target, reason=reason, updated_at=now, last_run_id=run_id or c.last_run_id, **claim))
+        state=target, reason=reason, updated_at=now, last_run_id=run_id or c.last_run_id, **_claim_after(target)))
     return _record_move(conn, intent, target, reason, run_id, now)
 
 
@@ -251,9 +259,7 @@ def transition_many(conn: Connection, moves: Sequence[Move]) -> tuple[dict[str, 
         groups.setdefault((m.known.state, m.target, m.run_id), []).append(m)
     made: list[Move] = []
     for (source, target, run_id), group in groups.items():
-        free = or_(c.owner_run_id.is_(None), c.owner_run_id == run_id, c.lease_expires_at.is_(None),
-                   c.lease_expires_at <= now)
-        claim = {} if target in ACTIVE else {"owner_run_id": None, "lease_expires_at": None}
+        free, claim = _no_other_live_owner(run_id, now), _claim_after(target)
         for start in range(0, len(group), MANY_AT_ONCE):
             part = {m.known.intent_id: m for m in group[start:start + MANY_AT_ONCE]}
             reasons = {i: m.reason for i, m in part.items()}
