@@ -65,7 +65,9 @@ def test_tool_schema_is_what_instructor_sends():
         assert recording.tool_schema(wf.proposal_model) == openai_schema(wf.proposal_model).openai_schema, wf.name
 
 
-# Two demos (offline, then through the server): about a minute on a 2-core machine.
+# Two demos (offline, then through the server): about a minute on a 2-core machine. What it checks (the
+# recording's digests, the model path ending as the offline one) is the same on either database.
+@pytest.mark.sqlite_leg
 @pytest.mark.timeout(900)
 def test_demo_through_the_llm_server_ends_as_the_offline_demo(project, backend, tmp_path, monkeypatch, llm_server):
     monkeypatch.setenv("AGENT_PIPELINES_DB_URL", project.settings.db_url)
