@@ -12,13 +12,16 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
+from agent_pipelines.framework.recovery import batch_intent_ids
 from tests.daemon.harness import REPO, Stack, invoice_bytes, stack, wait_until
 from tests.support import SUMMARY
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pg_leg]
 
 FIRST, SECOND = 6, 4  # files before and during the crash
-LEASE_S = 15  # short claim lease (a loaded worker can take 5+ s to start), so recovery fits in the test
+# Time bounds: a per-intent run is a new worker that imports Great Expectations; measured at 50-60 s
+# each, four at once, on a slow 2-core box (2026-12-02), so the bounds are a few of those, not a target.
+LEASE_S = 30  # short claim lease (a loaded worker can take 15+ s from start to its first claim), so recovery fits in the test
 RUNS_QUERY = """{ runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "invoice_matching__on_new_invoice"}]})
   { __typename ... on Runs { results { runId status jobName } } } }"""
 
@@ -54,9 +57,23 @@ def settled(s: Stack):  # type: ignore[no-untyped-def]
     return st if st.stranded == 0 and st.partial_commits == 0 else None
 
 
+def run_intents(run: dg.DagsterRun) -> set[str]:
+    """The intents a run works on: its intent tag (one intent's run) or its batch plan (a batch run)."""
+    tagged = run.tags.get("agent_pipelines/intent_id")
+    return {tagged} if tagged else set(batch_intent_ids(run.run_config))
+
+
 def started_run(s: Stack, intent_ids: set[str]) -> str | None:
+    """A started run of any of `intent_ids`, of either shape: files that reach the sensor in two ticks
+    while the first one's run is in flight go out as a batch (triggers.launch_requests)."""
     runs = s.project.instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    return next((r.run_id for r in runs if r.tags.get("agent_pipelines/intent_id") in intent_ids), None)
+    return next((r.run_id for r in runs if run_intents(r) & intent_ids), None)
+
+
+def runs_seen(s: Stack) -> str:
+    """Every run with its status and intents, for a failure message."""
+    return "; ".join(f"{r.run_id[:8]} {r.job_name} {r.status.value} {sorted(i[:8] for i in run_intents(r))}"
+                     for r in s.project.instance.get_runs())
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +101,7 @@ def test_the_daemon_commits_dropped_invoices_and_the_webserver_sees_the_runs(dep
     names = [f"inv-b{i:04d}.json" for i in range(FIRST)]
     for i, name in enumerate(names):
         s.drop(name, invoice_bytes(i, f"PO-B{i:04d}"))
-    wait_until(f"{FIRST} intents completed by the daemon", lambda: completed(s, names), timeout_s=150, every_s=0.5)
+    wait_until(f"{FIRST} intents completed by the daemon", lambda: completed(s, names), timeout_s=300, every_s=0.5)
     wait_until("the webserver", lambda: webserver_up(port), timeout_s=60, every_s=0.5)
 
     def succeeded_runs() -> list[dict] | None:  # type: ignore[type-arg]
@@ -111,13 +128,16 @@ def test_a_killed_daemon_and_its_workers_leave_every_intent_finished_exactly_onc
         rows = s.intents_by_file()
         return {str(rows[n]["intent_id"]) for n in names if n in rows} or None
 
-    run_id = wait_until("a run of the new intents to start",
-                        lambda: started_run(s, new_intents() or set()), timeout_s=90, every_s=0.1)
+    try:
+        run_id = wait_until("a run of the new intents to start",
+                            lambda: started_run(s, new_intents() or set()), timeout_s=180, every_s=0.1)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; intents: {s.intents_by_file()}; runs: {runs_seen(s)}") from exc
     s.kill_daemon(keep_group=s.procs["webserver"].pid)  # daemon, code server, run workers; not the webserver
     interrupted = s.project.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
 
     s.start_daemon()
-    wait_until(f"{SECOND} intents finished after the crash", lambda: completed(s, names), timeout_s=150, every_s=0.5)
+    wait_until(f"{SECOND} intents finished after the crash", lambda: completed(s, names), timeout_s=300, every_s=0.5)
     st = wait_until("no stranded intents and no partial commits", lambda: settled(s), timeout_s=60, every_s=1)
     assert st.duplicate_writes == 0
     assert st.writes == 3 * (FIRST + SECOND)
@@ -149,7 +169,7 @@ def test_tick_and_the_daemon_share_their_cursors_and_launch_nothing_twice(deploy
     s.start_daemon()  # the daemon after tick: a marker file proves its inbox sensor has run since
     marker = f"inv-b{first + 2:04d}.json"
     s.drop(marker, invoice_bytes(first + 2, f"PO-B{first + 2:04d}"))
-    wait_until("the daemon to commit the marker file", lambda: completed(s, [marker]), timeout_s=120, every_s=0.5)
+    wait_until("the daemon to commit the marker file", lambda: completed(s, [marker]), timeout_s=240, every_s=0.5)
     for intent_id in tick_intents:
         runs = s.project.instance.get_runs(filters=dg.RunsFilter(tags={"agent_pipelines/intent_id": intent_id}))
         assert len(runs) == 1, [(r.run_id, r.tags.get("dagster/sensor_name")) for r in runs]
