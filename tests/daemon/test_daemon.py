@@ -16,7 +16,7 @@ from agent_pipelines.framework.recovery import batch_intent_ids
 from tests.daemon.harness import REPO, Stack, invoice_bytes, stack, wait_until
 from tests.support import SUMMARY
 
-pytestmark = [pytest.mark.postgres, pytest.mark.pg_leg]
+pytestmark = [pytest.mark.postgres, pytest.mark.pg_leg, pytest.mark.timeout(600)]  # its waits are bounded below
 
 FIRST, SECOND = 6, 4  # files before and during the crash
 # Time bounds: a per-intent run is a new worker that imports Great Expectations; measured at 50-60 s
