@@ -7,6 +7,7 @@ is selected and unreachable the tests fail, they never skip."""
 
 import json
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,17 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
                                                 "ci" if os.environ.get("CI") == "true" else "dev"))
 
 PG_URL = os.environ.get("AGENT_PIPELINES_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest a script starts in the background (scripts/test runs two legs side by side) inherits
+    SIGINT ignored, and Dagster's in-process execution maps SIGTERM to SIGINT's handler when it ends
+    (dagster._utils.interrupts.setup_interrupt_handlers): every process a later test started would then
+    ignore SIGTERM and outlive its `terminate()`. Python's own SIGINT handler restores the usual case."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
