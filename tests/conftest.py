@@ -5,23 +5,25 @@ Backend: `--backend sqlite|postgres` or AGENT_PIPELINES_TEST_BACKEND. PostgreSQL
 AGENT_PIPELINES_TEST_PG_URL (default postgresql+psycopg2://postgres@127.0.0.1:5432/postgres); when it
 is selected and unreachable the tests fail, they never skip."""
 
+import functools
 import json
 import os
 import signal
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
 from agent_pipelines.framework.runtime import database
 from agent_pipelines.project import Project
 from agent_pipelines.settings import Settings
 from agent_pipelines.workflows.ticket_intake import demo_data as ticket_demo
 from resources.system_of_record import po_lines, purchase_orders, vendors
+from tests.support import fresh_pg_database
 
 # Property tests: `ci` (CI=true) runs 2,000 examples per target, derandomized so a CI run is reproducible;
 # `dev` 300. HYPOTHESIS_PROFILE picks one explicitly. A test's own @settings may lower max_examples.
@@ -112,44 +114,36 @@ def fresh_database(backend: str, folder: Path, prefix: str = "ap_test") -> Itera
         yield url
         database(url).dispose()
         return
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    try:
-        template = _migrated_template(admin)
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL backend selected but {PG_URL} is not reachable: {exc}")
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    database(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(fresh_pg_database(prefix, PG_URL, template=_migrated_template()))
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"PostgreSQL backend selected but {PG_URL} is not reachable: {exc}")
+        yield url
+        database(url).dispose()
 
 
-_TEMPLATE: list[str] = []  # this session's migrated template database, made on first use
-
-
-def _migrated_template(admin: Engine) -> str:
+@functools.cache
+def _migrated_template() -> str:
     """A database migrated to head once per test session: each test's database is a copy of it
-    (CREATE DATABASE ... TEMPLATE, ~0.2 s) instead of a fresh migration (~0.7 s on a 2-core box). A
-    test's own first use of the database still runs `migrate`, which finds it at head."""
-    if not _TEMPLATE:
-        name = f"ap_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-        database(url).dispose()  # migrated; no connection may stay open on a template
-        _TEMPLATE.append(name)
-    return _TEMPLATE[0]
+    (CREATE DATABASE ... TEMPLATE, 0.2-0.6 s) instead of a fresh migration (~0.7-1.5 s on a 2-core box).
+    A test's own first use of the database still runs `migrate`, which finds it at head. Dropped at
+    the session's end."""
+    name = f"ap_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    database(url).dispose()  # migrated; no connection may stay open on a template
+    return name
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _TEMPLATE:
+    if _migrated_template.cache_info().currsize:
         admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{_TEMPLATE[0]}" WITH (FORCE)'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{_migrated_template()}" WITH (FORCE)'))
         admin.dispose()
 
 

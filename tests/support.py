@@ -81,14 +81,14 @@ def delete_queue(broker_url: str, queue: str) -> None:
 
 
 @contextmanager
-def fresh_pg_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
-    """CREATE a uniquely named database, yield its URL, DROP it WITH (FORCE). An unreachable server
-    raises: chaos tests fail, never skip."""
+def fresh_pg_database(prefix: str, admin_url: str = PG_ADMIN_URL, template: str | None = None) -> Iterator[str]:
+    """CREATE a uniquely named database (a copy of `template` if given), yield its URL, DROP it WITH
+    (FORCE). An unreachable server raises: tests fail, never skip."""
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
         yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         try:
