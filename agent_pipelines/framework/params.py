@@ -16,32 +16,33 @@ MAX_INT_BITS = 4096         # larger integers are recorded by size (their decima
 def recordable(value: Any) -> Any:
     """A bounded, JSON-safe copy of whatever a caller passed, fit for the trace and the call digest:
     keys as strings, NaN/infinity as text, depth and size capped (a self-referencing tree ends)."""
-    budget = [MAX_PARAM_NODES]
+    return _walk(value, 0, [MAX_PARAM_NODES])
 
-    def walk(v: Any, depth: int) -> Any:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return "<truncated>"
-        if depth > MAX_PARAM_DEPTH:
-            return "<too deep>"
-        if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > MAX_INT_BITS:
-            return f"<integer of {v.bit_length():,} bits>"  # str() of it raises past 4,300 digits
-        if v is None or isinstance(v, (bool, int, str)):
-            return v
-        if isinstance(v, float):
-            return v if math.isfinite(v) else str(v)
-        if isinstance(v, BaseModel):
-            try:
-                v = v.model_dump()
-            except Exception:  # noqa: BLE001 - a model that cannot dump is still recorded, by its repr
-                return printable_label(v)
-        if isinstance(v, dict):
-            return {(k if isinstance(k, str) else repr(k)): walk(item, depth + 1) for k, item in list(v.items())}
-        if isinstance(v, (list, tuple, set, frozenset)):
-            return [walk(item, depth + 1) for item in list(v)]
-        return str(v)
 
-    return walk(value, 0)
+def _walk(v: Any, depth: int, budget: list[int]) -> Any:
+    # A module function, not a closure: a recursive closure is a reference cycle per call, which
+    # only the cyclic garbage collector frees (issue 11).
+    budget[0] -= 1
+    if budget[0] < 0:
+        return "<truncated>"
+    if depth > MAX_PARAM_DEPTH:
+        return "<too deep>"
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > MAX_INT_BITS:
+        return f"<integer of {v.bit_length():,} bits>"  # str() of it raises past 4,300 digits
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, BaseModel):
+        try:
+            v = v.model_dump()
+        except Exception:  # noqa: BLE001 - a model that cannot dump is still recorded, by its repr
+            return printable_label(v)
+    if isinstance(v, dict):
+        return {(k if isinstance(k, str) else repr(k)): _walk(item, depth + 1, budget) for k, item in list(v.items())}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_walk(item, depth + 1, budget) for item in list(v)]
+    return str(v)
 
 
 def extra_keys(raw: Any, value: Any, path: str) -> list[str]:
