@@ -69,7 +69,7 @@ class Watchdog:
             raise
         finally:
             with self._cond:  # after this, the watchdog no longer touches the connection
-                call.done = True
+                call.done, call.dbapi = True, None  # its entry stays until its deadline: not the connection
 
     def _watch(self) -> None:
         with self._cond:
