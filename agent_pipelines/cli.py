@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 from contextlib import nullcontext
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -165,17 +167,44 @@ def _serve_ui(project: Any, port: int) -> None:
     workspace = str(REPO_ROOT / "workspace.yaml")
     bin_dir = Path(sys.executable).parent
     console.print(f"DAGSTER_HOME={env['DAGSTER_HOME']}  http://127.0.0.1:{port}")
+    # SIGTERM (a supervisor stopping us, `kill`) ends this command the way Ctrl-C does, through the
+    # finally below: by default it would end this process at once and leave the daemon and the
+    # webserver running on their own.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=REPO_ROOT, env=env)
+    webserver: subprocess.Popen[bytes] | None = None
+    code = 1
     try:
-        code = subprocess.call([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-                                "-w", workspace], cwd=REPO_ROOT, env=env)
-    finally:  # Ctrl-C or a webserver exit: never leave the daemon running on its own
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        webserver = subprocess.Popen([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                                      "-w", workspace], cwd=REPO_ROOT, env=env)
+        code = webserver.wait()
+    except KeyboardInterrupt:
+        code = 130
+    finally:  # Ctrl-C, SIGTERM or a webserver exit: never leave the daemon (or the webserver) running
+        _stop_all([webserver, daemon], grace_s=30)
     raise typer.Exit(code)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes] | None], grace_s: float) -> None:
+    """SIGTERM to each process still running (each stops its own code server), then up to `grace_s` for
+    all of them to exit; any still running then, or after a second Ctrl-C or SIGTERM, is killed."""
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for p in live:
+        p.terminate()
+    try:
+        deadline = time.monotonic() + grace_s
+        for p in live:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt, SystemExit):
+        for p in live:
+            if p.poll() is None:
+                p.kill()
+        for p in live:
+            p.wait()
 
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Decide approval requests (exact change, bound to its digest).")
