@@ -173,7 +173,8 @@ class StepRun:
         # policy pack's mode, never an operator setting that changed after launch.
         self.mode = Mode(context.run.tags.get(f"{TAG}/mode", wf.policy.rollout.mode))
         self.tracer = Tracer(self.db, workflow=wf.name, intent_id=intent_id, run_id=self.run_id,
-                             emit=None if batch else weakly(self._emit), redact_fields=wf.policy.data_handling.redact_fields,
+                             emit=None if batch else weakly(self._emit),
+                             redact_fields=wf.policy.data_handling.redact_fields,
                              sink=batch.rows.sink(intent_id) if batch is not None and batch.rows is not None else None)
         started = batch.started_at if batch else context.instance.get_run_stats(self.run_id).start_time
         self.budget = RunBudget(self.db, wf.policy.budgets, self.run_id, started_at=started, intent_id=intent_id,
@@ -183,7 +184,8 @@ class StepRun:
                                 spent=self.tracer.recorded_spent,
                                 preloaded_spent=(lambda: batch.spent.pop(intent_id, None)) if batch is not None else None)
         self.gateway = ToolGateway(wf.registry, wf.policy, self.db, self.tracer, mode=self.mode, budget=self.budget,
-                                   fence=weakly(self.fence), stop_hint=weakly(self._stop_hint) if batch is not None else None,
+                                   fence=weakly(self.fence),
+                                   stop_hint=weakly(self._stop_hint) if batch is not None else None,
                                    preloaded_sources=(lambda: batch.sources.pop(intent_id, None)) if batch else None)
         self.intent_id = intent_id
         self.lease_s = runtime.lease_seconds
