@@ -204,7 +204,7 @@ def test_the_mode_is_pinned_when_the_run_is_launched(seeded, drop):
     controls.set_mode(seeded.db, "invoice_matching", Mode.READ_ONLY, actor="lead")
     drop("inv-1.json", invoice_json())
     defs = seeded.definitions
-    sensor = defs.get_sensor_def("invoice_matching__on_new_invoice")
+    sensor = defs.get_repository_def().get_sensor_def("invoice_matching__on_new_invoice")
     with dg.build_sensor_context(instance=seeded.instance, resources=defs.resources) as ctx:
         data = sensor(ctx)
     [rr] = data.run_requests

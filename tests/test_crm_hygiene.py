@@ -133,7 +133,7 @@ def test_the_daily_scan_reaches_every_end_state_and_writes_each_update_once(proj
     assert crm.state.effects()["duplicates"] == 0 and duplicates(project) == 0
     assert project.status().duplicate_writes == 0
     # the asset check over the CRM's opportunities: green after the agent's updates, red on a bad stage
-    check = project.definitions.get_job_def("crm_hygiene__checks")
+    check = project.definitions.resolve_job_def("crm_hygiene__checks")
     assert [e.passed for e in check.execute_in_process(instance=project.instance).get_asset_check_evaluations()] == [True]
     crm.served.admin("/_admin/opportunities", [{"id": "OPP-X", "stage": "maybe", "next_step": "x", "owner": "ana",
                                                 "amount_cents": 1}])
