@@ -143,8 +143,8 @@ class DeferredMove:
 def weakly(method: Callable[..., Any]) -> Callable[..., Any]:
     """A bound method that does not keep its object alive. A StepRun hands its own methods to the
     tracer and gateway it owns: held strongly, they would make every StepRun a reference cycle that
-    only Python's cyclic collector frees (in a batch, ~600 objects an intent and step, and the
-    collections they set off: ~10 % of the batch path, issue 11). The StepRun outlives every call."""
+    only Python's cyclic collector frees (in a batch, ~300 objects an intent, and the
+    collections they set off; issue 11). The StepRun outlives every call made through it."""
     ref, name = weakref.WeakMethod(method), method.__qualname__
 
     def call(*args: Any, **kwargs: Any) -> Any:
