@@ -170,36 +170,61 @@ def _serve_ui(project: Any, port: int) -> None:
     # SIGTERM (a supervisor stopping us, `kill`) ends this command the way Ctrl-C does, through the
     # finally below: by default it would end this process at once and leave the daemon and the
     # webserver running on their own.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop.handle)
+    signal.signal(signal.SIGINT, stop.handle)
     daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=REPO_ROOT, env=env)
     webserver: subprocess.Popen[bytes] | None = None
     code = 1
     try:
         webserver = subprocess.Popen([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
                                       "-w", workspace], cwd=REPO_ROOT, env=env)
-        code = webserver.wait()
-    except KeyboardInterrupt:
-        code = 130
-    finally:  # Ctrl-C, SIGTERM or a webserver exit: never leave the daemon (or the webserver) running
-        _stop_all([webserver, daemon], grace_s=30)
-    raise typer.Exit(code)
+        _wait([webserver], stop, until=float("inf"))
+        rc = webserver.returncode
+        code = 1 if rc is None else 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell says
+    finally:  # Ctrl-C, SIGTERM, a webserver exit or an error: never leave the daemon (or the webserver) running
+        _stop_all([webserver, daemon], stop, grace_s=30)
+    # The signal decides the exit code even when the webserver exited first (a terminal's Ctrl-C reaches
+    # it too): 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them.
+    raise typer.Exit(128 + stop.signum if stop.signum else code)
 
 
-def _exit_on_signal(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+class _Stop:
+    """SIGINT and SIGTERM while `ui` runs, only counted: the waits below look at the count, so a signal
+    is acted on wherever it lands (an exception raised by the handler could land between two waits,
+    outside any `try`, and skip the stopping)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.count = 0
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or signum
+        self.count += 1
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes] | None], grace_s: float) -> None:
+def _wait(procs: list[subprocess.Popen[bytes]], stop: _Stop, until: float) -> bool:
+    """Until every process has exited (True), or a stop signal beyond those counted already or the
+    monotonic time `until` comes first (False). Looks at the signals twice a second."""
+    seen = stop.count
+    for p in procs:
+        while p.poll() is None:
+            if stop.count > seen or time.monotonic() >= until:
+                return False
+            try:
+                p.wait(timeout=max(0.0, min(0.5, until - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
+    return True
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes] | None], stop: _Stop, grace_s: float) -> None:
     """SIGTERM to each process still running (each stops its own code server), then up to `grace_s` for
     all of them to exit; any still running then, or after a second Ctrl-C or SIGTERM, is killed."""
     live = [p for p in procs if p is not None and p.poll() is None]
     for p in live:
         p.terminate()
-    try:
-        deadline = time.monotonic() + grace_s
-        for p in live:
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except (subprocess.TimeoutExpired, KeyboardInterrupt, SystemExit):
+    if not _wait(live, stop, until=time.monotonic() + grace_s):
         for p in live:
             if p.poll() is None:
                 p.kill()

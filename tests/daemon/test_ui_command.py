@@ -1,6 +1,7 @@
 """`agent-pipelines ui` (the README's way to run the daemon and the UI on the CLI's state): stopped by
 SIGTERM (a supervisor, `kill`) or by Ctrl-C (SIGINT to its process group), it stops the daemon and the
-webserver it started, and they stop their code servers. No process of it is left running on its own."""
+webserver it started, and they stop their code servers; when the webserver dies on its own, the command
+stops the daemon and ends too. No process of it is left running on its own."""
 
 import os
 import signal
@@ -110,3 +111,12 @@ def test_ctrl_c_stops_the_daemon_and_the_webserver(ui) -> None:  # type: ignore[
     proc, started, log = ui
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
     assert _stops_everything(proc, started, log) == 130
+
+
+def test_a_webserver_that_dies_takes_the_daemon_and_the_command_with_it(ui) -> None:  # type: ignore[no-untyped-def]
+    proc, started, log = ui
+    webserver = next(p for p in started if "dagster-webserver" in cmdline(p) and (_stat(p) or (0,))[0] == proc.pid)
+    # Its own code server is left to Dagster: it exits once the dead webserver's heartbeats stop (~45 s).
+    orphaned = descendants(webserver)
+    os.kill(webserver, signal.SIGKILL)
+    assert _stops_everything(proc, started - orphaned, log) == 128 + signal.SIGKILL
